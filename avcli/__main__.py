@@ -1,0 +1,3 @@
+from avcli.cli.main import run
+
+run()

@@ -1,0 +1,113 @@
+"""The `avgen` entry point: one Typer app; each command lives in its own module and registers itself.
+
+User-facing errors (AvgenError) become one line on stderr and their exit code; a traceback only with --debug.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import typer
+from rich.console import Console
+
+from avcli import __version__
+from avcli.errors import AvgenError
+
+# One module per command; each defines `register(app)`. Order = order in --help.
+COMMAND_MODULES = (
+    "generate",
+    "foley",
+    "animate",
+    "export",
+    "bench",
+    "eval",
+    "train",
+    "data",
+    "import_cmd",
+    "info",
+)
+
+err_console = Console(stderr=True, highlight=False)
+
+app = typer.Typer(
+    name="avgen",
+    help=(
+        "Generate sounding video: text -> video with its soundtrack, silent video -> synchronized foley, "
+        "audio -> video.\n\n"
+        "Examples:\n\n"
+        "  avgen generate --prompt \"a red ball bouncing on a metal plate\" -o out.mp4\n\n"
+        "  avgen foley clip.mp4 --out-dir foley/\n\n"
+        "  avgen info"
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"avgen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                 help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    if debug:
+        os.environ["AVGEN_DEBUG"] = "1"
+
+
+def _register_all() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"avcli.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"avcli.cli.{name}":
+                continue  # command not built yet in this checkout
+            raise
+        module.register(app)
+
+
+_register_all()
+
+
+def run() -> None:
+    """Console-script entry: run the app, mapping our errors to a clean line and exit code."""
+    debug = "--debug" in sys.argv or os.environ.get("AVGEN_DEBUG") == "1"
+    try:
+        app(standalone_mode=False)
+    except AvgenError as exc:
+        if debug:
+            raise
+        err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("[yellow]aborted[/]")
+        sys.exit(1)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if debug:
+            raise
+        err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (re-run with --debug for a traceback)",
+                          soft_wrap=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    run()

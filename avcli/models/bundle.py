@@ -1,0 +1,210 @@
+"""Model bundles: a directory with a versioned `bundle.json` manifest and one `.safetensors` file per component.
+
+Loading never unpickles: weights come through safetensors only, and the manifest may only name classes from a
+fixed allow-list. A wrong, partial or corrupt bundle fails with a BundleError naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from avcli.errors import BundleError
+from avcli.models.joint import DIFFUSERS_CLASSES, JointModel
+from avcli.models.presets import MANIFEST_FORMAT, MANIFEST_VERSION
+
+MANIFEST = "bundle.json"
+BUNDLES_DIR = Path(__file__).resolve().parent.parent / "bundles"
+DEFAULT_BUNDLE = "hits-demo"
+REQUIRED_KEYS = ("format", "version", "name", "media", "video", "audio", "joint", "sampling", "text", "components",
+                 "files")
+REQUIRED_MEDIA = ("fps", "frame_size", "duration", "sample_rate", "n_fft", "hop_length", "win_length", "n_mels")
+KNOWN_CLASSES = set(DIFFUSERS_CLASSES) | {"transformers.SpeechT5HifiGan", "transformers.BertModel",
+                                          "avgen.VideoConnector", "avgen.AudioConnector"}
+
+
+def _vae_part(vae_sd: dict, prefixes: tuple[str, ...]) -> dict:
+    return {k: v for k, v in vae_sd.items() if k.startswith(prefixes)}
+
+
+def component_state_dicts(model: JointModel) -> dict[str, dict[str, torch.Tensor]]:
+    """Each stored component's tensors, keyed as they load back into that component's module."""
+    text = model.manifest["text"]
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    if text["video"].get("source") == "bundle":
+        out["text_encoder_video"] = model.text_encoder_video.state_dict()
+    if text["audio"].get("source") == "bundle" and "shared_with" not in text["audio"]:
+        out["text_encoder_audio"] = model.text_encoder_audio.state_dict()
+    for name in ("video_connector", "audio_connector", "video_unet", "audio_unet", "vocoder"):
+        out[name] = getattr(model, name).state_dict()
+    vsd, asd = model.video_vae.state_dict(), model.audio_vae.state_dict()
+    out["video_vae_encoder"] = _vae_part(vsd, ("encoder.", "quant_conv."))
+    out["video_vae_decoder"] = _vae_part(vsd, ("decoder.", "post_quant_conv."))
+    out["audio_vae_encoder"] = _vae_part(asd, ("encoder.", "quant_conv."))
+    out["audio_vae_decoder"] = _vae_part(asd, ("decoder.", "post_quant_conv."))
+    return out
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_bundle(model: JointModel, path: str | os.PathLike, dtype: str = "float32", extra: dict | None = None) -> Path:
+    """Write the bundle to `path` (created, or replaced atomically if it is an existing bundle)."""
+    if dtype not in ("float32", "float16"):
+        raise ValueError("dtype must be float32 or float16")
+    path = Path(path)
+    if path.exists() and any(path.iterdir()) and not (path / MANIFEST).exists():
+        raise BundleError(f"{path}: exists and is not a bundle; refusing to write into it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    manifest = copy.deepcopy(model.manifest)
+    manifest.update(extra or {})
+    manifest["files"] = {}
+    for name, sd in component_state_dicts(model).items():
+        tensors = {k: (v.half() if dtype == "float16" and v.is_floating_point() else v).contiguous()
+                   for k, v in sd.items()}
+        file = tmp / f"{name}.safetensors"
+        save_file(tensors, str(file), metadata={"component": name, "format": MANIFEST_FORMAT})
+        manifest["files"][name] = {"file": file.name, "bytes": file.stat().st_size, "sha256": _sha256(file),
+                                   "dtype": dtype}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    if path.exists():
+        old = path.with_name(f".{path.name}.old")
+        os.replace(path, old)
+        os.replace(tmp, path)
+        for f in old.iterdir():
+            f.unlink()
+        old.rmdir()
+    else:
+        os.replace(tmp, path)
+    return path
+
+
+def resolve_bundle(name_or_path: str | os.PathLike | None) -> Path:
+    """A bundle path from a name of an embedded bundle, a path, $AVGEN_BUNDLE, or the default."""
+    value = name_or_path or os.environ.get("AVGEN_BUNDLE") or DEFAULT_BUNDLE
+    p = Path(value).expanduser()
+    if p.exists():
+        return p
+    embedded = BUNDLES_DIR / str(value)
+    if embedded.exists():
+        return embedded
+    names = sorted(d.name for d in BUNDLES_DIR.iterdir() if (d / MANIFEST).exists()) if BUNDLES_DIR.exists() else []
+    raise BundleError(f"bundle {value!r} not found (not a folder; embedded bundles: {', '.join(names) or 'none'})")
+
+
+def read_manifest(path: Path) -> dict:
+    mf = path / MANIFEST
+    if not path.is_dir():
+        raise BundleError(f"{path}: not a bundle folder")
+    if not mf.exists():
+        raise BundleError(f"{path}: no {MANIFEST} (not an avgen bundle; use `avgen import` for diffusers folders)")
+    try:
+        manifest = json.loads(mf.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{mf}: corrupt manifest ({exc})") from None
+    validate_manifest(manifest, path)
+    return manifest
+
+
+def validate_manifest(manifest: dict, path: Path) -> None:
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{path}: manifest is not a JSON object")
+    missing = [k for k in REQUIRED_KEYS if k not in manifest]
+    if missing:
+        raise BundleError(f"{path}: manifest lacks {', '.join(missing)}")
+    if manifest["format"] != MANIFEST_FORMAT:
+        raise BundleError(f"{path}: format {manifest['format']!r} is not {MANIFEST_FORMAT!r}")
+    if manifest["version"] != MANIFEST_VERSION:
+        raise BundleError(f"{path}: bundle version {manifest['version']} is not supported "
+                          f"(this avgen reads version {MANIFEST_VERSION})")
+    lacking = [k for k in REQUIRED_MEDIA if k not in manifest["media"]]
+    if lacking:
+        raise BundleError(f"{path}: media section lacks {', '.join(lacking)}")
+    for name, comp in manifest["components"].items():
+        if comp.get("class") not in KNOWN_CLASSES:
+            raise BundleError(f"{path}: component {name} names unknown class {comp.get('class')!r}")
+    for key in ("video", "audio"):
+        if "schedule" not in manifest[key]:
+            raise BundleError(f"{path}: {key} section lacks its noise schedule")
+    # shapes that must agree across components
+    c = manifest["components"]
+    checks = [("video_vae latent_channels", c["video_vae"]["config"]["latent_channels"],
+               "video_unet in_channels", c["video_unet"]["config"]["in_channels"]),
+              ("audio_vae latent_channels", c["audio_vae"]["config"]["latent_channels"],
+               "audio_unet in_channels", c["audio_unet"]["config"]["in_channels"]),
+              ("media n_mels", manifest["media"]["n_mels"],
+               "vocoder model_in_dim", c["vocoder"]["config"]["model_in_dim"])]
+    for a, va, b, vb in checks:
+        if va != vb:
+            raise BundleError(f"{path}: {a} ({va}) does not match {b} ({vb})")
+
+
+def _load_tensors(path: Path, name: str, entry: dict, verify: bool) -> dict[str, torch.Tensor]:
+    file = path / entry["file"]
+    if not file.exists():
+        raise BundleError(f"{path}: component {name} is missing its weights file {entry['file']}")
+    if file.stat().st_size != entry.get("bytes", file.stat().st_size):
+        raise BundleError(f"{file}: size {file.stat().st_size} bytes, manifest says {entry['bytes']} (truncated?)")
+    if verify and entry.get("sha256") and _sha256(file) != entry["sha256"]:
+        raise BundleError(f"{file}: checksum mismatch (corrupt or modified weights)")
+    try:
+        return load_file(str(file))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise BundleError(f"{file}: not a readable safetensors file ({exc})") from None
+
+
+def _target(model: JointModel, name: str):
+    return {"video_vae_encoder": model.video_vae, "video_vae_decoder": model.video_vae,
+            "audio_vae_encoder": model.audio_vae, "audio_vae_decoder": model.audio_vae}.get(name) or getattr(model, name)
+
+
+def load_bundle(name_or_path: str | os.PathLike | None = None, verify: bool = True) -> JointModel:
+    """Build the joint model of a bundle and load its weights (float32 in memory)."""
+    path = resolve_bundle(name_or_path)
+    manifest = read_manifest(path)
+    try:
+        model = JointModel(manifest)
+    except ModuleNotFoundError as exc:
+        raise BundleError(f"{path}: {exc}") from None
+    except (TypeError, ValueError, KeyError) as exc:
+        raise BundleError(f"{path}: component config is invalid ({type(exc).__name__}: {exc})") from None
+    expected = set(component_state_dicts(model))
+    files = manifest["files"]
+    absent = sorted(expected - set(files))
+    if absent:
+        raise BundleError(f"{path}: partial bundle, no weights listed for {', '.join(absent)}")
+    loaded: dict[int, set[str]] = {}
+    for name in sorted(expected):
+        tensors = {k: v.float() if v.is_floating_point() else v
+                   for k, v in _load_tensors(path, name, files[name], verify).items()}
+        target = _target(model, name)
+        try:
+            result = target.load_state_dict(tensors, strict=False)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()
+            raise BundleError(f"{path}: weights of {name} do not fit its config ({first[-1].strip()})") from None
+        if result.unexpected_keys:
+            raise BundleError(f"{path}: {name} has unexpected tensors, e.g. {result.unexpected_keys[0]}")
+        loaded.setdefault(id(target), set()).update(tensors)
+    for name in sorted(expected):
+        target = _target(model, name)
+        need = set(target.state_dict())
+        lacking = need - loaded.get(id(target), set())
+        if lacking:
+            raise BundleError(f"{path}: {name} lacks tensors, e.g. {sorted(lacking)[0]}")
+    model.bundle_path = path
+    return model.eval()

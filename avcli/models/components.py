@@ -1,0 +1,87 @@
+"""Exportable component modules with fixed tensor signatures (names identical everywhere, see DESIGN.md).
+
+    text_encoder_*    input_ids (B, L) int64, attention_mask (B, L) int64 -> text_embeds (B, L, D)
+    video_vae_encoder frames (B, 3, F, H, W) in [-1, 1]                 -> latent (B, C, F, h, w) (scaled)
+    video_vae_decoder latent (B, C, F, h, w)                              -> frames (B, 3, F, H, W)
+    audio_vae_encoder mel (B, 1, T, M) normalised log-mel                -> latent (B, C, T/f, M/f)
+    audio_vae_decoder latent                                              -> mel (B, 1, T, M)
+    vocoder           mel (B, T, M) natural-log mel                       -> waveform (B, T * hop)
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import AutoencoderKL
+from torch import nn
+
+COMPONENT_NAMES = (
+    "text_encoder_video", "text_encoder_audio", "video_connector", "audio_connector", "video_unet", "audio_unet",
+    "video_vae_encoder", "video_vae_decoder", "audio_vae_encoder", "audio_vae_decoder", "vocoder",
+)
+# which sub-state-dict of an AutoencoderKL each VAE component owns
+VAE_PREFIXES = {"encoder": ("encoder.", "quant_conv."), "decoder": ("decoder.", "post_quant_conv.")}
+
+
+class TextEncoder(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+
+class VideoVAEEncoder(nn.Module):
+    def __init__(self, vae: AutoencoderKL):
+        super().__init__()
+        self.encoder, self.quant_conv = vae.encoder, vae.quant_conv
+        self.scaling = float(vae.config.scaling_factor)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        b, c, f, h, w = frames.shape
+        x = frames.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)  # (B*F, 3, H, W)
+        moments = self.quant_conv(self.encoder(x))
+        mean = moments.chunk(2, dim=1)[0] * self.scaling  # the posterior mean: deterministic encoding
+        return mean.reshape(b, f, *mean.shape[1:]).permute(0, 2, 1, 3, 4)  # (B, C, F, h, w)
+
+
+class VideoVAEDecoder(nn.Module):
+    def __init__(self, vae: AutoencoderKL):
+        super().__init__()
+        self.decoder, self.post_quant_conv = vae.decoder, vae.post_quant_conv
+        self.scaling = float(vae.config.scaling_factor)
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        b, c, f, h, w = latent.shape
+        z = latent.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w) / self.scaling
+        x = self.decoder(self.post_quant_conv(z))  # (B*F, 3, H, W)
+        return x.reshape(b, f, *x.shape[1:]).permute(0, 2, 1, 3, 4)
+
+
+class AudioVAEEncoder(nn.Module):
+    def __init__(self, vae: AutoencoderKL):
+        super().__init__()
+        self.encoder, self.quant_conv = vae.encoder, vae.quant_conv
+        self.scaling = float(vae.config.scaling_factor)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        return self.quant_conv(self.encoder(mel)).chunk(2, dim=1)[0] * self.scaling
+
+
+class AudioVAEDecoder(nn.Module):
+    def __init__(self, vae: AutoencoderKL):
+        super().__init__()
+        self.decoder, self.post_quant_conv = vae.decoder, vae.post_quant_conv
+        self.scaling = float(vae.config.scaling_factor)
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.post_quant_conv(latent / self.scaling))
+
+
+class Vocoder(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        return self.model(mel)

@@ -1,0 +1,62 @@
+"""Connectors: a modality's noisy latent x_t and its self-conditioning estimate x0_hat -> per-time-frame features.
+
+They read latents only (not the other U-Net's hidden states), which is what lets one joint step run the two U-Nets
+independently (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class _TemporalHead(nn.Module):
+    """(B, T, hidden) -> (B, T, dim) with a little temporal context (two 1-D convs along time)."""
+
+    def __init__(self, hidden: int, dim: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv1d(hidden, dim, 3, padding=1), nn.SiLU(), nn.Conv1d(dim, dim, 3, padding=1))
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.net(x.transpose(1, 2)).transpose(1, 2))
+
+
+class VideoConnector(nn.Module):
+    """(B, C, F, h, w) latent + x0_hat -> (B, F, dim): one feature vector per video frame."""
+
+    def __init__(self, latent_channels: int = 4, hidden: int = 64, dim: int = 64):
+        super().__init__()
+        self.config = {"latent_channels": latent_channels, "hidden": hidden, "dim": dim}
+        self.frame_net = nn.Sequential(
+            nn.Conv2d(2 * latent_channels, hidden, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(hidden, hidden, 3, stride=2, padding=1), nn.SiLU(),
+            nn.Conv2d(hidden, hidden, 3, padding=1),
+        )
+        self.head = _TemporalHead(hidden, dim)
+
+    def forward(self, latent: torch.Tensor, x0_hat: torch.Tensor) -> torch.Tensor:
+        b, _, f, h, w = latent.shape
+        x = torch.cat([latent, x0_hat], dim=1)  # (B, 2C, F, h, w)
+        x = x.permute(0, 2, 1, 3, 4).reshape(b * f, -1, h, w)  # (B*F, 2C, h, w)
+        x = self.frame_net(x).mean(dim=(2, 3))  # (B*F, hidden)
+        return self.head(x.reshape(b, f, -1))  # (B, F, dim)
+
+
+class AudioConnector(nn.Module):
+    """(B, C, T, m) mel latent + x0_hat -> (B, T, dim): one feature vector per latent time frame."""
+
+    def __init__(self, latent_channels: int = 8, hidden: int = 64, dim: int = 64):
+        super().__init__()
+        self.config = {"latent_channels": latent_channels, "hidden": hidden, "dim": dim}
+        self.net = nn.Sequential(
+            nn.Conv2d(2 * latent_channels, hidden, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(hidden, hidden, 3, stride=(1, 2), padding=1), nn.SiLU(),  # pool frequency, keep time
+            nn.Conv2d(hidden, hidden, 3, padding=1),
+        )
+        self.head = _TemporalHead(hidden, dim)
+
+    def forward(self, latent: torch.Tensor, x0_hat: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([latent, x0_hat], dim=1)  # (B, 2C, T, m)
+        x = self.net(x).mean(dim=3)  # (B, hidden, T)
+        return self.head(x.transpose(1, 2))  # (B, T, dim)

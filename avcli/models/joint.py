@@ -1,0 +1,162 @@
+"""The joint model: every component of a bundle built from its manifest, as torch modules.
+
+The component attributes carry the names used everywhere (DESIGN.md). `sampler_components()` gives the four
+callables the joint sampler needs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel, UNetMotionModel
+from torch import nn
+from transformers import BertConfig, BertModel, SpeechT5HifiGan, SpeechT5HifiGanConfig
+
+from avcli.models.components import (AudioVAEDecoder, AudioVAEEncoder, TextEncoder, VideoVAEDecoder,
+                                     VideoVAEEncoder, Vocoder)
+from avcli.models.connectors import AudioConnector, VideoConnector
+from avcli.models.joint_unet import JointAudioUNet, JointVideoUNet
+from avcli.models.mel import LogMel
+
+# Only these classes can be named in a manifest: nothing is imported by name from user data.
+DIFFUSERS_CLASSES = {"diffusers.AutoencoderKL": AutoencoderKL, "diffusers.UNetMotionModel": UNetMotionModel,
+                     "diffusers.UNet2DConditionModel": UNet2DConditionModel}
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Sequence lengths and latent shapes derived in one place from the manifest (and a requested duration)."""
+
+    fps: float
+    frame_size: tuple[int, int]
+    sample_rate: int
+    hop_length: int
+    n_mels: int
+    duration: float
+    frames: int
+    mel_frames: int
+    video_latent: tuple[int, int, int, int]  # (C, F, h, w)
+    audio_latent: tuple[int, int, int]  # (C, T, m)
+    video_factor: int
+    audio_factor: int
+
+    @property
+    def samples(self) -> int:
+        return self.mel_frames * self.hop_length
+
+
+def geometry(manifest: dict, duration: float | None = None, fps: float | None = None) -> Geometry:
+    media = manifest["media"]
+    comps = manifest["components"]
+    fps = float(fps or media["fps"])
+    duration = float(duration or media["duration"])
+    vcfg, acfg = comps["video_vae"]["config"], comps["audio_vae"]["config"]
+    fv = 2 ** (len(vcfg["block_out_channels"]) - 1)
+    fa = 2 ** (len(acfg["block_out_channels"]) - 1)
+    ua = 2 ** (len(comps["audio_unet"]["config"]["block_out_channels"]) - 1)
+    frames = max(1, int(round(duration * fps)))
+    mel_per_s = media["sample_rate"] / media["hop_length"]
+    step = fa * ua  # mel frames must divide through the VAE and the U-Net down-sampling
+    mel_frames = max(step, int(math.ceil(duration * mel_per_s / step)) * step)
+    h, w = media["frame_size"]
+    return Geometry(fps, (h, w), media["sample_rate"], media["hop_length"], media["n_mels"], duration, frames,
+                    mel_frames, (vcfg["latent_channels"], frames, h // fv, w // fv),
+                    (acfg["latent_channels"], mel_frames // fa, media["n_mels"] // fa), fv, fa)
+
+
+def _package_dir(package: str, subdir: str) -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"text encoder package {package!r} is not installed (pip install "
+                                  f"{package.replace('_', '-')})")
+    return Path(list(spec.submodule_search_locations)[0]) / subdir
+
+
+def build_text_encoder(spec: dict) -> nn.Module:
+    if spec.get("source") == "package":
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        model = BertModel.from_pretrained(str(_package_dir(spec["package"], spec.get("subdir", "model"))),
+                                          add_pooling_layer=False)
+    elif spec.get("source") == "bundle":
+        model = BertModel(BertConfig(**spec["config"]), add_pooling_layer=False)
+    else:
+        raise ValueError(f"unknown text encoder source {spec.get('source')!r}")
+    return TextEncoder(model.eval())
+
+
+def tokenizer_dir(spec: dict, bundle_dir: Path | None) -> Path:
+    tok = spec.get("tokenizer", f"package:{spec.get('package', '')}")
+    if tok.startswith("package:"):
+        return _package_dir(tok.split(":", 1)[1], spec.get("subdir", "model"))
+    return (bundle_dir or Path(".")) / tok
+
+
+class JointModel(nn.Module):
+    def __init__(self, manifest: dict):
+        super().__init__()
+        self.manifest = manifest
+        comps, joint, media = manifest["components"], manifest["joint"], manifest["media"]
+        text = manifest["text"]
+        self.text_encoder_video = build_text_encoder(text["video"])
+        if text["audio"].get("shared_with") == "text_encoder_video":
+            self.text_encoder_audio = self.text_encoder_video
+        else:
+            self.text_encoder_audio = build_text_encoder(text["audio"])
+
+        self.video_vae = AutoencoderKL.from_config(comps["video_vae"]["config"])
+        self.audio_vae = AutoencoderKL.from_config(comps["audio_vae"]["config"])
+        self.video_vae_encoder, self.video_vae_decoder = VideoVAEEncoder(self.video_vae), VideoVAEDecoder(self.video_vae)
+        self.audio_vae_encoder, self.audio_vae_decoder = AudioVAEEncoder(self.audio_vae), AudioVAEDecoder(self.audio_vae)
+        self.vocoder = Vocoder(SpeechT5HifiGan(SpeechT5HifiGanConfig(**comps["vocoder"]["config"])))
+
+        vcfg, acfg = comps["video_unet"]["config"], comps["audio_unet"]["config"]
+        dim, hidden, heads, mode = joint["connector_dim"], joint["connector_hidden"], joint["heads"], joint["mode"]
+        self.video_connector = VideoConnector(vcfg["in_channels"], hidden, dim)
+        self.audio_connector = AudioConnector(acfg["in_channels"], hidden, dim)
+        self.video_unet = JointVideoUNet(DIFFUSERS_CLASSES[comps["video_unet"]["class"]].from_config(vcfg),
+                                         dim, mode, heads)
+        self.audio_unet = JointAudioUNet(DIFFUSERS_CLASSES[comps["audio_unet"]["class"]].from_config(acfg),
+                                         dim, mode, heads, comps["audio_unet"].get("text_mode", "cross_attention"))
+        self.logmel = LogMel(media["sample_rate"], media["n_fft"], media["hop_length"], media["win_length"],
+                             media["n_mels"], media.get("f_min", 0.0), media.get("f_max"))
+        self.eval()
+
+    # --- groups of parameters -------------------------------------------------------------------------------
+    def joint_parameters(self):
+        """What joint training optimises: connectors and the cross-modal blocks (bases stay frozen)."""
+        yield from self.video_connector.parameters()
+        yield from self.audio_connector.parameters()
+        yield from self.video_unet.joint_parameters()
+        yield from self.audio_unet.joint_parameters()
+
+    def freeze_bases(self, unfreeze_motion: bool = False) -> list[nn.Parameter]:
+        for p in self.parameters():
+            p.requires_grad_(False)
+        trainable = list(self.joint_parameters())
+        if unfreeze_motion:
+            trainable += list(self.video_unet.motion_parameters())
+        for p in trainable:
+            p.requires_grad_(True)
+        return trainable
+
+    def sampler_components(self) -> dict:
+        return {"video_connector": self.video_connector, "audio_connector": self.audio_connector,
+                "video_unet": self.video_unet, "audio_unet": self.audio_unet}
+
+    def geometry(self, duration: float | None = None, fps: float | None = None) -> Geometry:
+        return geometry(self.manifest, duration, fps)
+
+    # --- mel normalisation shared by training and inference -------------------------------------------------
+    def normalize_mel(self, logmel: torch.Tensor) -> torch.Tensor:
+        m = self.manifest["media"]
+        return (logmel - m["mel_mean"]) / m["mel_std"]
+
+    def denormalize_mel(self, mel: torch.Tensor) -> torch.Tensor:
+        m = self.manifest["media"]
+        return mel * m["mel_std"] + m["mel_mean"]

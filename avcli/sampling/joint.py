@@ -1,0 +1,217 @@
+"""The joint sampling loop (seed 000 Algorithm 1) for the three tasks on one joint model.
+
+The loop knows tensors and callables only. `components` maps component names to callables taking named tensors:
+
+    video_connector(latent, x0_hat)                         -> (B, F, D) per-frame features
+    audio_connector(latent, x0_hat)                         -> (B, T, D) per-time-frame features
+    video_unet(sample, timestep, text_embeds, cross_features) -> noise prediction, same shape as sample
+    audio_unet(sample, timestep, text_embeds, cross_features) -> noise prediction
+
+so the same loop runs on torch modules, ONNX Runtime sessions or TensorRT engines.
+
+One step: connectors read each modality's current latent and its previous x0 estimate (self-conditioning), then
+each U-Net sees its own latent at its local timestep and the *other* modality's features. Classifier-free
+guidance doubles the batch ([negative; positive]) in one call per U-Net.
+Tasks: generate (both free), foley (video known: re-noised to m(t) each step, x0_hat = clean video, video U-Net
+never runs), animate (mirror image).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import torch
+
+from avcli.sampling.schedules import NoiseSchedule, global_timesteps, local_timesteps
+from avcli.sampling.solvers import make_solver
+
+TASKS = ("generate", "foley", "animate")
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    steps: int = 25
+    solver: str = "ddim"
+    eta: float = 0.0
+    gamma: float = 1.5
+    cfg_video: float = 7.5
+    cfg_audio: float = 2.5
+    self_condition: bool = True
+    recon_guidance: float = 0.0  # seed 001 eq. 3 weight (lambda); torch backend only, conditional tasks only
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.gamma <= 0:
+            raise ValueError(f"gamma must be > 0, got {self.gamma}")
+        if self.cfg_video < 0 or self.cfg_audio < 0:
+            raise ValueError("guidance scales must be >= 0")
+        if self.recon_guidance < 0:
+            raise ValueError("recon_guidance must be >= 0")
+
+
+@dataclass
+class TextConditioning:
+    """Text embeddings per modality: positive and negative (unconditional), each (B, L, D)."""
+
+    video: torch.Tensor
+    audio: torch.Tensor
+    video_negative: torch.Tensor
+    audio_negative: torch.Tensor
+
+
+@dataclass
+class SampleResult:
+    video: torch.Tensor  # (B, C, F, h, w) clean video latent
+    audio: torch.Tensor  # (B, C, T, m) clean audio latent
+    video_timesteps: list[int]
+    audio_timesteps: list[int]
+    network_seconds: float = 0.0
+    total_seconds: float = 0.0
+    calls: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModalitySpec:
+    schedule: NoiseSchedule
+    shape: tuple[int, ...]  # latent shape including batch
+
+
+def _guided(unet: Callable, x, t_index: int, text_pos, text_neg, cross, scale: float) -> torch.Tensor:
+    """One U-Net call with classifier-free guidance batched as [negative; positive]."""
+    b = x.shape[0]
+    if scale == 1.0:
+        t = torch.full((b,), t_index, dtype=torch.int64)
+        return unet(sample=x, timestep=t, text_embeds=text_pos, cross_features=cross)
+    t = torch.full((2 * b,), t_index, dtype=torch.int64)
+    out = unet(sample=torch.cat([x, x]), timestep=t, text_embeds=torch.cat([text_neg, text_pos]),
+               cross_features=torch.cat([cross, cross]))
+    neg, pos = out.chunk(2)
+    return neg + scale * (pos - neg)
+
+
+class _Timed:
+    """Wraps the component callables to count calls and time spent inside the networks."""
+
+    def __init__(self, components: Mapping[str, Callable]):
+        self._c = components
+        self.seconds = 0.0
+        self.calls: dict[str, int] = {}
+
+    def __getitem__(self, name: str) -> Callable:
+        fn = self._c[name]
+
+        def call(**kw):
+            t0 = time.perf_counter()
+            out = fn(**kw)
+            self.seconds += time.perf_counter() - t0
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return out
+
+        return call
+
+
+def sample(
+    components: Mapping[str, Callable],
+    video: ModalitySpec,
+    audio: ModalitySpec,
+    text: TextConditioning,
+    config: SamplerConfig,
+    generator: torch.Generator,
+    task: str = "generate",
+    known_video: torch.Tensor | None = None,
+    known_audio: torch.Tensor | None = None,
+    global_T: int | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> SampleResult:
+    """Run the joint sampler. Noise is drawn on the CPU from `generator`, so results do not depend on backend."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    if task == "foley" and known_video is None:
+        raise ValueError("foley needs the known video latent")
+    if task == "animate" and known_audio is None:
+        raise ValueError("animate needs the known audio latent")
+    if config.recon_guidance > 0 and task == "generate":
+        raise ValueError("reconstruction guidance applies to foley/animate only")
+    start = time.perf_counter()
+    nets = _Timed(components)
+    Tv, Ta = video.schedule.num_train_timesteps, audio.schedule.num_train_timesteps
+    T = global_T or max(Tv, Ta)
+    spacing = video.schedule.timestep_spacing
+    g_ts = global_timesteps(config.steps, T, spacing, video.schedule.steps_offset)
+    m_ts, n_ts = local_timesteps(g_ts, T, Tv, Ta, config.gamma)
+    sv = make_solver(config.solver, video.schedule, config.eta)
+    sa = make_solver(config.solver, audio.schedule, config.eta)
+
+    def randn(shape):
+        return torch.randn(shape, generator=generator, dtype=torch.float32)
+
+    x_v, x_a = randn(video.shape), randn(audio.shape)
+    x0_v, x0_a = torch.zeros_like(x_v), torch.zeros_like(x_a)
+    if task == "foley":
+        x0_v = known_video.float()
+    if task == "animate":
+        x0_a = known_audio.float()
+
+    for k, (m, n) in enumerate(zip(m_ts, n_ts)):
+        m_prev = m_ts[k + 1] if k + 1 < len(m_ts) else -1
+        n_prev = n_ts[k + 1] if k + 1 < len(n_ts) else -1
+        if task == "foley":  # replacement: the known modality at its local noise level
+            x_v = _renoise(known_video, sv, m, randn)
+        if task == "animate":
+            x_a = _renoise(known_audio, sa, n, randn)
+        sc_v = x0_v if config.self_condition else torch.zeros_like(x0_v)
+        sc_a = x0_a if config.self_condition else torch.zeros_like(x0_a)
+        f_v = nets["video_connector"](latent=x_v, x0_hat=sc_v)
+        f_a = nets["audio_connector"](latent=x_a, x0_hat=sc_a)
+        if task != "foley":
+            eps_v = _guided(nets["video_unet"], x_v, m, text.video, text.video_negative, f_a, config.cfg_video)
+            x_v, x0_v = sv.step(eps_v, x_v, m, m_prev, generator)
+        if task != "animate":
+            eps_a = _guided(nets["audio_unet"], x_a, n, text.audio, text.audio_negative, f_v, config.cfg_audio)
+            if config.recon_guidance > 0 and task == "foley":
+                eps_a = _recon_guidance_video(components, x_v, x_a, m, n, known_video, text, sv, sa, sc_v, sc_a,
+                                              eps_a, config.recon_guidance)
+            x_a, x0_a = sa.step(eps_a, x_a, n, n_prev, generator)
+        if config.recon_guidance > 0 and task == "animate":
+            raise ValueError("reconstruction guidance for animate is not implemented; use foley or set it to 0")
+        if on_step is not None:
+            on_step(k + 1, len(m_ts))
+
+    out_v = known_video.float() if task == "foley" else x_v
+    out_a = known_audio.float() if task == "animate" else x_a
+    return SampleResult(out_v, out_a, m_ts, n_ts, nets.seconds, time.perf_counter() - start, dict(nets.calls))
+
+
+def _renoise(x0: torch.Tensor, solver, index: int, randn) -> torch.Tensor:
+    abar = solver.abar(index)
+    return abar.sqrt() * x0.float() + (1 - abar).sqrt() * randn(x0.shape)
+
+
+def _recon_guidance_video(components, x_v, x_a, m, n, known_video, text, sv, sa, sc_v, sc_a, eps_a, weight):
+    """Seed 001 eq. 3 for video -> audio: push the audio latent so the video model, seeing it, reconstructs the
+    known video. Equivalent to â0 = ā0 - λ sqrt(ᾱ_n) ∇_{a_n} ||v0 - v̂0||², expressed on epsilon."""
+    with torch.enable_grad():
+        a = x_a.detach().requires_grad_(True)
+        f_a = components["audio_connector"](latent=a, x0_hat=sc_a)
+        t = torch.full((x_v.shape[0],), m, dtype=torch.int64)
+        eps_v = components["video_unet"](sample=x_v, timestep=t, text_embeds=text.video, cross_features=f_a)
+        v0_hat, _ = sv.to_x0_eps(eps_v, x_v, m)
+        loss = ((known_video.float() - v0_hat) ** 2).sum()
+        (grad,) = torch.autograd.grad(loss, a)
+    abar = sa.abar(n)
+    x0_a, _ = sa.to_x0_eps(eps_a, x_a, n)
+    x0_a = x0_a - weight * abar.sqrt() * grad
+    # re-express the guided x0 as epsilon so any solver can take the step
+    return (x_a - abar.sqrt() * x0_a) / (1 - abar).sqrt() if sa.schedule.prediction_type == "epsilon" else \
+        _x0_to_output(x0_a, x_a, abar, sa.schedule.prediction_type)
+
+
+def _x0_to_output(x0, x, abar, prediction_type):
+    a, s = abar.sqrt(), (1 - abar).sqrt()
+    eps = (x - a * x0) / s
+    if prediction_type == "v_prediction":
+        return a * eps - s * x0
+    return x0
