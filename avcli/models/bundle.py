@@ -70,6 +70,7 @@ def save_bundle(model: JointModel, path: str | os.PathLike, dtype: str = "float3
         raise BundleError(f"{path}: exists and is not a bundle; refusing to write into it")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    tmp.chmod(0o755)
     manifest = copy.deepcopy(model.manifest)
     manifest.update(extra or {})
     manifest["files"] = {}
@@ -78,6 +79,7 @@ def save_bundle(model: JointModel, path: str | os.PathLike, dtype: str = "float3
                    for k, v in sd.items()}
         file = tmp / f"{name}.safetensors"
         save_file(tensors, str(file), metadata={"component": name, "format": MANIFEST_FORMAT})
+        file.chmod(0o644)
         manifest["files"][name] = {"file": file.name, "bytes": file.stat().st_size, "sha256": _sha256(file),
                                    "dtype": dtype}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")

@@ -6,6 +6,8 @@ with forward hooks, so the base U-Net's own modules and state dict stay exactly 
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from diffusers import UNet2DConditionModel, UNetMotionModel
 from torch import nn
@@ -38,16 +40,17 @@ class _JointUNetBase(nn.Module):
             unet.up_blocks[i].register_forward_hook(self._make_hook(len(down_idx) + k, is_down=False))
 
     def _make_hook(self, k: int, is_down: bool):
-        def hook(module, args, output):
-            if self._ctx is None:
-                raise RuntimeError("joint U-Net blocks called outside JointUNet.forward")
-            cond, frames = self._ctx
-            if is_down:
-                h, res = output
-                return self._apply(k, h, cond, frames), res
-            return self._apply(k, output, cond, frames)
+        # a partial of a bound method (not a closure) so copy.deepcopy re-binds the hook to the copy
+        return functools.partial(self._hook, k, is_down)
 
-        return hook
+    def _hook(self, k: int, is_down: bool, module, args, output):
+        if self._ctx is None:
+            raise RuntimeError("joint U-Net blocks called outside JointUNet.forward")
+        cond, frames = self._ctx
+        if is_down:
+            h, res = output
+            return self._apply(k, h, cond, frames), res
+        return self._apply(k, output, cond, frames)
 
     def _apply(self, k: int, h: torch.Tensor, cond: torch.Tensor, frames: int) -> torch.Tensor:
         raise NotImplementedError

@@ -87,20 +87,17 @@ def global_timesteps(num_steps: int, T: int, spacing: str = "leading", steps_off
 def adjust_timesteps(global_ts: list[int], T: int, T_local: int, exponent: float) -> list[int]:
     """Map global indices to a modality's local ones: round(T_local (t/T)^exponent), t = index + 1 (eq. 8).
 
-    The result is clamped to [0, T_local - 1] and made strictly decreasing (a few steps at very low noise can
-    collide after rounding; each collision is pushed one index down so no step is wasted).
+    The result is clamped to [0, T_local - 1] and made strictly decreasing: where rounding makes low-noise steps
+    collide, each is lifted one index above its successor (walking up from the clean end), so no step is wasted.
     """
     local = []
     for i in global_ts:
         t = (i + 1) / T
         local.append(min(max(int(round(T_local * t**exponent)) - 1, 0), T_local - 1))
-    for k in range(1, len(local)):
-        if local[k] >= local[k - 1]:
-            local[k] = local[k - 1] - 1
-    if local and local[-1] < 0:
-        raise ValueError(
-            f"gamma too extreme for {len(global_ts)} steps: local timesteps cannot stay strictly decreasing"
-        )
+    for k in range(len(local) - 2, -1, -1):
+        local[k] = max(local[k], local[k + 1] + 1)
+    if local and local[0] > T_local - 1:
+        raise ValueError(f"{len(global_ts)} steps cannot have strictly decreasing local timesteps below {T_local}")
     return local
 
 

@@ -83,6 +83,7 @@ class DPMSolverPP2M(Solver):
 
     def __init__(self, schedule: NoiseSchedule):
         super().__init__(schedule)
+        self.final_abar = torch.tensor(1.0)  # the last step lands on clean data (diffusers' final_sigmas_type="zero")
         self._prev_x0: torch.Tensor | None = None
         self._prev_lambda: float | None = None
 

@@ -1,0 +1,62 @@
+"""Helpers shared by the CLI commands: consoles, progress bars, output-path planning, human sizes."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from avcli.errors import UsageError
+
+console = Console(stderr=True, highlight=False)
+stdout = Console(highlight=False)
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def step_progress(description: str, enabled: bool = True) -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True,
+                    disable=not enabled or not console.is_terminal)
+
+
+def slug(text: str, limit: int = 40) -> str:
+    s = re.sub(r"[^a-zA-Z0-9]+", "_", text.lower()).strip("_")
+    return s[:limit].rstrip("_") or "clip"
+
+
+def plan_outputs(out: Path | None, n: int, default_stem: str, suffix: str = ".mp4") -> list[Path]:
+    """Output files for n results: a file (n == 1), file_1..file_n, or files inside a directory."""
+    if out is None:
+        out = Path(f"{default_stem}{suffix}")
+    is_dir = out.is_dir() or str(out).endswith(("/", "\\"))
+    if is_dir:
+        out.mkdir(parents=True, exist_ok=True)
+        return [out / (f"{default_stem}{suffix}" if n == 1 else f"{default_stem}_{i + 1}{suffix}") for i in range(n)]
+    if out.suffix.lower() != suffix:
+        raise UsageError(f"{out}: output must end in {suffix} (or be a directory)")
+    if not out.parent.exists():
+        raise UsageError(f"{out.parent}: output directory does not exist")
+    if n == 1:
+        return [out]
+    return [out.with_name(f"{out.stem}_{i + 1}{suffix}") for i in range(n)]
+
+
+def refuse_existing(paths: list[Path], overwrite: bool) -> None:
+    existing = [p for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise UsageError(f"{existing[0]}: already exists (use --overwrite to replace it)")
+
+
+def print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")

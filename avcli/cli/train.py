@@ -1,0 +1,110 @@
+"""`avgen train ...`: the small-scale training recipe of seed 000, one stage per command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from avcli.cli.common import print_json, stdout
+
+train_app = typer.Typer(
+    help="Train a bundle: single-modality pieces first, then the joint connectors + CMC-PE blocks.\n\n"
+         "Recipe (seed 000 at small scale):\n\n"
+         "  avgen train init --preset demo -o work/bundle\n\n"
+         "  avgen train vae-video  --bundle work/bundle --data hits/ --work work --steps 1500\n\n"
+         "  avgen train vae-audio / vocoder / unet-video / unet-audio (same options)\n\n"
+         "  avgen train joint      --bundle work/bundle --data hits/ --work work --steps 800",
+    no_args_is_help=True)
+
+STAGE_HELP = {
+    "vae-video": "Train the per-frame video AutoencoderKL.",
+    "vae-audio": "Train the mel-spectrogram AutoencoderKL.",
+    "vocoder": "Train the SpeechT5HifiGan vocoder (mel L1 + multi-resolution STFT losses).",
+    "unet-video": "Train the base video UNetMotionModel alone (text -> video).",
+    "unet-audio": "Train the base audio UNet2DConditionModel alone (text -> audio).",
+    "joint": "Join the bases: train connectors + CMC-PE blocks only, bases frozen (eqs. 9-10).",
+}
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(train_app, name="train", short_help="Train bundle components and the joint model.")
+
+
+@train_app.command("init", help="Create a freshly initialised bundle from a preset (random bases, zero-output "
+                                "cross-modal blocks).\n\nExample:\n\n  avgen train init --preset demo -o work/bundle")
+def init_cmd(
+    output: Path = typer.Option(..., "-o", "--output", help="Bundle folder to create."),
+    preset: str = typer.Option("demo", help="demo or tiny."),
+    mode: str = typer.Option("cmcpe", help="Cross-modal conditioning: cmcpe (seed 000) or xattn (baseline)."),
+    seed: int = typer.Option(0, help="Initialisation seed."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle."),
+) -> None:
+    import torch
+
+    from avcli.errors import UsageError
+    from avcli.models.bundle import save_bundle
+    from avcli.models.joint import JointModel
+    from avcli.models.presets import get_preset
+
+    if output.exists() and any(output.iterdir()) and not overwrite:
+        raise UsageError(f"{output}: already exists (use --overwrite)")
+    try:
+        manifest = get_preset(preset)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if mode not in ("cmcpe", "xattn"):
+        raise UsageError(f"--mode must be cmcpe or xattn, got {mode!r}")
+    manifest["joint"]["mode"] = mode
+    torch.manual_seed(seed)
+    save_bundle(JointModel(manifest), output)
+    stdout.print(f"created {output} ({preset}, {mode})")
+
+
+def _make_stage(stage: str):
+    def cmd(
+        bundle: Path = typer.Option(..., help="Bundle folder to train (updated in place)."),
+        data: Path = typer.Option(..., help="Folder of mp4 files (+ captions.jsonl), e.g. from `avgen data synth`."),
+        work: Path = typer.Option(Path("work"), help="Where checkpoints, logs, loss curves and caches go."),
+        steps: int = typer.Option(1000, min=1, help="Total optimisation steps (resume continues up to this)."),
+        batch: int = typer.Option(8, min=1, help="Batch size."),
+        lr: float = typer.Option(2e-4, help="Peak learning rate (warm-up then cosine)."),
+        seed: int = typer.Option(0),
+        limit: Optional[int] = typer.Option(None, help="Use only the first N files."),
+        ckpt_every: int = typer.Option(200, help="Checkpoint every N steps."),
+        resume: bool = typer.Option(True, "--resume/--restart", help="Continue from the last checkpoint."),
+        unfreeze_motion: bool = typer.Option(False, "--unfreeze-motion",
+                                             help="joint: also fine-tune the motion layers (seed 000 A.2)."),
+        json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    ) -> None:
+        import shutil
+
+        from avcli.training.loop import LoopConfig
+        from avcli.training.stages import StageOptions, run_stage
+
+        run_dir = work / "runs" / stage
+        if not resume and run_dir.exists():
+            shutil.rmtree(run_dir)
+        opts = StageOptions(bundle, data, work, batch, limit, unfreeze_motion=unfreeze_motion,
+                            progress=not json_out)
+        cfg = LoopConfig(steps=steps, lr=lr, seed=seed, ckpt_every=ckpt_every, resume=resume)
+        result = run_stage(stage, opts, cfg)
+        if json_out:
+            print_json({"stage": stage, **result})
+            return
+        t = Table(title=f"avgen train {stage}")
+        for k in result:
+            t.add_column(k)
+        t.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in result.values()])
+        stdout.print(t)
+        stdout.print(f"logs: {run_dir}/log.csv, loss curve: {run_dir}/loss.png")
+
+    cmd.__name__ = f"train_{stage.replace('-', '_')}"
+    return cmd
+
+
+for _stage, _help in STAGE_HELP.items():
+    train_app.command(_stage, help=_help + "\n\nExample:\n\n  avgen train " + _stage +
+                      " --bundle work/bundle --data hits/ --work work --steps 500")(_make_stage(_stage))

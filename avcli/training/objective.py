@@ -1,0 +1,88 @@
+"""Training objectives (seed 000 eqs. 9-10): independent uniform local timesteps per modality.
+
+`joint_loss` trains the joined model; `base_loss` trains one base U-Net alone (its cross-modal blocks are zero, so
+the joint U-Net is exactly the base). Targets follow each base's prediction type (epsilon or v).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from avcli.sampling.schedules import NoiseSchedule
+from avcli.sampling.solvers import predict_x0_eps
+
+
+@dataclass(frozen=True)
+class NoisedBatch:
+    x_t: torch.Tensor
+    t: torch.Tensor  # (B,) int64 local timestep indices
+    target: torch.Tensor
+    abar: torch.Tensor  # (B, 1, ...) broadcastable
+
+
+def add_noise(x0: torch.Tensor, schedule: NoiseSchedule, alphas_cumprod: torch.Tensor,
+              generator: torch.Generator | None = None, t: torch.Tensor | None = None) -> NoisedBatch:
+    """Draw t ~ U{0..T-1} per sample (unless given) and noise x0 to x_t (eq. 2); return the training target."""
+    b = x0.shape[0]
+    if t is None:
+        t = torch.randint(0, schedule.num_train_timesteps, (b,), generator=generator)
+    noise = torch.randn(x0.shape, generator=generator)
+    abar = alphas_cumprod[t].view(b, *([1] * (x0.dim() - 1)))
+    x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+    if schedule.prediction_type == "epsilon":
+        target = noise
+    elif schedule.prediction_type == "v_prediction":
+        target = abar.sqrt() * noise - (1 - abar).sqrt() * x0
+    else:
+        target = x0
+    return NoisedBatch(x_t, t, target, abar)
+
+
+def drop_text(text: torch.Tensor, empty: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Classifier-free-guidance dropout: replace each sample's text embedding by the empty prompt's with prob p."""
+    if p <= 0:
+        return text
+    keep = (torch.rand(text.shape[0], generator=generator) >= p).view(-1, 1, 1)
+    return torch.where(keep, text, empty.expand_as(text))
+
+
+def base_loss(unet, x0: torch.Tensor, text: torch.Tensor, schedule: NoiseSchedule, alphas_cumprod: torch.Tensor,
+              cross_shape: tuple[int, ...], generator: torch.Generator | None = None) -> torch.Tensor:
+    """Single-modality loss (eq. 7) through a joint U-Net whose cross-modal input is zero."""
+    nb = add_noise(x0, schedule, alphas_cumprod, generator)
+    cross = torch.zeros((x0.shape[0],) + tuple(cross_shape))
+    pred = unet(sample=nb.x_t, timestep=nb.t, text_embeds=text, cross_features=cross)
+    return F.mse_loss(pred.float(), nb.target)
+
+
+def joint_loss(model, video0: torch.Tensor, audio0: torch.Tensor, text_v: torch.Tensor, text_a: torch.Tensor,
+               video_schedule: NoiseSchedule, audio_schedule: NoiseSchedule, abar_v: torch.Tensor,
+               abar_a: torch.Tensor, generator: torch.Generator | None = None, self_condition_p: float = 0.5,
+               ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Eq. 9-10: L_v + L_a with t_v, t_a drawn independently, so any gamma works at inference.
+
+    Self-conditioning (Chen et al. 2022): with probability p a first pass without gradient estimates x0 for both
+    modalities, and the connectors see it; otherwise they see zeros, as at the first sampling step.
+    """
+    nv = add_noise(video0, video_schedule, abar_v, generator)
+    na = add_noise(audio0, audio_schedule, abar_a, generator)
+    sc_v, sc_a = torch.zeros_like(video0), torch.zeros_like(audio0)
+    if self_condition_p > 0 and float(torch.rand((), generator=generator)) < self_condition_p:
+        with torch.no_grad():
+            pv, pa = _joint_forward(model, nv, na, sc_v, sc_a, text_v, text_a)
+            sc_v = predict_x0_eps(pv, nv.x_t, nv.abar, video_schedule.prediction_type)[0]
+            sc_a = predict_x0_eps(pa, na.x_t, na.abar, audio_schedule.prediction_type)[0]
+    pv, pa = _joint_forward(model, nv, na, sc_v, sc_a, text_v, text_a)
+    lv, la = F.mse_loss(pv.float(), nv.target), F.mse_loss(pa.float(), na.target)
+    return lv + la, {"loss_video": float(lv), "loss_audio": float(la)}
+
+
+def _joint_forward(model, nv: NoisedBatch, na: NoisedBatch, sc_v, sc_a, text_v, text_a):
+    f_v = model.video_connector(latent=nv.x_t, x0_hat=sc_v)
+    f_a = model.audio_connector(latent=na.x_t, x0_hat=sc_a)
+    pv = model.video_unet(sample=nv.x_t, timestep=nv.t, text_embeds=text_v, cross_features=f_a)
+    pa = model.audio_unet(sample=na.x_t, timestep=na.t, text_embeds=text_a, cross_features=f_v)
+    return pv, pa

@@ -1,0 +1,254 @@
+"""The training recipe of seed 000 at small scale, one stage per command:
+
+  vae-video, vae-audio, vocoder   the single-modality autoencoders and the vocoder (from data)
+  unet-video, unet-audio          the two base diffusion models, each alone (cross-modal blocks stay zero)
+  joint                           connectors + CMC-PE blocks only, bases frozen (eqs. 9-10)
+
+Every stage reads a bundle folder, trains one part, and writes the bundle back (always a valid, loadable bundle).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from avcli.errors import UsageError
+from avcli.models.bundle import load_bundle, save_bundle
+from avcli.models.joint import JointModel
+from avcli.sampling.schedules import NoiseSchedule
+from avcli.training.loop import LoopConfig, train
+from avcli.training.objective import base_loss, drop_text, joint_loss
+
+STAGES = ("vae-video", "vae-audio", "vocoder", "unet-video", "unet-audio", "joint")
+
+
+@dataclass(frozen=True)
+class StageOptions:
+    bundle: Path
+    data: Path
+    work: Path
+    batch: int = 8
+    limit: int | None = None
+    cfg_dropout: float = 0.1
+    unfreeze_motion: bool = False
+    self_condition_p: float = 0.5
+    progress: bool = True
+
+
+def _prep(opts: StageOptions):
+    from avcli.training.dataset import load_clips
+
+    if not opts.data.is_dir():
+        raise UsageError(f"{opts.data}: data folder not found")
+    model = load_bundle(opts.bundle, verify=False)
+    geo = model.geometry()
+    clips = load_clips(opts.data, geo, opts.work / "cache", limit=opts.limit, progress=opts.progress)
+    return model, geo, clips
+
+
+def _save(model: JointModel, opts: StageOptions) -> None:
+    save_bundle(model, opts.bundle)
+
+
+def _frames_tensor(frames: np.ndarray) -> torch.Tensor:
+    """(N, F, H, W, 3) uint8 -> (N, 3, F, H, W) float in [-1, 1]."""
+    return torch.from_numpy(frames).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
+
+
+def _vae_step(vae, x: torch.Tensor, gen: torch.Generator, kl_weight: float = 1e-6):
+    post = vae.encode(x).latent_dist
+    z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen)
+    rec = vae.decode(z).sample
+    l1 = (rec - x).abs().mean()
+    kl = post.kl().mean() / x[0].numel()
+    return l1 + kl_weight * kl * x[0].numel() / 1000.0, {"loss_l1": float(l1), "loss_kl": float(kl)}
+
+
+def _set_scaling(model: JointModel, part: str, latents: torch.Tensor) -> float:
+    """Record 1/std of the unscaled latents as the VAE's scaling_factor (SD's 0.18215 recipe)."""
+    scale = float(1.0 / latents.flatten().std().clamp(min=1e-4))
+    model.manifest["components"][part]["config"]["scaling_factor"] = scale
+    return scale
+
+
+def stage_vae_video(opts: StageOptions, cfg: LoopConfig) -> dict:
+    model, geo, clips = _prep(opts)
+    vae = model.video_vae
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in vae.parameters():
+        p.requires_grad_(True)
+    frames = clips.frames.reshape(-1, *clips.frames.shape[2:])  # (N*F, H, W, 3)
+
+    def loss_fn(step, gen):
+        idx = torch.randint(0, len(frames), (opts.batch,), generator=gen).numpy()
+        x = torch.from_numpy(frames[idx]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        return _vae_step(vae, x, gen)
+
+    result = train("vae-video", vae, loss_fn, opts.work / "runs" / "vae-video", cfg, progress=opts.progress)
+    with torch.no_grad():
+        x = torch.from_numpy(frames[:: max(1, len(frames) // 256)]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        result["scaling_factor"] = _set_scaling(model, "video_vae", vae.encode(x).latent_dist.mean)
+    _save(model, opts)
+    return result
+
+
+def _mels(model: JointModel, audio: np.ndarray) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([model.normalize_mel(model.logmel(torch.from_numpy(audio[i:i + 32])))
+                          for i in range(0, len(audio), 32)])[:, None]  # (N, 1, T, M)
+
+
+def stage_vae_audio(opts: StageOptions, cfg: LoopConfig) -> dict:
+    model, geo, clips = _prep(opts)
+    vae = model.audio_vae
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in vae.parameters():
+        p.requires_grad_(True)
+    mels = _mels(model, clips.audio)
+    crop = min(mels.shape[2], 4 * geo.audio_factor * 8 * 4)  # a multiple of the down-sampling
+
+    def loss_fn(step, gen):
+        idx = torch.randint(0, len(mels), (opts.batch,), generator=gen)
+        start = int(torch.randint(0, mels.shape[2] - crop + 1, (1,), generator=gen))
+        return _vae_step(vae, mels[idx, :, start:start + crop], gen)
+
+    result = train("vae-audio", vae, loss_fn, opts.work / "runs" / "vae-audio", cfg, progress=opts.progress)
+    with torch.no_grad():
+        result["scaling_factor"] = _set_scaling(model, "audio_vae", vae.encode(mels[:64]).latent_dist.mean)
+    _save(model, opts)
+    return result
+
+
+def _stft_mag(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+    return torch.stft(x, n_fft, hop, n_fft, torch.hann_window(n_fft), return_complex=True).abs().clamp(min=1e-7)
+
+
+def mr_stft_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Multi-resolution STFT loss: spectral convergence + log-magnitude L1 at three resolutions."""
+    total = 0.0
+    for n_fft, hop in ((256, 64), (512, 128), (1024, 256)):
+        p, t = _stft_mag(pred, n_fft, hop), _stft_mag(target, n_fft, hop)
+        total = total + torch.norm(t - p) / torch.norm(t) + (p.log() - t.log()).abs().mean()
+    return total / 3
+
+
+def stage_vocoder(opts: StageOptions, cfg: LoopConfig) -> dict:
+    model, geo, clips = _prep(opts)
+    voc = model.vocoder
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in voc.parameters():
+        p.requires_grad_(True)
+    hop = geo.hop_length
+    seg = 32  # mel frames per training segment
+    audio = torch.from_numpy(clips.audio)
+
+    def loss_fn(step, gen):
+        idx = torch.randint(0, len(audio), (opts.batch,), generator=gen)
+        starts = torch.randint(0, audio.shape[1] // hop - seg, (opts.batch,), generator=gen) * hop
+        wav = torch.stack([audio[i, s:s + seg * hop] for i, s in zip(idx.tolist(), starts.tolist())])
+        mel = model.logmel(wav)  # (B, seg, M)
+        out = voc(mel=mel)[:, : wav.shape[1]]
+        mel_l1 = (model.logmel(out) - mel).abs().mean()
+        stft = mr_stft_loss(out, wav)
+        return mel_l1 + 2.0 * stft, {"loss_mel": float(mel_l1), "loss_stft": float(stft)}
+
+    result = train("vocoder", voc, loss_fn, opts.work / "runs" / "vocoder", cfg, progress=opts.progress)
+    _save(model, opts)
+    return result
+
+
+@torch.no_grad()
+def _latents(model: JointModel, clips, geo, which: str) -> torch.Tensor:
+    out = []
+    if which == "video":
+        for i in range(0, len(clips), 4):
+            out.append(model.video_vae_encoder(frames=_frames_tensor(clips.frames[i:i + 4])))
+    else:
+        mels = _mels(model, clips.audio)
+        for i in range(0, len(mels), 16):
+            out.append(model.audio_vae_encoder(mel=mels[i:i + 16]))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def _text(model: JointModel, captions: list[str], modality: str) -> tuple[torch.Tensor, torch.Tensor]:
+    from avcli.pipelines.common import PromptEncoder, torch_components
+
+    enc = PromptEncoder(model, torch_components(model))
+    uniq = list(dict.fromkeys(captions))
+    table = {}
+    for i in range(0, len(uniq), 64):
+        for c, e in zip(uniq[i:i + 64], enc.encode(uniq[i:i + 64], modality)):
+            table[c] = e
+    return torch.stack([table[c] for c in captions]), enc.encode([""], modality)
+
+
+def _base_stage(opts: StageOptions, cfg: LoopConfig, which: str) -> dict:
+    model, geo, clips = _prep(opts)
+    unet = model.video_unet if which == "video" else model.audio_unet
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in unet.unet.parameters():
+        p.requires_grad_(True)
+    lat = _latents(model, clips, geo, which)
+    text, empty = _text(model, clips.captions, which)
+    schedule = NoiseSchedule.from_dict(model.manifest[which]["schedule"])
+    abar = schedule.alphas_cumprod()
+    dim = model.manifest["joint"]["connector_dim"]
+    cross_len = geo.audio_latent[1] if which == "video" else geo.frames
+
+    def loss_fn(step, gen):
+        idx = torch.randint(0, len(lat), (opts.batch,), generator=gen)
+        t = drop_text(text[idx], empty, opts.cfg_dropout, gen)
+        return base_loss(unet, lat[idx], t, schedule, abar, (cross_len, dim), gen), {}
+
+    result = train(f"unet-{which}", unet, loss_fn, opts.work / "runs" / f"unet-{which}", cfg,
+                   progress=opts.progress)
+    _save(model, opts)
+    return result
+
+
+def stage_joint(opts: StageOptions, cfg: LoopConfig) -> dict:
+    model, geo, clips = _prep(opts)
+    model.freeze_bases(unfreeze_motion=opts.unfreeze_motion)
+    lat_v, lat_a = _latents(model, clips, geo, "video"), _latents(model, clips, geo, "audio")
+    text_v, empty_v = _text(model, clips.captions, "video")
+    text_a, empty_a = _text(model, clips.captions, "audio")
+    sv = NoiseSchedule.from_dict(model.manifest["video"]["schedule"])
+    sa = NoiseSchedule.from_dict(model.manifest["audio"]["schedule"])
+    abar_v, abar_a = sv.alphas_cumprod(), sa.alphas_cumprod()
+
+    def loss_fn(step, gen):
+        idx = torch.randint(0, len(lat_v), (opts.batch,), generator=gen)
+        tv = drop_text(text_v[idx], empty_v, opts.cfg_dropout, gen)
+        ta = drop_text(text_a[idx], empty_a, opts.cfg_dropout, gen)
+        return joint_loss(model, lat_v[idx], lat_a[idx], tv, ta, sv, sa, abar_v, abar_a, gen,
+                          opts.self_condition_p)
+
+    result = train("joint", model, loss_fn, opts.work / "runs" / "joint", cfg, progress=opts.progress)
+    _save(model, opts)
+    return result
+
+
+def run_stage(stage: str, opts: StageOptions, cfg: LoopConfig) -> dict:
+    fns = {"vae-video": stage_vae_video, "vae-audio": stage_vae_audio, "vocoder": stage_vocoder,
+           "unet-video": lambda o, c: _base_stage(o, c, "video"), "unet-audio": lambda o, c: _base_stage(o, c, "audio"),
+           "joint": stage_joint}
+    if stage not in fns:
+        raise UsageError(f"unknown training stage {stage!r}; choose one of {', '.join(STAGES)}")
+    torch.manual_seed(cfg.seed)
+    result = fns[stage](opts, cfg)
+    record = opts.work / "training_record.json"
+    history = json.loads(record.read_text()) if record.exists() else []
+    history.append({"stage": stage, "data": str(opts.data), "batch": opts.batch, "clips_limit": opts.limit,
+                    "steps": cfg.steps, "lr": cfg.lr, "seed": cfg.seed, **{k: v for k, v in result.items()}})
+    record.write_text(json.dumps(history, indent=1))
+    return result
