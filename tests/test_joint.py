@@ -184,3 +184,14 @@ def test_joint_training_touches_only_joint_parameters(tiny_model):
     # the zero-initialised output projections receive gradient: training can move them
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.video_unet.joint_parameters())
     assert set(parts) == {"loss_video", "loss_audio"}
+
+
+def test_foley_partial_audio_conditioning_keeps_known_part(tiny_model):
+    geo = tiny_model.geometry()
+    known_v = torch.randn((1,) + geo.video_latent, generator=torch.Generator().manual_seed(1))
+    known_a = torch.randn((1,) + geo.audio_latent, generator=torch.Generator().manual_seed(2))
+    mask = torch.zeros(1, 1, geo.audio_latent[1], 1)
+    mask[:, :, :10] = 1
+    res = _run(tiny_model, 0, task="foley", known_video=known_v, known_audio=known_a, audio_mask=mask)
+    assert torch.equal(res.audio[:, :, :10], known_a[:, :, :10])
+    assert not torch.allclose(res.audio[:, :, 10:], known_a[:, :, 10:])

@@ -63,6 +63,32 @@ def init_cmd(
     stdout.print(f"created {output} ({preset}, {mode})")
 
 
+@train_app.command("finalize", help="Write a trained bundle for shipping: fp16 storage, the training record "
+                                    "embedded in the manifest.\n\nExample:\n\n  avgen train finalize --bundle work/bundle "
+                                    "--work work -o avcli/bundles/hits-demo --dtype float16")
+def finalize_cmd(
+    bundle: Path = typer.Option(..., help="Trained bundle folder."),
+    output: Path = typer.Option(..., "-o", "--output", help="Where to write the shippable bundle."),
+    work: Optional[Path] = typer.Option(None, help="Work folder whose training_record.json is embedded."),
+    dtype: str = typer.Option("float16", help="float16 or float32 storage."),
+    name: Optional[str] = typer.Option(None, help="Bundle name in the manifest."),
+) -> None:
+    from avcli.cli.common import human_size
+    from avcli.models.bundle import load_bundle, save_bundle
+
+    model = load_bundle(bundle)
+    from avcli.training.stages import training_record
+
+    extra = {}
+    if work is not None:
+        extra["training"] = training_record(work)
+    if name:
+        extra["name"] = name
+    out = save_bundle(model, output, dtype=dtype, extra=extra)
+    size = sum(f.stat().st_size for f in out.iterdir())
+    stdout.print(f"wrote {out} ({human_size(size)}, {dtype})")
+
+
 def _make_stage(stage: str):
     def cmd(
         bundle: Path = typer.Option(..., help="Bundle folder to train (updated in place)."),

@@ -95,6 +95,43 @@ def save_bundle(model: JointModel, path: str | os.PathLike, dtype: str = "float3
     return path
 
 
+STAGE_COMPONENTS = {
+    "video_vae": ("video_vae_encoder", "video_vae_decoder"), "audio_vae": ("audio_vae_encoder", "audio_vae_decoder"),
+}
+
+
+def update_bundle(model: JointModel, path: str | os.PathLike, components: list[str],
+                  manifest_paths: list[tuple[str, ...]] = ()) -> None:
+    """Rewrite only some components' weights (and some manifest values) of an existing bundle, under a file lock,
+    so training stages of different components can run in parallel on one bundle."""
+    import fcntl
+
+    path = Path(path)
+    sds = component_state_dicts(model)
+    with open(path / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        manifest = json.loads((path / MANIFEST).read_text())
+        for name in components:
+            entry = manifest["files"][name]
+            dtype = entry.get("dtype", "float32")
+            tensors = {k: (v.half() if dtype == "float16" and v.is_floating_point() else v).detach().contiguous()
+                       for k, v in sds[name].items()}
+            tmp = path / f".{name}.tmp.safetensors"
+            save_file(tensors, str(tmp), metadata={"component": name, "format": MANIFEST_FORMAT})
+            tmp.chmod(0o644)
+            os.replace(tmp, path / entry["file"])
+            f = path / entry["file"]
+            manifest["files"][name] = {**entry, "bytes": f.stat().st_size, "sha256": _sha256(f)}
+        for keys in manifest_paths:  # copy selected values from the in-memory manifest
+            src, dst = model.manifest, manifest
+            for k in keys[:-1]:
+                src, dst = src[k], dst[k]
+            dst[keys[-1]] = copy.deepcopy(src[keys[-1]])
+        tmp = path / f".{MANIFEST}.tmp"
+        tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, path / MANIFEST)
+
+
 def resolve_bundle(name_or_path: str | os.PathLike | None) -> Path:
     """A bundle path from a name of an embedded bundle, a path, $AVGEN_BUNDLE, or the default."""
     value = name_or_path or os.environ.get("AVGEN_BUNDLE") or DEFAULT_BUNDLE

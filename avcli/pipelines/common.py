@@ -45,6 +45,8 @@ def torch_components(model: JointModel) -> dict[str, Callable]:
 
 def get_components(model: JointModel, backend: str = "torch") -> dict[str, Callable]:
     """Named callables for every component on a backend (torch here; others through pipelines.backends)."""
+    if backend not in ("torch", "ort", "trt", "auto"):
+        raise UsageError(f"unknown backend {backend!r}; choose torch, ort, trt or auto")
     if backend == "torch":
         return torch_components(model)
     try:

@@ -42,6 +42,8 @@ class SamplerConfig:
     recon_guidance: float = 0.0  # seed 001 eq. 3 weight (lambda); torch backend only, conditional tasks only
 
     def __post_init__(self) -> None:
+        if self.solver not in ("ddim", "dpmpp2m"):
+            raise ValueError(f"unknown solver {self.solver!r}; choose ddim or dpmpp2m")
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.gamma <= 0:
@@ -124,13 +126,20 @@ def sample(
     known_video: torch.Tensor | None = None,
     known_audio: torch.Tensor | None = None,
     global_T: int | None = None,
+    audio_mask: torch.Tensor | None = None,
     on_step: Callable[[int, int], None] | None = None,
 ) -> SampleResult:
-    """Run the joint sampler. Noise is drawn on the CPU from `generator`, so results do not depend on backend."""
+    """Run the joint sampler. Noise is drawn on the CPU from `generator`, so results do not depend on backend.
+
+    For foley, `known_audio` with `audio_mask` (1 where known, broadcastable to the audio latent) conditions the
+    free audio on a known part (e.g. the tail of the previous window of a long video) by replacement.
+    """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
     if task == "foley" and known_video is None:
         raise ValueError("foley needs the known video latent")
+    if audio_mask is not None and (task != "foley" or known_audio is None):
+        raise ValueError("audio_mask needs task='foley' and known_audio")
     if task == "animate" and known_audio is None:
         raise ValueError("animate needs the known audio latent")
     if config.recon_guidance > 0 and task == "generate":
@@ -162,6 +171,8 @@ def sample(
             x_v = _renoise(known_video, sv, m, randn)
         if task == "animate":
             x_a = _renoise(known_audio, sa, n, randn)
+        if audio_mask is not None:
+            x_a = audio_mask * _renoise(known_audio, sa, n, randn) + (1 - audio_mask) * x_a
         sc_v = x0_v if config.self_condition else torch.zeros_like(x0_v)
         sc_a = x0_a if config.self_condition else torch.zeros_like(x0_a)
         f_v = nets["video_connector"](latent=x_v, x0_hat=sc_v)
@@ -182,6 +193,8 @@ def sample(
 
     out_v = known_video.float() if task == "foley" else x_v
     out_a = known_audio.float() if task == "animate" else x_a
+    if audio_mask is not None:
+        out_a = audio_mask * known_audio.float() + (1 - audio_mask) * out_a
     return SampleResult(out_v, out_a, m_ts, n_ts, nets.seconds, time.perf_counter() - start, dict(nets.calls))
 
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from avcli.errors import UsageError
-from avcli.models.bundle import load_bundle, save_bundle
+from avcli.models.bundle import load_bundle, update_bundle
 from avcli.models.joint import JointModel
 from avcli.sampling.schedules import NoiseSchedule
 from avcli.training.loop import LoopConfig, train
@@ -51,8 +51,9 @@ def _prep(opts: StageOptions):
     return model, geo, clips
 
 
-def _save(model: JointModel, opts: StageOptions) -> None:
-    save_bundle(model, opts.bundle)
+def _save(model: JointModel, opts: StageOptions, components: list[str], manifest_paths=()) -> None:
+    """Write back only what this stage trained, so stages of different components can run side by side."""
+    update_bundle(model, opts.bundle, components, list(manifest_paths))
 
 
 def _frames_tensor(frames: np.ndarray) -> torch.Tensor:
@@ -91,10 +92,12 @@ def stage_vae_video(opts: StageOptions, cfg: LoopConfig) -> dict:
         return _vae_step(vae, x, gen)
 
     result = train("vae-video", vae, loss_fn, opts.work / "runs" / "vae-video", cfg, progress=opts.progress)
+    result["clips"] = len(clips)
     with torch.no_grad():
         x = torch.from_numpy(frames[:: max(1, len(frames) // 256)]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         result["scaling_factor"] = _set_scaling(model, "video_vae", vae.encode(x).latent_dist.mean)
-    _save(model, opts)
+    _save(model, opts, ["video_vae_encoder", "video_vae_decoder"],
+          [("components", "video_vae", "config", "scaling_factor")])
     return result
 
 
@@ -120,9 +123,11 @@ def stage_vae_audio(opts: StageOptions, cfg: LoopConfig) -> dict:
         return _vae_step(vae, mels[idx, :, start:start + crop], gen)
 
     result = train("vae-audio", vae, loss_fn, opts.work / "runs" / "vae-audio", cfg, progress=opts.progress)
+    result["clips"] = len(clips)
     with torch.no_grad():
         result["scaling_factor"] = _set_scaling(model, "audio_vae", vae.encode(mels[:64]).latent_dist.mean)
-    _save(model, opts)
+    _save(model, opts, ["audio_vae_encoder", "audio_vae_decoder"],
+          [("components", "audio_vae", "config", "scaling_factor")])
     return result
 
 
@@ -161,7 +166,8 @@ def stage_vocoder(opts: StageOptions, cfg: LoopConfig) -> dict:
         return mel_l1 + 2.0 * stft, {"loss_mel": float(mel_l1), "loss_stft": float(stft)}
 
     result = train("vocoder", voc, loss_fn, opts.work / "runs" / "vocoder", cfg, progress=opts.progress)
-    _save(model, opts)
+    result["clips"] = len(clips)
+    _save(model, opts, ["vocoder"])
     return result
 
 
@@ -212,7 +218,8 @@ def _base_stage(opts: StageOptions, cfg: LoopConfig, which: str) -> dict:
 
     result = train(f"unet-{which}", unet, loss_fn, opts.work / "runs" / f"unet-{which}", cfg,
                    progress=opts.progress)
-    _save(model, opts)
+    result["clips"] = len(clips)
+    _save(model, opts, [f"{which}_unet"])
     return result
 
 
@@ -234,11 +241,13 @@ def stage_joint(opts: StageOptions, cfg: LoopConfig) -> dict:
                           opts.self_condition_p)
 
     result = train("joint", model, loss_fn, opts.work / "runs" / "joint", cfg, progress=opts.progress)
-    _save(model, opts)
+    result["clips"] = len(clips)
+    _save(model, opts, ["video_connector", "audio_connector", "video_unet", "audio_unet"])
     return result
 
 
 def run_stage(stage: str, opts: StageOptions, cfg: LoopConfig) -> dict:
+    """Run one stage; its record (data, clips, steps, wall time, final loss) goes to <work>/records/<stage>.json."""
     fns = {"vae-video": stage_vae_video, "vae-audio": stage_vae_audio, "vocoder": stage_vocoder,
            "unet-video": lambda o, c: _base_stage(o, c, "video"), "unet-audio": lambda o, c: _base_stage(o, c, "audio"),
            "joint": stage_joint}
@@ -246,9 +255,21 @@ def run_stage(stage: str, opts: StageOptions, cfg: LoopConfig) -> dict:
         raise UsageError(f"unknown training stage {stage!r}; choose one of {', '.join(STAGES)}")
     torch.manual_seed(cfg.seed)
     result = fns[stage](opts, cfg)
-    record = opts.work / "training_record.json"
+    record = opts.work / "records" / f"{stage}.json"  # one file per stage: parallel stages never collide
+    record.parent.mkdir(parents=True, exist_ok=True)
     history = json.loads(record.read_text()) if record.exists() else []
     history.append({"stage": stage, "data": str(opts.data), "batch": opts.batch, "clips_limit": opts.limit,
-                    "steps": cfg.steps, "lr": cfg.lr, "seed": cfg.seed, **{k: v for k, v in result.items()}})
+                    "clips": result.pop("clips", None), "steps": cfg.steps, "lr": cfg.lr, "seed": cfg.seed,
+                    **{k: v for k, v in result.items()}})
     record.write_text(json.dumps(history, indent=1))
     return result
+
+
+def training_record(work: Path) -> list[dict]:
+    """All stages' records of a work folder, in the recipe's order."""
+    out = []
+    for stage in STAGES:
+        f = work / "records" / f"{stage}.json"
+        if f.exists():
+            out += json.loads(f.read_text())
+    return out

@@ -1,0 +1,127 @@
+"""Video -> synchronized audio (the foley task of the joint model), for clips of any length.
+
+A video longer than the model's window is processed in overlapping windows. Each window after the first is
+conditioned on the tail of the previous one (its audio latent over the overlap is known, by replacement), and the
+decoded waveforms are joined with an equal-power crossfade over the overlap, so the result has no seams. Frames
+are read per window (ffmpeg seeks), so memory stays flat in the video's duration.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from avcli.errors import UsageError
+from avcli.models.joint import JointModel
+from avcli.pipelines.common import (PromptEncoder, Timings, decode_audio, encode_video, get_components,
+                                    modality_specs, sampler_config)
+from avcli.sampling.joint import sample
+
+
+@dataclass(frozen=True)
+class FoleyRequest:
+    prompt: str = ""
+    negative_prompt: str = ""
+    steps: int | None = None
+    solver: str | None = None
+    gamma: float | None = None
+    cfg: float | None = None
+    seed: int = 0
+    overlap: float = 1.0  # seconds shared by consecutive windows
+    fit: str = "crop"
+    start: float = 0.0
+    duration: float | None = None
+    backend: str = "torch"
+    recon_guidance: float = 0.0
+
+
+@dataclass
+class WindowPlan:
+    starts: list[float]  # window start times (s), relative to the segment start
+    window: float
+    overlap: float
+    total: float
+
+
+def plan_windows(total: float, window: float, overlap: float) -> WindowPlan:
+    if total <= 0:
+        raise UsageError("nothing to do: the selected segment has zero length")
+    if not 0 <= overlap < window / 2 + 1e-9:
+        raise UsageError(f"--overlap must be in [0, {window / 2:g}] s for a {window:g} s model window")
+    hop = window - overlap
+    n = 1 if total <= window else 1 + math.ceil((total - window) / hop - 1e-9)
+    return WindowPlan([k * hop for k in range(n)], window, overlap, total)
+
+
+def crossfade_into(out: np.ndarray, piece: np.ndarray, at: int, fade: int) -> None:
+    """Write `piece` into `out` at sample `at`; the first `fade` samples blend with what is there (equal power)."""
+    end = min(len(out), at + len(piece))
+    piece = piece[: end - at]
+    f = min(fade, len(piece))
+    if f > 0:
+        ramp = np.sin(np.linspace(0, np.pi / 2, f, dtype=np.float64)) ** 2
+        out[at:at + f] = (np.sqrt(1 - ramp) * out[at:at + f] + np.sqrt(ramp) * piece[:f]).astype(out.dtype)
+    out[at + f:end] = piece[f:]
+
+
+def foley(model: JointModel, video_path, req: FoleyRequest, timings: Timings | None = None,
+          on_step: Callable[[int, int], None] | None = None, components: dict | None = None) -> np.ndarray:
+    """Generate audio (float32, the bundle's sample rate) covering the selected segment of `video_path` exactly."""
+    from avcli.media.ffmpeg import probe, read_video
+
+    timings = timings if timings is not None else Timings()
+    info = probe(video_path)
+    if not info.has_video:
+        raise UsageError(f"{video_path}: no video stream")
+    avail = info.duration_s - req.start
+    if req.start < 0 or avail <= 0:
+        raise UsageError(f"{video_path}: --start {req.start:g} s is outside the video ({info.duration_s:.2f} s)")
+    total = min(avail, req.duration) if req.duration else avail
+    geo = model.geometry()
+    sr = geo.sample_rate
+    plan = plan_windows(total, geo.duration, req.overlap)
+    cfg = sampler_config(model, steps=req.steps, solver=req.solver, gamma=req.gamma, cfg_audio=req.cfg,
+                         recon_guidance=req.recon_guidance)
+    with timings.stage("load"):
+        comps = components or get_components(model, req.backend)
+        prompts = PromptEncoder(model, comps)
+    with timings.stage("text"):
+        text = prompts.conditioning([req.prompt], [req.negative_prompt])
+    vspec, aspec = modality_specs(model, geo)
+    lat_T = geo.audio_latent[1]
+    lat_per_s = lat_T / geo.duration
+    out = np.zeros(int(round(total * sr)), dtype=np.float32)
+    prev_latent, prev_start = None, 0.0
+    for k, start in enumerate(plan.starts):
+        with timings.stage("decode-video"):
+            frames = read_video(video_path, geo.fps, geo.frame_size, req.fit, req.start + start,
+                                min(geo.duration, total - start))
+            if len(frames) == 0:
+                raise UsageError(f"{video_path}: no frames could be decoded at {req.start + start:.2f} s")
+            if len(frames) < geo.frames:  # the last window runs past the end: hold the last frame
+                frames = np.concatenate([frames, np.repeat(frames[-1:], geo.frames - len(frames), 0)])
+            frames = frames[: geo.frames]
+        with timings.stage("encode"):
+            known_v = encode_video(comps, frames)
+        known_a, mask = None, None
+        if prev_latent is not None and plan.overlap > 0:
+            shift = int(round((start - prev_start) * lat_per_s))
+            keep = lat_T - shift
+            known_a = torch.zeros_like(prev_latent)
+            known_a[:, :, :keep] = prev_latent[:, :, shift:]
+            mask = torch.zeros(1, 1, lat_T, 1)
+            mask[:, :, :keep] = 1.0
+        with timings.stage("denoise"), torch.no_grad():
+            res = sample(comps, vspec, aspec, text, cfg, torch.Generator().manual_seed(req.seed + 1000 * k),
+                         task="foley", known_video=known_v, known_audio=known_a, audio_mask=mask, on_step=on_step)
+        with timings.stage("vocode"):
+            wav = decode_audio(model, comps, res.audio, int(round(geo.duration * sr)))[0]
+        at = int(round(start * sr))
+        fade = int(round(plan.overlap * sr)) if k > 0 else 0
+        crossfade_into(out, wav, at, fade)
+        prev_latent, prev_start = res.audio, start
+    return out
