@@ -1,0 +1,59 @@
+"""The data-folder format that training reads (for synthetic and real data alike):
+
+    DIR/*.mp4|mov|mkv|webm     paired video + sound
+    DIR/captions.jsonl         optional: {"file": "clip.mp4", "caption": "..."} per line
+    DIR/events.jsonl           optional: {"file": "clip.mp4", "events": [seconds...], "attrs": {...}} per line
+
+Without a caption line, a file's caption is its stem with _ and - read as spaces.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from avcli.errors import UsageError
+
+VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".webm", ".m4v", ".avi")
+
+
+@dataclass(frozen=True)
+class Item:
+    path: Path
+    caption: str
+    events: list[float] | None = None
+    attrs: dict | None = None
+
+
+def _jsonl(path: Path) -> dict[str, dict]:
+    rows = {}
+    if not path.exists():
+        return rows
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{path}:{i}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict) or "file" not in row:
+            raise UsageError(f"{path}:{i}: each line needs a \"file\" key")
+        rows[row["file"]] = row
+    return rows
+
+
+def read_folder(data_dir: str | Path) -> list[Item]:
+    d = Path(data_dir)
+    if not d.is_dir():
+        raise UsageError(f"{d}: data folder not found")
+    files = sorted(p for p in d.iterdir() if p.suffix.lower() in VIDEO_EXTS and not p.name.startswith("."))
+    if not files:
+        raise UsageError(f"{d}: no video files ({', '.join(VIDEO_EXTS)})")
+    caps, evs = _jsonl(d / "captions.jsonl"), _jsonl(d / "events.jsonl")
+    items = []
+    for f in files:
+        cap = caps.get(f.name, {}).get("caption") or f.stem.replace("_", " ").replace("-", " ")
+        ev = evs.get(f.name, {})
+        items.append(Item(f, str(cap), ev.get("events"), ev.get("attrs")))
+    return items

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Reproduce the embedded demo bundle (hits-demo) on a CPU machine with 2 cores.
+# Two lanes run side by side (one torch thread each); the joint stage runs after both with two threads.
+# Usage: bash scripts/train_demo.sh [WORK_DIR]   (default: work/)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+W=${1:-work}
+A=.venv/bin/avgen
+mkdir -p "$W/logs"
+SECONDS=0
+[ -f "$W/hits/events.jsonl" ] || OMP_NUM_THREADS=2 $A data synth --n 400 -o "$W/hits" --seed 0
+[ -f "$W/bundle/bundle.json" ] || $A train init --preset demo -o "$W/bundle" --seed 0
+common=(--bundle "$W/bundle" --data "$W/hits" --work "$W" --json)
+lane1() {
+  OMP_NUM_THREADS=1 $A train vae-video  "${common[@]}" --steps ${VAE_STEPS:-600} --batch 16 --lr 5e-4
+  OMP_NUM_THREADS=1 $A train unet-video "${common[@]}" --steps ${UNET_STEPS:-900} --batch 4 --lr 3e-4
+}
+lane2() {
+  OMP_NUM_THREADS=1 $A train vae-audio  "${common[@]}" --steps ${VAE_STEPS:-600} --batch 4 --lr 5e-4
+  OMP_NUM_THREADS=1 $A train vocoder    "${common[@]}" --steps ${VOC_STEPS:-1500} --batch 8 --lr 5e-4
+  OMP_NUM_THREADS=1 $A train unet-audio "${common[@]}" --steps ${UNET_STEPS:-900} --batch 8 --lr 3e-4
+}
+lane1 > "$W/logs/lane1.log" 2>&1 &
+p1=$!
+lane2 > "$W/logs/lane2.log" 2>&1 &
+p2=$!
+wait $p1
+wait $p2
+OMP_NUM_THREADS=2 $A train joint "${common[@]}" --steps ${JOINT_STEPS:-700} --batch 4 --lr 3e-4 > "$W/logs/joint.log" 2>&1
+$A train finalize --bundle "$W/bundle" --work "$W" -o avcli/bundles/hits-demo --dtype float16 --name hits-demo
+echo "total wall: ${SECONDS}s"

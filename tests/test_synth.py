@@ -1,0 +1,91 @@
+"""The synthetic 'hits' domain: deterministic, sound onsets at the stored impacts, object touching the surface."""
+
+import json
+
+import librosa
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from avcli.cli.main import app
+from avcli.data.synth import MATERIAL_WORDS, height_profile, make_clip
+
+
+def test_deterministic_by_seed():
+    a, b, c = make_clip(11, duration=2.0), make_clip(11, duration=2.0), make_clip(12, duration=2.0)
+    assert np.array_equal(a.frames, b.frames) and np.array_equal(a.audio, b.audio) and a.caption == b.caption
+    assert not np.array_equal(a.audio, c.audio)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_audio_onsets_at_impacts(seed):
+    clip = make_clip(seed)
+    onsets = librosa.onset.onset_detect(y=clip.audio, sr=clip.sample_rate, units="time", backtrack=False)
+    frame = 1.0 / clip.fps
+    for e in clip.events:  # every impact is heard within one video frame
+        assert np.min(np.abs(onsets - e)) <= frame, (clip.attrs["material"], e, onsets)
+    # and there is no loud sound before the first impact
+    first = int(clip.events[0] * clip.sample_rate) - int(0.02 * clip.sample_rate)
+    assert np.abs(clip.audio[:first]).max() < 0.05
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_object_touches_surface_at_impacts(seed):
+    clip = make_clip(seed)
+    surface = clip.attrs["surface_top"]
+    colour = np.array(clip.frames[0][0, 0], dtype=int)  # background pixel, for contrast
+    for e in clip.events:
+        i = int(round(e * clip.fps))
+        frame = clip.frames[i].astype(int)
+        from avcli.data.synth import COLOURS
+
+        obj = np.abs(frame - np.array(COLOURS[clip.attrs["colour"]])).sum(-1) < 60
+        obj[surface:] = False
+        rows = np.nonzero(obj.any(axis=1))[0]
+        assert len(rows), "object not visible at impact"
+        assert surface - 4 <= rows.max() <= surface, (rows.max(), surface)
+    # between impacts the object is in the air
+    mids = [(a + b) / 2 for a, b in zip(clip.events, clip.events[1:])]
+    for m in mids:
+        h, _ = height_profile(np.array([m]), clip.events, 4.0)
+        assert h[0] > 0.05
+    assert colour is not None
+
+
+def test_caption_names_colour_and_material():
+    for seed in range(30):
+        clip = make_clip(seed, duration=1.0, size=(32, 32))
+        assert clip.attrs["colour"] in clip.caption
+        assert any(w in clip.caption for w in MATERIAL_WORDS[clip.attrs["material"]])
+
+
+def test_cli_writes_folder_that_training_reads(tmp_path):
+    from avcli.data.folder import read_folder
+    from avcli.media.ffmpeg import probe
+
+    out = tmp_path / "hits"
+    res = CliRunner().invoke(app, ["data", "synth", "--n", "3", "-o", str(out), "--duration", "1", "--size", "64"])
+    assert res.exit_code == 0, res.output
+    items = read_folder(out)
+    assert len(items) == 3 and all(it.caption and it.events for it in items)
+    info = probe(items[0].path)
+    assert info.has_audio and info.has_video and info.width == 64 and info.video_codec == "h264"
+    ev = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    assert ev[0]["attrs"]["material"] in MATERIAL_WORDS
+    mtime = items[0].path.stat().st_mtime_ns  # re-running keeps existing clips
+    CliRunner().invoke(app, ["data", "synth", "--n", "3", "-o", str(out), "--duration", "1", "--size", "64"])
+    assert items[0].path.stat().st_mtime_ns == mtime
+
+
+def test_bad_folder_errors(tmp_path):
+    from avcli.data.folder import read_folder
+    from avcli.errors import UsageError
+
+    with pytest.raises(UsageError, match="not found"):
+        read_folder(tmp_path / "nope")
+    with pytest.raises(UsageError, match="no video files"):
+        read_folder(tmp_path)
+    (tmp_path / "a.mp4").write_bytes(b"x")
+    (tmp_path / "captions.jsonl").write_text('{"file": "a.mp4", "caption": "ok"}\n{broken\n')
+    with pytest.raises(UsageError, match="captions.jsonl:2"):
+        read_folder(tmp_path)
