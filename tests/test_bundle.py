@@ -92,3 +92,18 @@ def test_unknown_bundle_name():
 def test_no_pickle_anywhere_in_bundle(tiny_bundle):
     for f in tiny_bundle.iterdir():
         assert f.suffix in (".json", ".safetensors"), f
+
+
+def test_rejoin_keeps_bases_and_resets_joint(tiny_model):
+    import copy
+
+    from avcli.models.joint import rejoin
+
+    m = copy.deepcopy(tiny_model)
+    for p in m.video_unet.joint_parameters():
+        torch.nn.init.normal_(p)
+    x = rejoin(m, "xattn")
+    assert x.manifest["joint"]["mode"] == "xattn" and m.manifest["joint"]["mode"] == "cmcpe"
+    for a, b in zip(m.video_unet.unet.state_dict().values(), x.video_unet.unet.state_dict().values()):
+        assert torch.equal(a, b)
+    assert all(float(p.abs().sum()) == 0 for blk in x.video_unet.cross_blocks for p in blk.out.parameters())

@@ -41,6 +41,9 @@ def init_cmd(
     mode: str = typer.Option("cmcpe", help="Cross-modal conditioning: cmcpe (seed 000) or xattn (baseline)."),
     seed: int = typer.Option(0, help="Initialisation seed."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle."),
+    from_bundle: Optional[Path] = typer.Option(None, "--from-bundle",
+                                               help="Keep this bundle's trained bases; only the connectors and "
+                                                    "cross-modal blocks are fresh (e.g. for the xattn ablation)."),
 ) -> None:
     import torch
 
@@ -59,6 +62,13 @@ def init_cmd(
         raise UsageError(f"--mode must be cmcpe or xattn, got {mode!r}")
     manifest["joint"]["mode"] = mode
     torch.manual_seed(seed)
+    if from_bundle is not None:
+        from avcli.models.bundle import load_bundle
+        from avcli.models.joint import rejoin
+
+        save_bundle(rejoin(load_bundle(from_bundle), mode), output)
+        stdout.print(f"created {output} (bases of {from_bundle}, fresh {mode} blocks)")
+        return
     save_bundle(JointModel(manifest), output)
     stdout.print(f"created {output} ({preset}, {mode})")
 

@@ -8,9 +8,13 @@ speed, a noise transient, light room reverb, faint background noise). Everything
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+
+from avcli.errors import UsageError
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 190, 60), "blue": (40, 80, 230), "yellow": (235, 220, 40),
            "white": (245, 245, 245), "purple": (150, 50, 190), "orange": (245, 140, 30)}
@@ -41,13 +45,16 @@ class Clip:
     contact_rows: list[int] = field(default_factory=list)  # per event: lowest object row in the event's frame
 
 
-def _impact_times(rng: np.random.Generator, duration: float) -> list[float]:
-    n = int(rng.integers(1, 7))
-    for _ in range(100):
-        t = np.sort(rng.uniform(0.25, duration - 0.2, n))
-        if n == 1 or np.diff(t).min() >= 0.3:
-            return [float(x) for x in t]
-    return [float(x) for x in np.linspace(0.4, duration - 0.3, n)]
+def _impact_times(rng: np.random.Generator, duration: float, margin: float = 0.2, min_gap: float = 0.3) -> list[float]:
+    """1-6 impact times, at least `min_gap` apart, none within `margin` of either end (fewer if the clip is short)."""
+    lo, hi = margin, duration - margin
+    if hi <= lo:
+        return [duration / 2]
+    n = min(int(rng.integers(1, 7)), int((hi - lo) // min_gap) + 1)
+    # n sorted points with gaps >= min_gap: sample in the shrunken span, then add k * min_gap to the k-th
+    slack = (hi - lo) - (n - 1) * min_gap
+    t = np.sort(rng.uniform(0.0, slack, n)) + lo + np.arange(n) * min_gap
+    return [float(x) for x in t]
 
 
 def height_profile(t: np.ndarray, events: list[float], duration: float) -> tuple[np.ndarray, list[float]]:
@@ -231,24 +238,38 @@ def make_clip(seed: int, duration: float = 4.0, fps: float = 16, size: tuple[int
 
 def write_dataset(out_dir, n: int, seed: int = 0, progress: bool = True, **clip_kwargs) -> list[str]:
     """Write n clips as mp4 (H.264 + AAC) with captions.jsonl and events.jsonl. Existing clips are kept."""
-    import json
-    from pathlib import Path
-
     from rich.progress import track
 
-    from avcli.media.ffmpeg import write_video
+    from avcli.media.ffmpeg import atomic_path, write_video
 
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    caps, evs, names = [], [], []
+    caps, evs = _read_rows(out / "captions.jsonl"), _read_rows(out / "events.jsonl")  # keep rows of other clips
+    names = []
     for i in track(range(n), description="synthesizing clips", disable=not progress, transient=True):
         name = f"clip_{i:05d}.mp4"
         clip = make_clip(seed * 1_000_003 + i, **clip_kwargs)
         if not (out / name).exists():
             write_video(out / name, clip.frames, clip.fps, clip.audio, clip.sample_rate)
         names.append(name)
-        caps.append({"file": name, "caption": clip.caption})
-        evs.append({"file": name, "events": [round(e, 6) for e in clip.events], "attrs": clip.attrs})
-    (out / "captions.jsonl").write_text("".join(json.dumps(c) + "\n" for c in caps))
-    (out / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evs))
+        caps[name] = {"file": name, "caption": clip.caption}
+        evs[name] = {"file": name, "events": [round(e, 6) for e in clip.events], "attrs": clip.attrs}
+    for fname, rows in (("captions.jsonl", caps), ("events.jsonl", evs)):
+        with atomic_path(out / fname, overwrite=True) as tmp:
+            tmp.write_text("".join(json.dumps(rows[k]) + "\n" for k in sorted(rows)))
     return names
+
+
+def _read_rows(path) -> dict[str, dict]:
+    rows = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a damaged line from an earlier run: rewritten below
+            if isinstance(row, dict) and "file" in row:
+                rows[row["file"]] = row
+    return rows

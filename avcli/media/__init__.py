@@ -1,1 +1,1 @@
-
+"""Media I/O on ffmpeg: probe, decode, encode, mux (see avcli.media.ffmpeg)."""

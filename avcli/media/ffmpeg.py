@@ -1,4 +1,9 @@
-"""ffmpeg-based media I/O (minimal core): probe, read frames at a fps, read audio, write H.264+AAC mp4 atomically."""
+"""ffmpeg-based media I/O: probe, decode frames at a fps, decode audio, write H.264+AAC mp4, mux audio onto a
+video without re-encoding it, write wav/flac. Every writer is atomic (temp file in the same folder, then rename).
+
+Safety: subprocesses get argument lists (never a shell), and user paths are always passed to ffmpeg as absolute
+paths behind the `file:` protocol, so a name like `-y.mp4` or `concat:x` can never be read as an option/protocol.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +14,25 @@ import subprocess
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from avcli.errors import MediaError, UsageError
 
+FITS = ("crop", "pad", "stretch")
+
 
 def ffmpeg_exe() -> str:
+    """A system `ffmpeg` if one is on PATH, else the static binary shipped with imageio-ffmpeg."""
     exe = shutil.which("ffmpeg")
     if exe:
         return exe
-    import imageio_ffmpeg
-
+    try:
+        import imageio_ffmpeg
+    except ImportError:  # pragma: no cover - depends on the install
+        raise MediaError("ffmpeg: not found; install ffmpeg or `pip install imageio-ffmpeg`") from None
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
@@ -29,18 +40,32 @@ def _src(path) -> str:
     return "file:" + str(Path(path).resolve())
 
 
+def _tail(stderr: bytes | str, n: int = 300) -> str:
+    if isinstance(stderr, bytes):
+        stderr = stderr.decode(errors="replace")
+    lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+    return (lines[-1] if lines else "no message")[-n:]
+
+
+def _run(cmd: list[str], path, what: str, input: bytes | None = None) -> subprocess.CompletedProcess:
+    r = subprocess.run(cmd, input=input, capture_output=True)
+    if r.returncode != 0:
+        raise MediaError(f"{path}: ffmpeg could not {what} ({_tail(r.stderr)})")
+    return r
+
+
 @dataclass(frozen=True)
 class MediaInfo:
     duration_s: float
     has_video: bool
     has_audio: bool
-    width: int = 0
+    width: int = 0  # display size (after rotation metadata)
     height: int = 0
-    fps: float = 0.0
+    fps: float = 0.0  # average frame rate
     video_codec: str = ""
     audio_codec: str = ""
     audio_sample_rate: int = 0
-    rotation: int = 0
+    rotation: int = 0  # degrees, as stored in the display matrix
 
 
 def _check_file(path) -> Path:
@@ -50,30 +75,62 @@ def _check_file(path) -> Path:
     if p.is_dir():
         raise MediaError(f"{p}: is a directory, not a media file")
     if p.stat().st_size == 0:
-        raise MediaError(f"{p}: empty file")
+        raise MediaError(f"{p}: empty file (0 bytes)")
     return p
 
 
-def probe(path) -> MediaInfo:
+_DUR = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
+_VIDEO = re.compile(r"^\s*Stream #\S+.*?: Video: (\w+)(.*)$", re.M)
+_AUDIO = re.compile(r"^\s*Stream #\S+.*?: Audio: (\w+).*?, (\d+) Hz", re.M)
+_SIZE = re.compile(r", (\d{1,5})x(\d{1,5})\b")
+_FPS = re.compile(r", ([\d.]+)(k?) (fps|tbr)\b")
+_ROT = re.compile(r"rotation of (-?[\d.]+) degrees|^\s*rotate\s*:\s*(-?\d+)", re.M)
+
+
+def probe(path, require_video: bool = False) -> MediaInfo:
+    """Read a media file's streams by parsing `ffmpeg -i` (no ffprobe needed).
+
+    Raises MediaError naming the file if it is missing, empty, a folder, not media ffmpeg can read, or (with
+    require_video) has no video stream. Cover-art pictures do not count as video."""
     p = _check_file(path)
-    r = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", _src(p)], capture_output=True, text=True)
-    err = r.stderr
-    if "Invalid data found" in err or "Stream #" not in err:
-        raise MediaError(f"{p}: not a media file ffmpeg can read")
+    r = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", _src(p)], capture_output=True)
+    err = r.stderr.decode(errors="replace")
+    if "Stream #" not in err:
+        reason = "not a media file ffmpeg can read" if "Invalid data" in err or "Stream #" not in err else _tail(err)
+        raise MediaError(f"{p}: {reason}")
     dur = 0.0
-    m = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", err)
+    m = _DUR.search(err)
     if m:
         dur = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
-    v = re.search(r"Stream #\S+.*?: Video: (\w+).*?, (\d{2,5})x(\d{2,5})", err)
-    fps = re.search(r"Stream #\S+.*?: Video: .*?, ([\d.]+) (?:fps|tbr)", err)
-    a = re.search(r"Stream #\S+.*?: Audio: (\w+).*?, (\d+) Hz", err)
-    rot = re.search(r"rotat\w+ of (-?[\d.]+) degrees|rotate\s*:\s*(-?\d+)", err)
-    rotation = int(float(rot.group(1) or rot.group(2))) if rot else 0
-    w, h = (int(v.group(2)), int(v.group(3))) if v else (0, 0)
-    if rotation % 180:
-        w, h = h, w
-    return MediaInfo(dur, v is not None, a is not None, w, h, float(fps.group(1)) if fps else 0.0,
-                     v.group(1) if v else "", a.group(1) if a else "", int(a.group(2)) if a else 0, rotation)
+    video = None
+    for vm in _VIDEO.finditer(err):
+        if "attached pic" not in vm.group(2):
+            video = vm
+            break
+    a = _AUDIO.search(err)
+    w = h = 0
+    fps = 0.0
+    rotation = 0
+    vcodec = ""
+    if video is not None:
+        vcodec = video.group(1)
+        sm = _SIZE.search(video.group(2))
+        if sm:
+            w, h = int(sm.group(1)), int(sm.group(2))
+        rates = {u: float(v) * (1000 if k else 1) for v, k, u in _FPS.findall(video.group(2))}
+        fps = rates.get("fps", rates.get("tbr", 0.0))
+        # rotation side data follows the video stream line (before the next stream)
+        rest = err[video.end():]
+        nxt = re.search(r"^\s*Stream #", rest, re.M)
+        rm = _ROT.search(rest[: nxt.start()] if nxt else rest)
+        if rm:
+            rotation = int(round(float(rm.group(1) or rm.group(2))))
+        if rotation % 180:
+            w, h = h, w
+    if require_video and video is None:
+        raise MediaError(f"{p}: no video stream (audio-only or image-only file)")
+    return MediaInfo(dur, video is not None, a is not None, w, h, fps, vcodec,
+                     a.group(1) if a else "", int(a.group(2)) if a else 0, rotation)
 
 
 def _vf(size, fit: str, fps: float) -> str:
@@ -85,65 +142,125 @@ def _vf(size, fit: str, fps: float) -> str:
     elif fit == "stretch":
         scale = f"scale={w}:{h}"
     else:
-        raise UsageError(f"--fit must be crop, pad or stretch, got {fit!r}")
-    return f"fps={fps},{scale},setsar=1"
+        raise UsageError(f"--fit must be one of {', '.join(FITS)}, got {fit!r}")
+    return f"fps={_rate(fps)},{scale},setsar=1"
+
+
+def _rate(fps: float) -> str:
+    if not fps or fps <= 0:
+        raise UsageError(f"fps must be > 0, got {fps!r}")
+    fr = Fraction(fps).limit_denominator(1001)
+    return f"{fr.numerator}/{fr.denominator}"
+
+
+def _seek_args(start: float, duration: float | None) -> tuple[list[str], list[str]]:
+    if start < 0:
+        raise UsageError(f"start must be >= 0 seconds, got {start}")
+    if duration is not None and duration <= 0:
+        raise UsageError(f"duration must be > 0 seconds, got {duration}")
+    pre = ["-ss", f"{start:.6f}"] if start > 0 else []
+    post = ["-t", f"{duration:.6f}"] if duration is not None else []
+    return pre, post
 
 
 def read_video(path, fps: float, size=(64, 64), fit: str = "crop", start: float = 0.0,
                duration: float | None = None) -> np.ndarray:
-    info = probe(path)
-    if not info.has_video:
-        raise MediaError(f"{path}: no video stream")
-    h, w = size
-    cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-ss", f"{start:.6f}", "-i", _src(path)]
-    if duration is not None:
-        cmd += ["-t", f"{duration:.6f}"]
-    cmd += ["-an", "-vf", _vf(size, fit, fps), "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1"]
-    r = subprocess.run(cmd, capture_output=True)
-    if r.returncode != 0:
-        raise MediaError(f"{path}: ffmpeg could not decode the video ({r.stderr.decode(errors='replace').strip()[-200:]})")
+    """Decode frames resampled to `fps` with ffmpeg's fps filter, fitted to size=(H, W); rotation metadata is
+    honoured (ffmpeg autorotates). Returns uint8 (F, H, W, 3)."""
+    probe(path, require_video=True)
+    h, w = int(size[0]), int(size[1])
+    if h <= 0 or w <= 0:
+        raise UsageError(f"size must be positive (H, W), got {size!r}")
+    vf = _vf((h, w), fit, fps)
+    pre, post = _seek_args(start, duration)
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *pre, "-i", _src(path), *post,
+           "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", vf, "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1"]
+    r = _run(cmd, path, "decode the video")
     n = len(r.stdout) // (h * w * 3)
+    if n == 0:
+        raise MediaError(f"{path}: no frames decoded (start {start:.2f}s past the end of the video?)")
     return np.frombuffer(r.stdout[: n * h * w * 3], dtype=np.uint8).reshape(n, h, w, 3).copy()
 
 
-def read_audio(path, sample_rate: int, start: float = 0.0, duration: float | None = None, mono: bool = True):
+def read_audio(path, sample_rate: int, start: float = 0.0, duration: float | None = None, mono: bool = True,
+               required: bool = False):
+    """Decode audio resampled to `sample_rate` as float32 (N,) (mono) or (N, C).
+
+    A file without an audio stream gives None, or MediaError when `required`."""
     info = probe(path)
     if not info.has_audio:
+        if required:
+            raise MediaError(f"{path}: no audio stream")
         return None
-    cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-ss", f"{start:.6f}", "-i", _src(path)]
-    if duration is not None:
-        cmd += ["-t", f"{duration:.6f}"]
-    cmd += ["-vn", "-ac", "1" if mono else "2", "-ar", str(sample_rate), "-f", "f32le", "pipe:1"]
-    r = subprocess.run(cmd, capture_output=True)
-    if r.returncode != 0:
-        raise MediaError(f"{path}: ffmpeg could not decode the audio")
+    pre, post = _seek_args(start, duration)
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", *pre, "-i", _src(path), *post,
+           "-map", "0:a:0", "-vn", "-sn", "-dn"]
+    if mono:
+        cmd += ["-ac", "1"]
+    cmd += ["-ar", str(int(sample_rate)), "-f", "f32le", "pipe:1"]
+    r = _run(cmd, path, "decode the audio")
     a = np.frombuffer(r.stdout, dtype=np.float32).copy()
-    return a if mono else a.reshape(-1, 2)
+    if mono:
+        return a
+    channels = _channels(path)
+    return a.reshape(-1, channels)
+
+
+def _channels(path) -> int:
+    err = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", _src(path)], capture_output=True).stderr
+    m = re.search(r"Audio: .*?, \d+ Hz, ([^,]+)", err.decode(errors="replace"))
+    layout = m.group(1).strip() if m else "stereo"
+    named = {"mono": 1, "stereo": 2, "2.1": 3, "quad": 4, "5.0": 5, "5.1": 6, "5.1(side)": 6, "7.1": 8}
+    if layout in named:
+        return named[layout]
+    cm = re.match(r"(\d+) channels", layout)
+    return int(cm.group(1)) if cm else 2
 
 
 @contextmanager
 def atomic_path(path, overwrite: bool = False):
+    """Yield a temp path in the destination's folder; rename it onto `path` on success, delete it on failure.
+
+    An existing `path` is a UsageError unless overwrite=True; the old file is untouched until the rename."""
     path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{path}: is a directory; give a file name")
     if path.exists() and not overwrite:
         raise UsageError(f"{path}: already exists (use --overwrite to replace it)")
     if not path.parent.exists():
         raise UsageError(f"{path.parent}: output directory does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
         yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
 
 
+def _audio_2d(audio) -> np.ndarray:
+    a = np.asarray(audio, dtype=np.float32)
+    if a.ndim == 1:
+        a = a[:, None]
+    if a.ndim != 2:
+        raise UsageError(f"audio must be (N,) or (N, C), got shape {a.shape}")
+    if a.shape[1] > a.shape[0]:  # (C, N) given
+        a = a.T
+    return np.ascontiguousarray(a)
+
+
 def write_wav(path, audio, sr: int, overwrite: bool = False, subtype: str = "PCM_16", fmt: str = "WAV") -> Path:
     import soundfile as sf
 
+    a = _audio_2d(audio)
     with atomic_path(path, overwrite) as tmp:
-        sf.write(str(tmp), np.asarray(audio, dtype=np.float32), sr, subtype=subtype, format=fmt)
+        sf.write(str(tmp), np.clip(a, -1, 1) if subtype.startswith("PCM") else a, int(sr), subtype=subtype,
+                 format=fmt)
     return Path(path)
 
 
@@ -151,29 +268,104 @@ def write_flac(path, audio, sr: int, overwrite: bool = False) -> Path:
     return write_wav(path, audio, sr, overwrite, subtype="PCM_16", fmt="FLAC")
 
 
+def _fit_len(a: np.ndarray, n: int) -> np.ndarray:
+    return np.pad(a[:n], ((0, max(0, n - len(a))), (0, 0)))
+
+
+def _audio_codec_args(suffix: str) -> list[str]:
+    if suffix.lower() in (".webm", ".ogg"):
+        return ["-c:a", "libopus", "-b:a", "128k"]
+    return ["-c:a", "aac", "-b:a", "160k"]
+
+
+def _faststart(suffix: str) -> list[str]:
+    return ["-movflags", "+faststart"] if suffix.lower() in (".mp4", ".mov", ".m4v") else []
+
+
 def write_video(path, frames: np.ndarray, fps: float, audio=None, sample_rate: int | None = None,
                 overwrite: bool = False) -> Path:
+    """Encode uint8 (F, H, W, 3) frames as H.264 yuv420p (+ AAC audio) with +faststart, atomically.
+
+    The video lasts F/fps seconds and the audio is padded/trimmed to the same length. Odd frame sizes are padded
+    by one black row/column at the bottom/right (yuv420p needs even sizes)."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
+        raise UsageError(f"{path}: frames must be a non-empty (F, H, W, 3) array, got shape {frames.shape}")
     frames = np.ascontiguousarray(frames, dtype=np.uint8)
+    if audio is not None and not sample_rate:
+        raise UsageError(f"{path}: audio given without a sample rate")
     n, h, w, _ = frames.shape
+    path = Path(path)
     with tempfile.TemporaryDirectory() as td, atomic_path(path, overwrite) as tmp:
-        cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
-               "-s", f"{w}x{h}", "-r", f"{fps}", "-i", "pipe:0"]
+        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-f", "rawvideo",
+               "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", _rate(fps), "-i", "pipe:0"]
         if audio is not None:
-            dur = n / fps
-            a = np.asarray(audio, dtype=np.float32).reshape(len(audio), -1)
-            need = int(round(dur * sample_rate))
-            a = np.pad(a[:need], ((0, max(0, need - len(a))), (0, 0)))
-            wav = Path(td) / "a.wav"
+            a = _fit_len(_audio_2d(audio), int(round(n / fps * sample_rate)))
             import soundfile as sf
 
-            sf.write(str(wav), a, sample_rate, subtype="FLOAT")
+            wav = Path(td) / "a.wav"
+            sf.write(str(wav), a, int(sample_rate), subtype="FLOAT")
             cmd += ["-i", _src(wav)]
         cmd += ["-map", "0:v:0", "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
                 "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-fflags", "+bitexact", "-flags:v", "+bitexact"]
         if audio is not None:
-            cmd += ["-map", "1:a:0", "-c:a", "aac", "-b:a", "128k", "-flags:a", "+bitexact"]
-        cmd += ["-movflags", "+faststart", "-threads", "1", "-f", "mp4", _src(tmp)]
-        r = subprocess.run(cmd, input=frames.tobytes(), capture_output=True)
-        if r.returncode != 0:
-            raise MediaError(f"{path}: ffmpeg failed to encode ({r.stderr.decode(errors='replace').strip()[-300:]})")
-    return Path(path)
+            cmd += ["-map", "1:a:0", *_audio_codec_args(".mp4"), "-flags:a", "+bitexact"]
+        cmd += [*_faststart(".mp4"), "-threads", "1", "-f", "mp4", _src(tmp)]
+        _run(cmd, path, "encode the video", input=frames.tobytes())
+    return path
+
+
+def mux_audio(video_path, audio, sample_rate: int, out_path, mix: str = "replace", start: float = 0.0,
+              duration: float | None = None, overwrite: bool = False) -> Path:
+    """Put `audio` on a copy of `video_path` without re-encoding the video (`-c:v copy`), atomically.
+
+    The new audio starts `start` seconds into the video and lasts `duration` seconds (default: to the end); the
+    result's soundtrack always covers the whole video (silence, or the original sound, elsewhere).
+    mix="replace" drops the original audio; mix="keep" mixes it (if any) under the new one at -6 dB.
+    AAC audio (Opus for .webm outputs)."""
+    if mix not in ("replace", "keep"):
+        raise UsageError(f"--mix must be replace or keep, got {mix!r}")
+    info = probe(video_path, require_video=True)
+    if start < 0:
+        raise UsageError(f"start must be >= 0 seconds, got {start}")
+    out_path = Path(out_path)
+    if out_path.resolve() == Path(video_path).resolve():
+        raise UsageError(f"{out_path}: output must differ from the input video")
+    sr = int(sample_rate)
+    a = _audio_2d(audio)
+    total = int(round(info.duration_s * sr))
+    length = int(round(duration * sr)) if duration is not None else max(0, total - int(round(start * sr)))
+    a = _fit_len(a, length)
+    at = int(round(start * sr))
+    track = np.zeros((max(total, at + len(a)), a.shape[1]), np.float32)
+    track[at:at + len(a)] = a
+    track = track[:max(total, 1)]
+    keep = mix == "keep" and info.has_audio
+    with tempfile.TemporaryDirectory() as td, atomic_path(out_path, overwrite) as tmp:
+        import soundfile as sf
+
+        wav = Path(td) / "a.wav"
+        sf.write(str(wav), track, sr, subtype="FLOAT")
+        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", _src(video_path),
+               "-i", _src(wav), "-map", "0:v:0", "-c:v", "copy"]
+        if keep:
+            cmd += ["-filter_complex",
+                    f"[0:a:0]aresample={sr},volume=-6dB[orig];"
+                    f"[1:a:0][orig]amix=inputs=2:duration=first:dropout_transition=0:normalize=0[aout]",
+                    "-map", "[aout]"]
+        else:
+            cmd += ["-map", "1:a:0"]
+        cmd += [*_audio_codec_args(out_path.suffix), "-map_metadata", "0", *_faststart(out_path.suffix),
+                _src(tmp)]
+        _run(cmd, video_path, "mux the audio")
+    return out_path
+
+
+def video_packet_md5(path) -> list[str]:
+    """MD5 of every packet of the first video stream (stream copy, no decoding): equal lists = identical video."""
+    _check_file(path)
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", _src(path), "-map", "0:v:0",
+           "-c", "copy", "-f", "framemd5", "pipe:1"]
+    r = _run(cmd, path, "read the video packets")
+    return [ln.rsplit(",", 1)[1].strip() for ln in r.stdout.decode().splitlines()
+            if ln.strip() and not ln.startswith("#")]

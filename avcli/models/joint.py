@@ -81,6 +81,10 @@ def _package_dir(package: str, subdir: str) -> Path:
 def build_text_encoder(spec: dict) -> nn.Module:
     if spec.get("source") == "package":
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()  # the checkpoint's unused pooler weights are expected, not news
+        hf_logging.disable_progress_bar()
         model = BertModel.from_pretrained(str(_package_dir(spec["package"], spec.get("subdir", "model"))),
                                           add_pooling_layer=False)
     elif spec.get("source") == "bundle":
@@ -160,3 +164,23 @@ class JointModel(nn.Module):
     def denormalize_mel(self, mel: torch.Tensor) -> torch.Tensor:
         m = self.manifest["media"]
         return mel * m["mel_std"] + m["mel_mean"]
+
+
+def rejoin(model: JointModel, mode: str | None = None, **joint_overrides) -> JointModel:
+    """The same bases (VAEs, vocoder, text encoders, base U-Nets) with fresh, zero-output connectors and
+    cross-modal blocks, e.g. to train the cross-attention baseline beside CMC-PE on identical bases."""
+    import copy
+
+    manifest = copy.deepcopy(model.manifest)
+    if mode is not None:
+        manifest["joint"]["mode"] = mode
+    manifest["joint"].update(joint_overrides)
+    fresh = JointModel(manifest)
+    fresh.video_vae.load_state_dict(model.video_vae.state_dict())
+    fresh.audio_vae.load_state_dict(model.audio_vae.state_dict())
+    fresh.vocoder.load_state_dict(model.vocoder.state_dict())
+    fresh.text_encoder_video.load_state_dict(model.text_encoder_video.state_dict())
+    fresh.text_encoder_audio.load_state_dict(model.text_encoder_audio.state_dict())
+    fresh.video_unet.unet.load_state_dict(model.video_unet.unet.state_dict())
+    fresh.audio_unet.unet.load_state_dict(model.audio_unet.unet.state_dict())
+    return fresh.eval()

@@ -8,6 +8,7 @@ either re-decodes; later epochs (and later training stages) skip ffmpeg entirely
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,7 +76,7 @@ def load_clips(data_dir: str | Path, geo: Geometry, cache_dir: str | Path | None
                            for s in starts])
             au = np.stack([_fit(read_audio(path, geo.sample_rate, s, geo.duration).astype(np.float32), geo.samples)
                            for s in starts])
-            tmp = cache / f"{key}.tmp.npz"
+            tmp = cache / f"{key}.{os.getpid()}.tmp.npz"  # unique: parallel stages may decode the same file
             np.savez(tmp, frames=fr, audio=au, starts=starts)
             tmp.replace(cfile)
         for w in range(len(fr)):
