@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from avcli.cli.main import app
-from avcli.data.synth import MATERIAL_WORDS, height_profile, make_clip
+from avcli.data.synth import COLOURS, MATERIAL_WORDS, height_profile, make_clip
 
 
 def test_deterministic_by_seed():
@@ -33,23 +33,21 @@ def test_audio_onsets_at_impacts(seed):
 def test_object_touches_surface_at_impacts(seed):
     clip = make_clip(seed)
     surface = clip.attrs["surface_top"]
-    colour = np.array(clip.frames[0][0, 0], dtype=int)  # background pixel, for contrast
-    for e in clip.events:
-        i = int(round(e * clip.fps))
-        frame = clip.frames[i].astype(int)
-        from avcli.data.synth import COLOURS
 
+    def lowest_object_row(t: float) -> int:  # from pixels: rows above the surface that show the object colour
+        frame = clip.frames[int(round(t * clip.fps))].astype(int)
         obj = np.abs(frame - np.array(COLOURS[clip.attrs["colour"]])).sum(-1) < 60
         obj[surface:] = False
         rows = np.nonzero(obj.any(axis=1))[0]
-        assert len(rows), "object not visible at impact"
-        assert surface - 4 <= rows.max() <= surface, (rows.max(), surface)
+        assert len(rows), "object not visible"
+        return int(rows.max())
+
+    for e in clip.events:
+        assert surface - 4 <= lowest_object_row(e) <= surface, (e, surface)
     # between impacts the object is in the air
-    mids = [(a + b) / 2 for a, b in zip(clip.events, clip.events[1:])]
-    for m in mids:
-        h, _ = height_profile(np.array([m]), clip.events, 4.0)
-        assert h[0] > 0.05
-    assert colour is not None
+    for a, b in zip(clip.events, clip.events[1:]):
+        assert height_profile(np.array([(a + b) / 2]), clip.events, 4.0)[0][0] > 0.05
+        assert lowest_object_row((a + b) / 2) < surface - 2
 
 
 def test_caption_names_colour_and_material():
@@ -89,3 +87,28 @@ def test_bad_folder_errors(tmp_path):
     (tmp_path / "captions.jsonl").write_text('{"file": "a.mp4", "caption": "ok"}\n{broken\n')
     with pytest.raises(UsageError, match="captions.jsonl:2"):
         read_folder(tmp_path)
+
+
+@pytest.mark.parametrize("duration", [0.6, 1.0, 4.0, 10.0])
+def test_impact_times_spacing(duration):
+    from avcli.data.synth import _impact_times
+
+    counts = set()
+    for seed in range(40):
+        ev = _impact_times(np.random.default_rng(seed), duration)
+        counts.add(len(ev))
+        assert 1 <= len(ev) <= 6 and ev == sorted(ev)
+        assert ev[0] >= 0.15 and ev[-1] <= duration - 0.15
+        assert len(ev) == 1 or np.diff(ev).min() >= 0.3 - 1e-9
+    if duration >= 4:
+        assert counts == {1, 2, 3, 4, 5, 6}
+
+
+def test_folder_without_captions_uses_file_stem(tmp_path):
+    from avcli.data.folder import read_folder
+
+    (tmp_path / "dog_barking-loud.mp4").write_bytes(b"x")
+    (tmp_path / ".hidden.mp4").write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("x")
+    items = read_folder(tmp_path)
+    assert [(i.path.name, i.caption, i.events) for i in items] == [("dog_barking-loud.mp4", "dog barking loud", None)]

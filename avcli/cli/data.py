@@ -36,5 +36,14 @@ def synth_cmd(
     t = Table(title="avgen data synth")
     for c in ("folder", "clips", "total duration", "size on disk"):
         t.add_column(c)
-    t.add_row(str(output), str(len(names)), f"{len(names) * duration / 60:.1f} min", human_size(total))
+    seconds = len(names) * round(duration * fps) / fps
+    t.add_row(str(output), str(len(names)), _human_duration(seconds), human_size(total))
     stdout.print(t)
+
+
+def _human_duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"

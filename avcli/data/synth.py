@@ -50,7 +50,8 @@ def _impact_times(rng: np.random.Generator, duration: float, margin: float = 0.2
     lo, hi = margin, duration - margin
     if hi <= lo:
         return [duration / 2]
-    n = min(int(rng.integers(1, 7)), int((hi - lo) // min_gap) + 1)
+    # keep some slack so short clips still get random times
+    n = min(int(rng.integers(1, 7)), int(0.8 * (hi - lo) / min_gap) + 1)
     # n sorted points with gaps >= min_gap: sample in the shrunken span, then add k * min_gap to the k-th
     slack = (hi - lo) - (n - 1) * min_gap
     t = np.sort(rng.uniform(0.0, slack, n)) + lo + np.arange(n) * min_gap
@@ -68,7 +69,7 @@ def height_profile(t: np.ndarray, events: list[float], duration: float) -> tuple
     for k, te in enumerate(ev):
         d_in = te - bounds[k] if k > 0 else te  # time since apex (or since clip start)
         d_out = bounds[k + 1] - te
-        peak_in = min(1.0, 3.0 * d_in**2)
+        peak_in = min(1.0, 3.0 * d_in**2 + (0.3 if k == 0 else 0.0))  # the first drop starts well above
         peak_out = min(1.0, 3.0 * d_out**2) if k + 1 < len(ev) else 1.0
         before = (t >= bounds[k]) & (t <= te)
         after = (t > te) & (t <= bounds[k + 1])
@@ -209,16 +210,17 @@ def synth_audio(rng, attrs: dict, events: list[float], speeds: list[float], dura
 def caption_for(rng, attrs: dict) -> str:
     c, obj, mat, k = attrs["colour"], attrs["object"], attrs["material"], attrs["n_impacts"]
     surf = str(rng.choice(MATERIAL_WORDS[mat]))
+    ac = ("an " if c[0] in "aeiou" else "a ") + c
     count = COUNT_WORDS.get(k, f"{k} times")
     if obj == "ball":
-        options = [f"a {c} ball bouncing on a {surf}", f"a {c} ball bounces {count} on a {surf}",
-                   f"someone drops a {c} ball onto a {surf}", f"a small {c} ball hitting a {surf}"]
+        options = [f"{ac} ball bouncing on a {surf}", f"{ac} ball bounces {count} on a {surf}",
+                   f"someone drops {ac} ball onto a {surf}", f"a small {c} ball hitting a {surf}"]
     elif obj == "block":
-        options = [f"a {c} block dropped onto a {surf}", f"someone drops a {c} block on a {surf} {count}",
-                   f"a {c} cube hitting a {surf}", f"a {c} block knocks on a {surf} {count}"]
+        options = [f"{ac} block dropped onto a {surf}", f"someone drops {ac} block on a {surf} {count}",
+                   f"{ac} cube hitting a {surf}", f"{ac} block knocks on a {surf} {count}"]
     else:
-        options = [f"a {c} stick hitting a {surf}", f"someone hits a {surf} with a {c} stick {count}",
-                   f"a {c} drumstick striking a {surf}", f"a {c} stick taps a {surf} {count}"]
+        options = [f"{ac} stick hitting a {surf}", f"someone hits a {surf} with {ac} stick {count}",
+                   f"{ac} drumstick striking a {surf}", f"{ac} stick taps a {surf} {count}"]
     return str(rng.choice(options))
 
 

@@ -96,8 +96,7 @@ def probe(path, require_video: bool = False) -> MediaInfo:
     r = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", _src(p)], capture_output=True)
     err = r.stderr.decode(errors="replace")
     if "Stream #" not in err:
-        reason = "not a media file ffmpeg can read" if "Invalid data" in err or "Stream #" not in err else _tail(err)
-        raise MediaError(f"{p}: {reason}")
+        raise MediaError(f"{p}: not a media file ffmpeg can read ({_tail(err, 120)})")
     dur = 0.0
     m = _DUR.search(err)
     if m:
