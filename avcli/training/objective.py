@@ -77,7 +77,7 @@ def joint_loss(model, video0: torch.Tensor, audio0: torch.Tensor, text_v: torch.
             sc_a = predict_x0_eps(pa, na.x_t, na.abar, audio_schedule.prediction_type)[0]
     pv, pa = _joint_forward(model, nv, na, sc_v, sc_a, text_v, text_a)
     lv, la = F.mse_loss(pv.float(), nv.target), F.mse_loss(pa.float(), na.target)
-    return lv + la, {"loss_video": float(lv), "loss_audio": float(la)}
+    return lv + la, {"loss_video": float(lv.detach()), "loss_audio": float(la.detach())}
 
 
 def _joint_forward(model, nv: NoisedBatch, na: NoisedBatch, sc_v, sc_a, text_v, text_a):

@@ -67,7 +67,7 @@ def _vae_step(vae, x: torch.Tensor, gen: torch.Generator, kl_weight: float = 1e-
     rec = vae.decode(z).sample
     l1 = (rec - x).abs().mean()
     kl = post.kl().mean() / x[0].numel()
-    return l1 + kl_weight * kl * x[0].numel() / 1000.0, {"loss_l1": float(l1), "loss_kl": float(kl)}
+    return l1 + kl_weight * kl * x[0].numel() / 1000.0, {"loss_l1": float(l1.detach()), "loss_kl": float(kl.detach())}
 
 
 def _set_scaling(model: JointModel, part: str, latents: torch.Tensor) -> float:
@@ -163,7 +163,7 @@ def stage_vocoder(opts: StageOptions, cfg: LoopConfig) -> dict:
         out = voc(mel=mel)[:, : wav.shape[1]]
         mel_l1 = (model.logmel(out) - mel).abs().mean()
         stft = mr_stft_loss(out, wav)
-        return mel_l1 + 2.0 * stft, {"loss_mel": float(mel_l1), "loss_stft": float(stft)}
+        return mel_l1 + 2.0 * stft, {"loss_mel": float(mel_l1.detach()), "loss_stft": float(stft.detach())}
 
     result = train("vocoder", voc, loss_fn, opts.work / "runs" / "vocoder", cfg, progress=opts.progress)
     result["clips"] = len(clips)
