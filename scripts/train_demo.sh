@@ -9,6 +9,7 @@ A=.venv/bin/avgen
 mkdir -p "$W/logs"
 SECONDS=0
 [ -f "$W/hits/events.jsonl" ] || OMP_NUM_THREADS=2 $A data synth --n 400 -o "$W/hits" --seed 0
+[ -f "$W/hits-test/events.jsonl" ] || OMP_NUM_THREADS=2 $A data synth --n 100 -o "$W/hits-test" --seed 1  # held out
 [ -f "$W/bundle/bundle.json" ] || $A train init --preset demo -o "$W/bundle" --seed 0
 common=(--bundle "$W/bundle" --data "$W/hits" --work "$W" --json)
 lane1() {
@@ -16,8 +17,8 @@ lane1() {
   OMP_NUM_THREADS=1 $A train unet-video "${common[@]}" --steps ${UNET_STEPS:-900} --batch 4 --lr 3e-4
 }
 lane2() {
-  OMP_NUM_THREADS=1 $A train vae-audio  "${common[@]}" --steps ${VAE_STEPS:-600} --batch 4 --lr 5e-4
-  OMP_NUM_THREADS=1 $A train vocoder    "${common[@]}" --steps ${VOC_STEPS:-1500} --batch 8 --lr 5e-4
+  OMP_NUM_THREADS=1 $A train vae-audio  "${common[@]}" --steps ${AVAE_STEPS:-400} --batch 4 --lr 5e-4
+  OMP_NUM_THREADS=1 $A train vocoder    "${common[@]}" --steps ${VOC_STEPS:-1200} --batch 8 --lr 5e-4
   OMP_NUM_THREADS=1 $A train unet-audio "${common[@]}" --steps ${UNET_STEPS:-900} --batch 8 --lr 3e-4
 }
 lane1 > "$W/logs/lane1.log" 2>&1 &
