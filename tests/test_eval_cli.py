@@ -1,0 +1,104 @@
+"""`avgen eval` end to end on a folder of tiny generated mp4s."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from avcli.cli.main import app
+from avcli.errors import UsageError
+
+FPS = 8
+SR = 16000
+EVENTS = [4, 12, 20]  # frames
+
+
+def _video(events, n=32, size=64):
+    tex = (np.random.default_rng(0).random((16, 16, 3)) * 255).astype(np.uint8)
+    frames = np.full((n, size, size, 3), 60, np.uint8)
+    x = 8
+    for i in range(n):
+        if i in events:
+            x = 40 if x == 8 else 8
+        frames[i, 24:40, x:x + 16] = tex
+    return frames
+
+
+def _clicks(times, dur=4.0):
+    y = np.zeros(int(SR * dur), np.float32)
+    n = int(0.03 * SR)
+    burst = np.random.default_rng(1).standard_normal(n) * np.exp(-np.arange(n) / (0.005 * SR))
+    for t in times:
+        s = int(round(t * SR))
+        y[s:s + n] += 0.8 * burst[: len(y) - s].astype(np.float32)
+    return y
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    from avcli.media.ffmpeg import write_video
+
+    root = tmp_path_factory.mktemp("eval")
+    gen, ref = root / "gen", root / "ref"
+    gen.mkdir()
+    ref.mkdir()
+    times = np.array(EVENTS) / FPS
+    write_video(gen / "clip_00000.mp4", _video(EVENTS), FPS, _clicks(times), SR)  # aligned
+    write_video(gen / "clip_00001.mp4", _video(EVENTS), FPS, _clicks(times + 5 / FPS), SR)  # 5 frames late
+    write_video(ref / "clip_00000.mp4", _video(EVENTS), FPS, _clicks(times), SR)
+    write_video(ref / "clip_00001.mp4", _video(EVENTS), FPS, _clicks(times), SR)
+    with (root / "events.jsonl").open("w") as f:
+        for name in ("clip_00000.mp4", "clip_00001.mp4"):
+            f.write(json.dumps({"file": name, "events": times.tolist(), "attrs": {}}) + "\n")
+    return root
+
+
+def test_eval_writes_csv_and_table(folders):
+    out = folders / "scores.csv"
+    r = CliRunner().invoke(app, ["eval", str(folders / "gen"), "--reference", str(folders / "ref"), "--truth",
+                                 str(folders / "events.jsonl"), "--variant", "all", "--csv", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "av_align_seed000" in r.output and "FD-logmel" in r.output
+    rows = {row["file"]: row for row in csv.DictReader(out.open())}
+    assert set(rows) == {"clip_00000.mp4", "clip_00001.mp4"}
+    good, late = rows["clip_00000.mp4"], rows["clip_00001.mp4"]
+    for v in ("seed000", "official", "legacy"):
+        assert float(good[f"av_align_{v}"]) == pytest.approx(1.0)
+        assert float(late[f"av_align_{v}"]) == 0.0
+    assert float(good["onset_f1"]) == 1.0 and float(late["onset_f1"]) == 0.0
+    assert float(good["aa_align"]) == 1.0 and float(late["aa_align"]) == 0.0
+
+
+def test_eval_json_and_metric_selection(folders):
+    r = CliRunner().invoke(app, ["eval", str(folders / "gen"), "--metrics", "av_align", "--variant", "official",
+                                 "--json", "--csv", str(folders / "a.csv")])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert data["summary"]["av_align_official"]["n"] == 2
+    assert data["summary"]["av_align_official"]["mean"] == pytest.approx(0.5)
+
+
+def _usage_error(result, text=""):
+    # CliRunner sees the raw exception; avcli.cli.main.run turns it into one line and its exit code
+    assert isinstance(result.exception, UsageError), result.output
+    assert result.exception.exit_code == 2 and text in str(result.exception)
+
+
+def test_eval_usage_errors(tmp_path, folders):
+    runner = CliRunner()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _usage_error(runner.invoke(app, ["eval", str(empty)]), "no .mp4 files")
+    _usage_error(runner.invoke(app, ["eval", str(tmp_path / "missing")]), "not a directory")
+    _usage_error(runner.invoke(app, ["eval", str(folders / "gen"), "--metrics", "aa_align"]), "--reference")
+    _usage_error(runner.invoke(app, ["eval", str(folders / "gen"), "--variant", "nope"]), "--variant")
+
+
+def test_empty_folder_exits_2_with_one_line(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "avcli", "eval", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "no .mp4 files" in r.stderr and len(r.stderr.strip().splitlines()) == 1
