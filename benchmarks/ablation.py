@@ -56,8 +56,8 @@ def generate_folder(model, captions: list[str], out: Path, gamma: float, steps: 
 
 def score_folder(folder: Path, real: Path, fps: float, sr: int) -> dict:
     """AV-Align (seed-000 and official variants) per clip, and Fréchet distances against the real clips."""
-    from avcli.metrics import av_align as ava
-    from avcli.metrics import frechet
+    import avcli.metrics as ava
+    import avcli.metrics as frechet
     from avcli.media.ffmpeg import read_audio, read_video
 
     def load(dirpath: Path):
@@ -77,8 +77,8 @@ def score_folder(folder: Path, real: Path, fps: float, sr: int) -> dict:
         scores["official"].append(ava.av_align_official(A, V, fps))
     fa = frechet.frechet_distance(np.stack([frechet.audio_features(a, sr) for _, a in gen]),
                                   np.stack([frechet.audio_features(a, sr) for _, a in ref]))
-    fv = frechet.frechet_distance(np.stack([frechet.video_features(f, fps) for f, _ in gen]),
-                                  np.stack([frechet.video_features(f, fps) for f, _ in ref]))
+    fv = frechet.frechet_distance(np.stack([frechet.video_features(f) for f, _ in gen]),
+                                  np.stack([frechet.video_features(f) for f, _ in ref]))
     return {"n": len(gen), "av_align_seed000": float(np.mean(scores["seed000"])),
             "av_align_official": float(np.mean(scores["official"])), "fd_logmel": float(fa), "fd_colourflow": float(fv)}
 

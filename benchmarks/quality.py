@@ -34,9 +34,9 @@ def main() -> None:
     args = ap.parse_args()
 
     from avcli.media.ffmpeg import mux_audio, read_audio, read_video, write_video
-    from avcli.metrics import adherence
-    from avcli.metrics import av_align as ava
-    from avcli.metrics import onsets as ons
+    import avcli.metrics as adherence
+    import avcli.metrics as ava
+    import avcli.metrics as ons
     from avcli.models.bundle import load_bundle
     from avcli.pipelines.foley import FoleyRequest, foley
     from avcli.pipelines.generate import GenerateRequest, generate
@@ -85,12 +85,12 @@ def main() -> None:
     tf = [read_video(args.train / r["file"], fps, geo.frame_size) for r in train_rows]
     ta = [read_audio(args.train / r["file"], sr) for r in train_rows]
     clf = adherence.train_adherence_classifiers(tf, ta, [r["attrs"]["colour"] for r in train_rows],
-                                                [r["attrs"]["material"] for r in train_rows], sample_rate=sr)
+                                                [r["attrs"]["material"] for r in train_rows], sr=sr)
     want = [events[r["file"]]["attrs"] for r in caps]
     got_c = [clf.predict_colour(read_video(gen_dir / r["file"], fps, geo.frame_size)) for r in caps]
-    got_m = [clf.predict_material(read_audio(gen_dir / r["file"], sr)) for r in caps]
+    got_m = [clf.predict_material(read_audio(gen_dir / r["file"], sr), sr) for r in caps]
     real_c = [clf.predict_colour(read_video(args.test / r["file"], fps, geo.frame_size)) for r in caps]
-    real_m = [clf.predict_material(read_audio(args.test / r["file"], sr)) for r in caps]
+    real_m = [clf.predict_material(read_audio(args.test / r["file"], sr), sr) for r in caps]
     res["adherence_generate"] = {"colour": float(np.mean([g == w["colour"] for g, w in zip(got_c, want)])),
                                  "material": float(np.mean([g == w["material"] for g, w in zip(got_m, want)]))}
     res["adherence_real"] = {"colour": float(np.mean([g == w["colour"] for g, w in zip(real_c, want)])),
