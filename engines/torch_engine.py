@@ -19,7 +19,12 @@ class TorchEngine(Engine):
         if dtype not in (None, "fp32", "fp16", "bf16"):
             raise ValueError(f"dtype must be fp32, fp16 or bf16, got {dtype!r}")
         self.device = torch.device(device or "cpu")
-        self.module = module.eval().to(self.device)
+        self.module = module.eval()
+        first = next(iter(module.parameters()), None)
+        if first is not None and first.device != self.device:
+            # move parameters and buffers tensor by tensor: a module may shadow nn.Module._apply/.to
+            for t in list(module.parameters()) + list(module.buffers()):
+                t.data = t.data.to(self.device)
         if input_names is None:
             input_names = [p for p in inspect.signature(module.forward).parameters if p not in ("self",)]
         self.autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(dtype or "fp32")
