@@ -263,7 +263,7 @@ def write_manifest(out_dir: str | os.PathLike, records: list[ExportRecord], extr
 
 def export_all(model, out_dir: str | os.PathLike, names: tuple[str, ...] | list[str] = COMPONENTS,
                opset: int = DEFAULT_OPSET, fp16: bool = False, force: bool = False, raise_on_error: bool = False,
-               extra: dict | None = None, on_component=None) -> list[ExportRecord]:
+               extra: dict | None = None, on_component=None, validate_outputs: bool = True) -> list[ExportRecord]:
     """Export several components; each failure is recorded (status) and, with raise_on_error, raised."""
     previous = read_manifest(out_dir).get("components", {})
     records = []
@@ -274,7 +274,7 @@ def export_all(model, out_dir: str | os.PathLike, names: tuple[str, ...] | list[
             on_component(name)
         precision = "fp16" if fp16 else "fp32"
         try:
-            rec = export_component(model, name, out_dir, opset, fp16, force=force,
+            rec = export_component(model, name, out_dir, opset, fp16, validate_outputs, force=force,
                                    previous=previous.get(f"{name}:{precision}"))
         except ExportError as exc:
             rec = getattr(exc, "record", None) or ExportRecord(name, onnx_path(Path(out_dir), name, precision).name,

@@ -25,7 +25,7 @@ def onnx_dir(tiny_model, tmp_path_factory):
     from export.onnx_export import export_all
 
     out = tmp_path_factory.mktemp("onnx")
-    records = export_all(tiny_model, out, COMPONENTS, raise_on_error=True)
+    records = export_all(tiny_model, out, COMPONENTS, raise_on_error=True, validate_outputs=False)  # tested below
     assert all(r.status == "ok" for r in records)
     return out
 
