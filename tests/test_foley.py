@@ -59,10 +59,13 @@ def _run_cli(monkeypatch, capsys, *args):
     from avcli.cli.main import run
 
     monkeypatch.setattr(sys, "argv", ["avgen", "foley", *map(str, args)])
-    with pytest.raises(SystemExit) as exc:
+    try:
         run()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
     cap = capsys.readouterr()
-    return exc.value.code, cap.out, cap.err
+    return code, cap.out, cap.err
 
 
 # --- windows and crossfade ------------------------------------------------------------------------------------
@@ -309,7 +312,8 @@ def test_jobs_csv_and_jsonl_and_variations(tiny_bundle, tmp_path):
     assert len(sf.read(out.with_suffix(".wav"))[0]) == SR  # the 1 s segment, exact
     assert abs(len(read_audio(out, SR)) - 2 * SR) <= 1024  # soundtrack still spans the whole 2 s video
 
-    (tmp_path / "jobs.jsonl").write_text(json.dumps({"input": "media/x.mp4", "prompt": "a drum", "seed": 1}) + "\n")
+    (tmp_path / "jobs.jsonl").write_text(json.dumps({"input": "media/x.mp4", "prompt": "a drum", "seed": 1,
+                                                                "duration": 0.75}) + "\n")
     assert read_jobs(tmp_path / "jobs.jsonl")[0]["input"] == str(tmp_path / "media" / "x.mp4")
     res = _foley(tiny_bundle, "--jobs", tmp_path / "jobs.jsonl", "--num-samples", "2", "--json")
     assert res.exit_code == 0, res.output

@@ -167,7 +167,9 @@ def foley_cmd(
         left = outcome.counts()[B.STATUS_NOT_RUN]
         console.print(f"[yellow]interrupted:[/] {left} item(s) not run; run the same command again to resume")
     if outcome.exit_code:
-        raise typer.Exit(outcome.exit_code)
+        # SystemExit, not typer.Exit: main.run() calls the app with standalone_mode=False, where click turns
+        # typer.Exit into a return value that run() drops (the exit code would be lost).
+        raise SystemExit(outcome.exit_code)
 
 
 def _check_options(inputs, output, out_dir, jobs, fit, mix, backend, recon_guidance, duration) -> None:
