@@ -263,3 +263,20 @@ def get_description(manifest: dict, name: str) -> ExportDescription:
     if name not in descs:
         raise ValueError(f"unknown component {name!r}; choose from {', '.join(COMPONENTS)}")
     return descs[name]
+
+
+def inputs_at(desc: ExportDescription, model, duration: float, batch: int = 1, seed: int = 0,
+              cfg: bool = True) -> dict[str, torch.Tensor]:
+    """Sample inputs for a concrete clip duration and prompt batch (U-Nets get the CFG-doubled batch)."""
+    manifest = model.manifest
+    g = _geometry(manifest, duration)
+    b = 2 * batch if cfg and desc.name in ("video_unet", "audio_unet") else batch
+    table = {"batch": b, "frames": g["frames"], "audio_time": g["audio_t"], "mel_time": g["mel"],
+             "text_len": int(manifest["text"]["max_length"])}
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for spec in desc.inputs:
+        shape = tuple(d if isinstance(d, int) else table[d] for d in spec.shape)
+        sampler = _SAMPLERS.get((desc.name, spec.name))
+        out[spec.name] = sampler(shape, gen) if sampler else _default_sample(spec, shape, gen)
+    return out
