@@ -84,7 +84,7 @@ def test_sampler_ort_matches_torch_same_seed(tiny_model, onnx_dir):
     vspec, aspec = modality_specs(tiny_model, geo, batch=1)
     g = torch.Generator().manual_seed(3)
     text = TextConditioning(*(torch.randn(1, 8, 32, generator=g) for _ in range(4)))
-    cfg = SamplerConfig(steps=3, gamma=1.5, cfg_video=3.0, cfg_audio=2.0)
+    cfg = SamplerConfig(steps=2, gamma=1.5, cfg_video=3.0, cfg_audio=2.0)
     results = {}
     for backend in ("torch", "ort"):
         comps = load_components(tiny_model, backend, export_dir=onnx_dir, names=SAMPLER_COMPONENTS, quiet=True)

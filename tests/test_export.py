@@ -29,11 +29,11 @@ def test_descriptions_cover_every_component_and_profile_is_ordered(tiny_manifest
 
 
 def test_sample_inputs_match_module_signature(tiny_model):
-    d = descriptions(tiny_model.manifest)["audio_unet"]
+    d = descriptions(tiny_model.manifest)["audio_connector"]
     x = d.sample_inputs(tiny_model, "max")
     with torch.no_grad():
         y = d.module(tiny_model)(**x)
-    assert y.shape == x["sample"].shape and x["sample"].shape[0] == 4
+    assert y.shape == (4, x["latent"].shape[2], 16)  # (B, T, D): batch 2 * max_batch, time of max_duration
 
 
 def test_export_validates_and_writes_manifest(tiny_model, tmp_path):
