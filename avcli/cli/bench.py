@@ -234,7 +234,16 @@ def bench_cmd(
     warmup: int = typer.Option(2, "--warmup", min=0, help="Untimed calls first."),
     repeat: int = typer.Option(10, "--repeat", min=1, help="Timed calls per component."),
     json_file: Path = typer.Option(None, "--json", help="Also write the results to this JSON file."),
+    threads: int = typer.Option(None, "--threads", min=1, help="CPU threads for torch and ONNX Runtime "
+                                                             "(default: torch's default, ORT: physical cores)."),
 ) -> None:
+    import os
+
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+        os.environ["AVGEN_ORT_THREADS"] = str(threads)
     from avcli.models.bundle import load_bundle
     from avcli.pipelines.backends import BACKENDS
     from avcli.cli.export import parse_components

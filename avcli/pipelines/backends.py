@@ -88,7 +88,8 @@ def _ort_callables(model, names: list[str], export_dir: Path, fp16: bool, quiet:
     from engines.ort_engine import OrtEngine
 
     paths = ensure_onnx(model, names, export_dir, fp16, quiet)
-    return {n: as_callable(OrtEngine(paths[n], name=n)) for n in names}
+    threads = int(os.environ.get("AVGEN_ORT_THREADS") or 0) or None  # default: physical cores
+    return {n: as_callable(OrtEngine(paths[n], name=n, intra_op_threads=threads)) for n in names}
 
 
 def _trt_callables(model, names: list[str], export_dir: Path, fp16: bool, quiet: bool, force: bool = False) -> dict:
