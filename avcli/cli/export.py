@@ -127,6 +127,7 @@ def _table(rows: list[dict], out: Path) -> None:
         table.add_column(col, justify=just)
     for r in rows:
         style = "" if str(r["status"]).startswith(("ok", "cached", "built")) else "red"
-        table.add_row(r["component"], r["file"], human_size(r["size"]), f"{r['export_s']:.1f}", _fmt_err(r["max_err"]),
+        label = r["component"] if r["precision"] == "fp32" else f"{r['component']} ({r['precision']})"
+        table.add_row(label, r["file"], human_size(r["size"]), f"{r['export_s']:.1f}", _fmt_err(r["max_err"]),
                       str(r["status"]), style=style)
     stdout.print(table)
