@@ -82,7 +82,9 @@ def run() -> None:
     """Console-script entry: run the app, mapping our errors to a clean line and exit code."""
     debug = "--debug" in sys.argv or os.environ.get("AVGEN_DEBUG") == "1"
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # non-standalone click returns typer.Exit codes instead of exiting
+        if isinstance(code, int) and code != 0:
+            sys.exit(code)
     except AvgenError as exc:
         if debug:
             raise
