@@ -49,10 +49,10 @@ class _JointUNetBase(nn.Module):
         cond, frames = self._ctx
         if is_down:
             h, res = output
-            return self._apply(k, h, cond, frames), res
-        return self._apply(k, output, cond, frames)
+            return self._apply_block(k, h, cond, frames), res
+        return self._apply_block(k, output, cond, frames)
 
-    def _apply(self, k: int, h: torch.Tensor, cond: torch.Tensor, frames: int) -> torch.Tensor:
+    def _apply_block(self, k: int, h: torch.Tensor, cond: torch.Tensor, frames: int) -> torch.Tensor:
         raise NotImplementedError
 
     def base_parameters(self):
@@ -68,7 +68,7 @@ class JointVideoUNet(_JointUNetBase):
     def __init__(self, unet: UNetMotionModel, cond_dim: int, mode: str = "cmcpe", heads: int = 4):
         super().__init__(unet, cond_dim, mode, heads)
 
-    def _apply(self, k, h, cond, frames):
+    def _apply_block(self, k, h, cond, frames):
         bf, c, hh, ww = h.shape  # (B*F, C, H, W)
         x = h.reshape(bf // frames, frames, c, hh * ww).permute(0, 2, 1, 3)  # (B, C, F, H*W)
         x = self.cross_blocks[k](x, cond)
@@ -100,7 +100,7 @@ class JointAudioUNet(_JointUNetBase):
             raise ValueError(f"unknown text_mode {text_mode!r}")
         self.text_mode = text_mode
 
-    def _apply(self, k, h, cond, frames):
+    def _apply_block(self, k, h, cond, frames):
         return self.cross_blocks[k](h, cond)  # (B, C, T, m) is already (B, C, T, S)
 
     def forward(self, sample, timestep, text_embeds, cross_features):
