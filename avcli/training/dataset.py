@@ -8,8 +8,8 @@ either re-decodes; later epochs (and later training stages) skip ffmpeg entirely
 from __future__ import annotations
 
 import hashlib
-import os
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +31,8 @@ class ClipSet:
         return len(self.captions)
 
 
-def _key(path: Path, geo: Geometry) -> str:
+def clip_key(path: Path, geo: Geometry) -> str:
+    """File identity (path, size, mtime) + geometry: what a decoded window depends on."""
     st = path.stat()
     raw = json.dumps([str(path.resolve()), st.st_size, st.st_mtime_ns, geo.fps, list(geo.frame_size),
                       geo.sample_rate, geo.duration, geo.frames, geo.samples])
@@ -45,40 +46,45 @@ def _fit(x: np.ndarray, n: int) -> np.ndarray:
     return np.pad(x, pad, mode="edge" if x.ndim > 1 and len(x) else "constant")
 
 
+def decode_file(path: Path, geo: Geometry, cache: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One file's windows: frames (W, F, H, W, 3) uint8, audio (W, S) float32 and window starts (W,) in seconds."""
+    from avcli.media.ffmpeg import probe, read_audio, read_video
+
+    cfile = cache / f"{clip_key(path, geo)}.npz"
+    if cfile.exists():
+        with np.load(cfile) as z:
+            return z["frames"], z["audio"], z["starts"]
+    info = probe(path)
+    if not info.has_audio:
+        raise UsageError(f"{path}: no audio stream; paired training needs video with sound")
+    n_win = max(1, int(info.duration_s // geo.duration))
+    starts = np.arange(n_win) * geo.duration
+    fr = np.stack([_fit(read_video(path, geo.fps, geo.frame_size, "crop", s, geo.duration), geo.frames)
+                   for s in starts])
+    au = np.stack([_fit(read_audio(path, geo.sample_rate, s, geo.duration).astype(np.float32), geo.samples)
+                   for s in starts])
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = cache / f"{cfile.stem}.{os.getpid()}.tmp.npz"  # unique: parallel stages may decode the same file
+    np.savez(tmp, frames=fr, audio=au, starts=starts)
+    tmp.replace(cfile)
+    return fr, au, starts
+
+
 def load_clips(data_dir: str | Path, geo: Geometry, cache_dir: str | Path | None = None, limit: int | None = None,
                progress: bool = True) -> ClipSet:
+    from rich.progress import track
+
     from avcli.data.folder import read_folder
-    from avcli.media.ffmpeg import probe, read_audio, read_video
 
     data_dir = Path(data_dir)
     items = read_folder(data_dir)
     if limit:
         items = items[:limit]
     cache = Path(cache_dir) if cache_dir else data_dir / ".avgen_cache"
-    cache.mkdir(parents=True, exist_ok=True)
     frames, audio, captions, files, events = [], [], [], [], []
-    from rich.progress import track
-
     for item in track(items, description="decoding clips", disable=not progress, transient=True):
         path = Path(item.path)
-        key = _key(path, geo)
-        cfile = cache / f"{key}.npz"
-        if cfile.exists():
-            with np.load(cfile) as z:
-                fr, au, starts = z["frames"], z["audio"], z["starts"]
-        else:
-            info = probe(path)
-            if not info.has_audio:
-                raise UsageError(f"{path}: no audio stream; paired training needs video with sound")
-            n_win = max(1, int(info.duration_s // geo.duration))
-            starts = np.arange(n_win) * geo.duration
-            fr = np.stack([_fit(read_video(path, geo.fps, geo.frame_size, "crop", s, geo.duration), geo.frames)
-                           for s in starts])
-            au = np.stack([_fit(read_audio(path, geo.sample_rate, s, geo.duration).astype(np.float32), geo.samples)
-                           for s in starts])
-            tmp = cache / f"{key}.{os.getpid()}.tmp.npz"  # unique: parallel stages may decode the same file
-            np.savez(tmp, frames=fr, audio=au, starts=starts)
-            tmp.replace(cfile)
+        fr, au, starts = decode_file(path, geo, cache)
         for w in range(len(fr)):
             frames.append(fr[w])
             audio.append(au[w])

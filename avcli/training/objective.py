@@ -24,13 +24,17 @@ class NoisedBatch:
 
 
 def add_noise(x0: torch.Tensor, schedule: NoiseSchedule, alphas_cumprod: torch.Tensor,
-              generator: torch.Generator | None = None, t: torch.Tensor | None = None) -> NoisedBatch:
-    """Draw t ~ U{0..T-1} per sample (unless given) and noise x0 to x_t (eq. 2); return the training target."""
+              generator: torch.Generator | None = None, t: torch.Tensor | None = None,
+              noise: torch.Tensor | None = None) -> NoisedBatch:
+    """Draw t ~ U{0..T-1} per sample and the noise (unless given) and noise x0 to x_t (eq. 2); return the training
+    target. Random draws come from the (CPU) generator whatever x0's device, so runs are reproducible anywhere."""
     b = x0.shape[0]
     if t is None:
         t = torch.randint(0, schedule.num_train_timesteps, (b,), generator=generator)
-    noise = torch.randn(x0.shape, generator=generator)
-    abar = alphas_cumprod[t].view(b, *([1] * (x0.dim() - 1)))
+    if noise is None:
+        noise = torch.randn(x0.shape, generator=generator)
+    t, noise = t.to(x0.device), noise.to(x0.device)
+    abar = alphas_cumprod.to(x0.device)[t].view(b, *([1] * (x0.dim() - 1)))
     x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
     if schedule.prediction_type == "epsilon":
         target = noise
@@ -45,15 +49,15 @@ def drop_text(text: torch.Tensor, empty: torch.Tensor, p: float, generator: torc
     """Classifier-free-guidance dropout: replace each sample's text embedding by the empty prompt's with prob p."""
     if p <= 0:
         return text
-    keep = (torch.rand(text.shape[0], generator=generator) >= p).view(-1, 1, 1)
-    return torch.where(keep, text, empty.expand_as(text))
+    keep = (torch.rand(text.shape[0], generator=generator) >= p).view(-1, 1, 1).to(text.device)
+    return torch.where(keep, text, empty.to(text.device).expand_as(text))
 
 
 def base_loss(unet, x0: torch.Tensor, text: torch.Tensor, schedule: NoiseSchedule, alphas_cumprod: torch.Tensor,
               cross_shape: tuple[int, ...], generator: torch.Generator | None = None) -> torch.Tensor:
     """Single-modality loss (eq. 7) through a joint U-Net whose cross-modal input is zero."""
     nb = add_noise(x0, schedule, alphas_cumprod, generator)
-    cross = torch.zeros((x0.shape[0],) + tuple(cross_shape))
+    cross = torch.zeros((x0.shape[0],) + tuple(cross_shape), device=x0.device)
     pred = unet(sample=nb.x_t, timestep=nb.t, text_embeds=text, cross_features=cross)
     return F.mse_loss(pred.float(), nb.target)
 
@@ -69,15 +73,22 @@ def joint_loss(model, video0: torch.Tensor, audio0: torch.Tensor, text_v: torch.
     """
     nv = add_noise(video0, video_schedule, abar_v, generator)
     na = add_noise(audio0, audio_schedule, abar_a, generator)
-    sc_v, sc_a = torch.zeros_like(video0), torch.zeros_like(audio0)
+    pv, pa = joint_predict(model, nv, na, text_v, text_a, video_schedule, audio_schedule, generator,
+                           self_condition_p)
+    lv, la = F.mse_loss(pv.float(), nv.target), F.mse_loss(pa.float(), na.target)
+    return lv + la, {"loss_video": float(lv.detach()), "loss_audio": float(la.detach())}
+
+
+def joint_predict(model, nv: NoisedBatch, na: NoisedBatch, text_v, text_a, video_schedule: NoiseSchedule,
+                  audio_schedule: NoiseSchedule, generator: torch.Generator | None, self_condition_p: float):
+    """Both U-Nets' predictions for noised batches, with self-conditioning drawn with probability p."""
+    sc_v, sc_a = torch.zeros_like(nv.x_t), torch.zeros_like(na.x_t)
     if self_condition_p > 0 and float(torch.rand((), generator=generator)) < self_condition_p:
         with torch.no_grad():
             pv, pa = _joint_forward(model, nv, na, sc_v, sc_a, text_v, text_a)
-            sc_v = predict_x0_eps(pv, nv.x_t, nv.abar, video_schedule.prediction_type)[0]
-            sc_a = predict_x0_eps(pa, na.x_t, na.abar, audio_schedule.prediction_type)[0]
-    pv, pa = _joint_forward(model, nv, na, sc_v, sc_a, text_v, text_a)
-    lv, la = F.mse_loss(pv.float(), nv.target), F.mse_loss(pa.float(), na.target)
-    return lv + la, {"loss_video": float(lv.detach()), "loss_audio": float(la.detach())}
+            sc_v = predict_x0_eps(pv.float(), nv.x_t, nv.abar, video_schedule.prediction_type)[0]
+            sc_a = predict_x0_eps(pa.float(), na.x_t, na.abar, audio_schedule.prediction_type)[0]
+    return _joint_forward(model, nv, na, sc_v, sc_a, text_v, text_a)
 
 
 def _joint_forward(model, nv: NoisedBatch, na: NoisedBatch, sc_v, sc_a, text_v, text_a):
