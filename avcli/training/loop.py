@@ -1,5 +1,10 @@
 """A small, resumable training loop: AdamW, grad clipping, rich progress with loss and it/s, periodic safetensors
-checkpoints (weights + optimizer state, never pickle), CSV/JSON logs and a PNG loss curve."""
+checkpoints (weights + optimizer state, never pickle), CSV/JSON logs and a PNG loss curve.
+
+With an `accelerate.Accelerator` (joint training) the same loop runs on one device or many processes (DDP):
+backward and gradient clipping go through the accelerator (loss scaling for fp16), the logged loss is the mean
+over processes, and only the main process writes checkpoints and logs. An optional EMA of the trainable
+parameters is checkpointed beside them as ema.safetensors."""
 
 from __future__ import annotations
 
@@ -16,6 +21,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from avcli.training.ema import EMA
 
 console = Console(stderr=True, highlight=False)
 
@@ -42,20 +49,25 @@ def _trainable(model: nn.Module) -> dict[str, nn.Parameter]:
     return out
 
 
-def save_checkpoint(run_dir: Path, model: nn.Module, opt: torch.optim.Optimizer, step: int, extra: dict) -> None:
+def save_checkpoint(run_dir: Path, model: nn.Module, opt: torch.optim.Optimizer, step: int, extra: dict,
+                    ema: EMA | None = None) -> None:
     params = _trainable(model)
     tmp = run_dir / "ckpt.tmp.safetensors"
-    save_file({k: v.detach().contiguous() for k, v in params.items()}, str(tmp))
+    save_file({k: v.detach().cpu().contiguous() for k, v in params.items()}, str(tmp))
     state = {}
     index = {id(p): k for k, p in params.items()}
     for group in opt.param_groups:
         for p in group["params"]:
             for key, val in opt.state.get(p, {}).items():
                 if torch.is_tensor(val):
-                    state[f"{index[id(p)]}::{key}"] = val.detach().contiguous().reshape(val.shape)
+                    state[f"{index[id(p)]}::{key}"] = val.detach().cpu().contiguous().reshape(val.shape)
     save_file(state, str(run_dir / "optim.tmp.safetensors"))
+    names = ["ckpt", "optim"]
+    if ema is not None:
+        ema.save(run_dir / "ema.tmp.safetensors")
+        names.append("ema")
     (run_dir / "state.tmp.json").write_text(json.dumps({"step": step, **extra}, indent=1))
-    for name in ("ckpt", "optim"):
+    for name in names:
         (run_dir / f"{name}.tmp.safetensors").replace(run_dir / f"{name}.safetensors")
     (run_dir / "state.tmp.json").replace(run_dir / "state.json")
 
@@ -101,17 +113,29 @@ def plot_losses(rows: list[dict], path: Path, title: str) -> None:
 
 def train(name: str, model: nn.Module, loss_fn: Callable[[int, torch.Generator], tuple[torch.Tensor, dict]],
           run_dir: Path, cfg: LoopConfig, on_checkpoint: Callable[[int], None] | None = None,
-          progress: bool = True) -> dict:
-    """Optimise model's trainable parameters with loss_fn(step, generator) -> (loss, extras)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    params = list(_trainable(model).values())
+          progress: bool = True, accel=None, ema: EMA | None = None) -> dict:
+    """Optimise model's trainable parameters with loss_fn(step, generator) -> (loss, extras).
+
+    accel: an accelerate.Accelerator whose prepare_model() already wrapped the module loss_fn runs through (and
+    `model` is that module, unwrapped: its parameter names are the checkpoint's). ema: updated after every step."""
+    main = accel is None or accel.is_main_process
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    named = _trainable(model)
+    params = list(named.values())
     if not params:
         raise ValueError(f"{name}: nothing to train (all parameters frozen)")
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     start = load_checkpoint(run_dir, model, opt) if cfg.resume else 0
+    if ema is not None:
+        ema.start(named, run_dir / "ema.safetensors" if start else None)
+    if accel is not None:
+        opt = accel.prepare_optimizer(opt)  # after loading: moves the optimizer state to the device
     rows = _read_log(run_dir / "log.csv") if start else []
     rows = [r for r in rows if r["step"] <= start]
-    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + start)  # resumed runs continue a distinct stream
+    rank = accel.process_index if accel is not None else 0
+    # resumed runs continue a distinct stream; each process draws its own batches and noise
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + start + 104_729 * rank)
     sched = lambda s: min(1.0, (s + 1) / max(1, cfg.warmup)) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps)))
     if start >= cfg.steps:
         console.print(f"{name}: already trained to step {start} (>= {cfg.steps}); nothing to do")
@@ -120,19 +144,26 @@ def train(name: str, model: nn.Module, loss_fn: Callable[[int, torch.Generator],
     cols = [TextColumn(f"[bold]{name}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(), TimeRemainingColumn()]
     model.train()
-    with Progress(*cols, console=console, disable=not progress) as bar:
+    with Progress(*cols, console=console, disable=not (progress and main)) as bar:
         task = bar.add_task(name, total=cfg.steps, completed=start, info="")
         for step in range(start, cfg.steps):
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * sched(step)
             loss, extras = loss_fn(step, gen)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{name}: loss became {float(loss)} at step {step}; lower --lr")
+            value, extras = _mean_over_processes(accel, loss, extras)
+            if not math.isfinite(value):  # every process sees the same mean, so all stop together
+                raise FloatingPointError(f"{name}: loss became {value} at step {step}; lower --lr")
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            gnorm = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
+            if accel is not None:
+                accel.backward(loss)
+                gnorm = float(accel.clip_grad_norm_(params, cfg.grad_clip))
+            else:
+                loss.backward()
+                gnorm = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
             opt.step()
-            window.append(float(loss))
+            if ema is not None:
+                ema.update(named, step)
+            window.append(value)
             done = step + 1
             if done % cfg.log_every == 0 or done == cfg.steps:
                 el = time.perf_counter() - t0
@@ -145,13 +176,24 @@ def train(name: str, model: nn.Module, loss_fn: Callable[[int, torch.Generator],
             else:
                 bar.update(task, completed=done)
             if done % cfg.ckpt_every == 0 or done == cfg.steps:
-                save_checkpoint(run_dir, model, opt, done, {"name": name, "config": asdict(cfg)})
-                _write_logs(run_dir, rows, name)
+                if main:
+                    save_checkpoint(run_dir, model, opt, done, {"name": name, "config": asdict(cfg)}, ema)
+                    _write_logs(run_dir, rows, name)
+                if accel is not None:
+                    accel.wait_for_everyone()
                 if on_checkpoint:
                     on_checkpoint(done)
     model.eval()
     return {"step": cfg.steps, "final_loss": last.get("loss"), "seconds": time.perf_counter() - t0,
             "steps_run": cfg.steps - start}
+
+
+def _mean_over_processes(accel, loss: torch.Tensor, extras: dict) -> tuple[float, dict]:
+    if accel is None or accel.num_processes == 1:
+        return float(loss.detach()), extras
+    vals = torch.tensor([float(loss.detach()), *map(float, extras.values())], device=accel.device)
+    vals = accel.reduce(vals, "mean").tolist()
+    return vals[0], dict(zip(extras, vals[1:]))
 
 
 def _read_log(path: Path) -> list[dict]:
