@@ -99,6 +99,29 @@ def finalize_cmd(
     stdout.print(f"wrote {out} ({human_size(size)}, {dtype})")
 
 
+def _run(stage: str, opts, cfg, json_out: bool) -> None:
+    import shutil
+
+    from avcli.training.distributed import is_main_process
+    from avcli.training.stages import run_stage
+
+    run_dir = opts.work / "runs" / stage
+    if not cfg.resume and run_dir.exists() and is_main_process():
+        shutil.rmtree(run_dir)
+    result = run_stage(stage, opts, cfg)
+    if not is_main_process():  # one report per launch, from rank 0
+        return
+    if json_out:
+        print_json({"stage": stage, **result})
+        return
+    t = Table(title=f"avgen train {stage}")
+    for k in result:
+        t.add_column(k)
+    t.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in result.values()])
+    stdout.print(t)
+    stdout.print(f"logs: {run_dir}/log.csv, loss curve: {run_dir}/loss.png")
+
+
 def _make_stage(stage: str):
     def cmd(
         bundle: Path = typer.Option(..., help="Bundle folder to train (updated in place)."),
@@ -111,36 +134,75 @@ def _make_stage(stage: str):
         limit: Optional[int] = typer.Option(None, help="Use only the first N files."),
         ckpt_every: int = typer.Option(200, help="Checkpoint every N steps."),
         resume: bool = typer.Option(True, "--resume/--restart", help="Continue from the last checkpoint."),
-        unfreeze_motion: bool = typer.Option(False, "--unfreeze-motion",
-                                             help="joint: also fine-tune the motion layers (seed 000 A.2)."),
+        unfreeze_motion: bool = typer.Option(False, "--unfreeze-motion", hidden=True,
+                                             help="Accepted for compatibility; only `train joint` uses it."),
         json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
-        import shutil
-
         from avcli.training.loop import LoopConfig
-        from avcli.training.stages import StageOptions, run_stage
+        from avcli.training.stages import StageOptions
 
-        run_dir = work / "runs" / stage
-        if not resume and run_dir.exists():
-            shutil.rmtree(run_dir)
-        opts = StageOptions(bundle, data, work, batch, limit, unfreeze_motion=unfreeze_motion,
-                            progress=not json_out)
-        cfg = LoopConfig(steps=steps, lr=lr, seed=seed, ckpt_every=ckpt_every, resume=resume)
-        result = run_stage(stage, opts, cfg)
-        if json_out:
-            print_json({"stage": stage, **result})
-            return
-        t = Table(title=f"avgen train {stage}")
-        for k in result:
-            t.add_column(k)
-        t.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in result.values()])
-        stdout.print(t)
-        stdout.print(f"logs: {run_dir}/log.csv, loss curve: {run_dir}/loss.png")
+        opts = StageOptions(bundle, data, work, batch, limit, progress=not json_out)
+        _run(stage, opts, LoopConfig(steps=steps, lr=lr, seed=seed, ckpt_every=ckpt_every, resume=resume), json_out)
 
     cmd.__name__ = f"train_{stage.replace('-', '_')}"
     return cmd
 
 
+JOINT_HELP = (
+    "Join the bases: train connectors + CMC-PE blocks only, bases frozen (seed 000 eqs. 9-10).\n\n"
+    "--data is a folder of paired video files (mp4, mov, mkv, webm) of any length: each is cut into windows of the "
+    "bundle's duration and resampled to its fps, frame size and sample rate. Captions come from captions.jsonl "
+    "in that folder ({\"file\": ..., \"caption\": ...} per line), else from the file name (dog_barking_01.mov -> "
+    "\"dog barking 01\").\n\n"
+    "The first run caches latents and caption embeddings under WORK/cache/latents; later runs skip ffmpeg, the VAEs "
+    "and the text encoders (the cache is invalidated when VAE or text-encoder weights change).\n\n"
+    "The bundle receives the EMA of the trained weights (--ema-decay; 0 writes the raw weights). Checkpoints "
+    "(ckpt/optim/ema.safetensors), logs and the loss curve go to WORK/runs/joint; a re-run resumes there.\n\n"
+    "Several GPUs or machines (DDP through HuggingFace accelerate; each process takes its share of the files, "
+    "--batch is per process):\n\n"
+    "  accelerate launch --num_processes 4 -m avcli train joint --bundle B --data D --work W\n\n"
+    "  torchrun --nproc_per_node 4 -m avcli train joint --bundle B --data D --work W\n\n"
+    "Example:\n\n  avgen train joint --bundle work/bundle --data clips/ --work work --steps 2000 --batch 8")
+
+
+def train_joint(
+    bundle: Path = typer.Option(..., help="Bundle folder to train (updated in place)."),
+    data: Path = typer.Option(..., help="Folder of paired video files (+ captions.jsonl)."),
+    work: Path = typer.Option(Path("work"), help="Where checkpoints, logs, loss curves and caches go."),
+    steps: int = typer.Option(1000, min=1, help="Total optimisation steps (resume continues up to this)."),
+    batch: int = typer.Option(8, min=1, help="Batch size per process."),
+    lr: float = typer.Option(2e-4, help="Peak learning rate (warm-up then cosine), AdamW."),
+    seed: int = typer.Option(0),
+    limit: Optional[int] = typer.Option(None, help="Use only the first N files."),
+    ckpt_every: int = typer.Option(200, help="Checkpoint every N steps."),
+    resume: bool = typer.Option(True, "--resume/--restart", help="Continue from the last checkpoint."),
+    unfreeze_motion: bool = typer.Option(False, "--unfreeze-motion",
+                                         help="Also fine-tune the motion layers (seed 000 A.2)."),
+    ema_decay: float = typer.Option(0.999, min=0.0, max=0.99999,
+                                    help="EMA of the trained weights; the bundle gets the EMA. 0 disables."),
+    mixed_precision: str = typer.Option("auto", help="no, fp16 or bf16; auto: bf16 on CUDA, no on CPU."),
+    grad_clip: float = typer.Option(1.0, min=0.0, help="Clip the gradient norm to this."),
+    weight_decay: float = typer.Option(0.0, min=0.0, help="AdamW weight decay."),
+    cfg_dropout: float = typer.Option(0.1, min=0.0, max=1.0, help="Probability of the empty prompt (CFG)."),
+    contrastive_weight: float = typer.Option(0.0, min=0.0,
+                                             help="eta of the contrastive term (seed 001 eq. 6; the paper used "
+                                                  "5e-5). 0 disables; >0 triples the batch (negatives)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    from avcli.training.loop import LoopConfig
+    from avcli.training.stages import StageOptions
+
+    opts = StageOptions(bundle, data, work, batch, limit, cfg_dropout=cfg_dropout, unfreeze_motion=unfreeze_motion,
+                        progress=not json_out, ema_decay=ema_decay, mixed_precision=mixed_precision,
+                        contrastive_weight=contrastive_weight)
+    cfg = LoopConfig(steps=steps, lr=lr, seed=seed, ckpt_every=ckpt_every, resume=resume, grad_clip=grad_clip,
+                     weight_decay=weight_decay)
+    _run("joint", opts, cfg, json_out)
+
+
 for _stage, _help in STAGE_HELP.items():
-    train_app.command(_stage, help=_help + "\n\nExample:\n\n  avgen train " + _stage +
-                      " --bundle work/bundle --data hits/ --work work --steps 500")(_make_stage(_stage))
+    if _stage == "joint":
+        train_app.command("joint", help=JOINT_HELP)(train_joint)
+    else:
+        train_app.command(_stage, help=_help + "\n\nExample:\n\n  avgen train " + _stage +
+                          " --bundle work/bundle --data hits/ --work work --steps 500")(_make_stage(_stage))

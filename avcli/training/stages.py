@@ -2,7 +2,7 @@
 
   vae-video, vae-audio, vocoder   the single-modality autoencoders and the vocoder (from data)
   unet-video, unet-audio          the two base diffusion models, each alone (cross-modal blocks stay zero)
-  joint                           connectors + CMC-PE blocks only, bases frozen (eqs. 9-10)
+  joint                           connectors + CMC-PE blocks only, bases frozen (eqs. 9-10); see joint_stage.py
 
 Every stage reads a bundle folder, trains one part, and writes the bundle back (always a valid, loadable bundle).
 """
@@ -13,16 +13,17 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 from avcli.errors import UsageError
 from avcli.models.bundle import load_bundle, update_bundle
 from avcli.models.joint import JointModel
 from avcli.sampling.schedules import NoiseSchedule
+from avcli.training.distributed import is_main_process
+from avcli.training.latents import frames_tensor as _frames_tensor
+from avcli.training.latents import mels as _mels
 from avcli.training.loop import LoopConfig, train
-from avcli.training.objective import base_loss, drop_text, joint_loss
+from avcli.training.objective import base_loss, drop_text
 
 STAGES = ("vae-video", "vae-audio", "vocoder", "unet-video", "unet-audio", "joint")
 
@@ -38,6 +39,11 @@ class StageOptions:
     unfreeze_motion: bool = False
     self_condition_p: float = 0.5
     progress: bool = True
+    # joint stage only
+    ema_decay: float = 0.999
+    mixed_precision: str = "auto"
+    contrastive_weight: float = 0.0
+    contrastive_shift: tuple[float, float] = (0.2, 0.4)
 
 
 def _prep(opts: StageOptions):
@@ -54,11 +60,6 @@ def _prep(opts: StageOptions):
 def _save(model: JointModel, opts: StageOptions, components: list[str], manifest_paths=()) -> None:
     """Write back only what this stage trained, so stages of different components can run side by side."""
     update_bundle(model, opts.bundle, components, list(manifest_paths))
-
-
-def _frames_tensor(frames: np.ndarray) -> torch.Tensor:
-    """(N, F, H, W, 3) uint8 -> (N, 3, F, H, W) float in [-1, 1]."""
-    return torch.from_numpy(frames).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
 
 
 def _vae_step(vae, x: torch.Tensor, gen: torch.Generator, kl_weight: float = 1e-6):
@@ -99,12 +100,6 @@ def stage_vae_video(opts: StageOptions, cfg: LoopConfig) -> dict:
     _save(model, opts, ["video_vae_encoder", "video_vae_decoder"],
           [("components", "video_vae", "config", "scaling_factor")])
     return result
-
-
-def _mels(model: JointModel, audio: np.ndarray) -> torch.Tensor:
-    with torch.no_grad():
-        return torch.cat([model.normalize_mel(model.logmel(torch.from_numpy(audio[i:i + 32])))
-                          for i in range(0, len(audio), 32)])[:, None]  # (N, 1, T, M)
 
 
 def stage_vae_audio(opts: StageOptions, cfg: LoopConfig) -> dict:
@@ -224,26 +219,9 @@ def _base_stage(opts: StageOptions, cfg: LoopConfig, which: str) -> dict:
 
 
 def stage_joint(opts: StageOptions, cfg: LoopConfig) -> dict:
-    model, geo, clips = _prep(opts)
-    model.freeze_bases(unfreeze_motion=opts.unfreeze_motion)
-    lat_v, lat_a = _latents(model, clips, geo, "video"), _latents(model, clips, geo, "audio")
-    text_v, empty_v = _text(model, clips.captions, "video")
-    text_a, empty_a = _text(model, clips.captions, "audio")
-    sv = NoiseSchedule.from_dict(model.manifest["video"]["schedule"])
-    sa = NoiseSchedule.from_dict(model.manifest["audio"]["schedule"])
-    abar_v, abar_a = sv.alphas_cumprod(), sa.alphas_cumprod()
+    from avcli.training.joint_stage import stage_joint as run  # imports accelerate only when joint training
 
-    def loss_fn(step, gen):
-        idx = torch.randint(0, len(lat_v), (opts.batch,), generator=gen)
-        tv = drop_text(text_v[idx], empty_v, opts.cfg_dropout, gen)
-        ta = drop_text(text_a[idx], empty_a, opts.cfg_dropout, gen)
-        return joint_loss(model, lat_v[idx], lat_a[idx], tv, ta, sv, sa, abar_v, abar_a, gen,
-                          opts.self_condition_p)
-
-    result = train("joint", model, loss_fn, opts.work / "runs" / "joint", cfg, progress=opts.progress)
-    result["clips"] = len(clips)
-    _save(model, opts, ["video_connector", "audio_connector", "video_unet", "audio_unet"])
-    return result
+    return run(opts, cfg)
 
 
 def run_stage(stage: str, opts: StageOptions, cfg: LoopConfig) -> dict:
@@ -255,6 +233,8 @@ def run_stage(stage: str, opts: StageOptions, cfg: LoopConfig) -> dict:
         raise UsageError(f"unknown training stage {stage!r}; choose one of {', '.join(STAGES)}")
     torch.manual_seed(cfg.seed)
     result = fns[stage](opts, cfg)
+    if not is_main_process():
+        return result
     record = opts.work / "records" / f"{stage}.json"  # one file per stage: parallel stages never collide
     record.parent.mkdir(parents=True, exist_ok=True)
     history = json.loads(record.read_text()) if record.exists() else []

@@ -1,0 +1,155 @@
+"""`avgen train joint` on real-looking files: mixed lengths, a .mov, captions from file names; only connector and
+CMC-PE weights change; the second run reads the latent cache (no ffmpeg, no VAE); resume; EMA; torchrun."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from avcli.cli.main import app
+
+runner = CliRunner()
+FILES = {"dog_barking_01.mp4": 1.3, "glass-breaking_02.mp4": 2.5, "door_slam_03.mov": 0.9}
+BASE_FILES = ("video_vae_encoder", "video_vae_decoder", "audio_vae_encoder", "audio_vae_decoder", "vocoder",
+              "text_encoder_video", "text_encoder_audio")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    yield
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)  # each CLI run in this process starts its own Accelerator
+    GradientState._reset_state()
+
+
+@pytest.fixture(scope="module")
+def real_data(tmp_path_factory):
+    """Three short files at another fps, size and sample rate than the bundle's; one in a QuickTime container."""
+    from avcli.media.ffmpeg import ffmpeg_exe, write_video
+
+    d = tmp_path_factory.mktemp("real")
+    rng = np.random.default_rng(0)
+    for name, dur in FILES.items():
+        frames = rng.integers(0, 255, (int(round(dur * 8)), 40, 48, 3), dtype=np.uint8)
+        t = np.arange(int(dur * 16000)) / 16000
+        audio = (0.3 * np.sin(2 * np.pi * 440 * t) * (t % 0.5 < 0.1)).astype(np.float32)
+        mp4 = write_video(d / (name if name.endswith(".mp4") else "tmp.mp4"), frames, 8, audio, 16000)
+        if name.endswith(".mov"):
+            subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-i", str(mp4), "-c", "copy", "-f", "mov",
+                            str(d / name)], check=True)
+            mp4.unlink()
+    return d
+
+
+def _joint(bundle, data, work, steps, *extra):
+    return runner.invoke(app, ["train", "joint", "--bundle", str(bundle), "--data", str(data), "--work", str(work),
+                               "--steps", str(steps), "--batch", "2", "--lr", "2e-3", "--ckpt-every", "2", "--json",
+                               *extra])
+
+
+def test_captions_from_file_names(real_data):
+    from avcli.data.folder import read_folder
+
+    assert [i.caption for i in read_folder(real_data)] == ["dog barking 01", "door slam 03", "glass breaking 02"]
+
+
+def test_joint_on_real_files_changes_only_joint_weights_caches_and_resumes(tiny_bundle, real_data, tmp_path,
+                                                                          monkeypatch):
+    bundle, work = tmp_path / "b", tmp_path / "w"
+    shutil.copytree(tiny_bundle, bundle)
+    before = json.loads((bundle / "bundle.json").read_text())["files"]
+    unets = {n: load_file(str(bundle / f"{n}.safetensors")) for n in ("video_unet", "audio_unet")}
+    conn = load_file(str(bundle / "video_connector.safetensors"))
+
+    res = _joint(bundle, real_data, work, 4)
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["step"] == 4 and out["processes"] == 1 and out["mixed_precision"] == "no"
+    record = json.loads((work / "records/joint.json").read_text())
+    assert record[-1]["clips"] == 4  # 1.3 s -> 1 window, 2.5 s -> 2, 0.9 s -> 1 (padded)
+
+    after = json.loads((bundle / "bundle.json").read_text())["files"]
+    for name in BASE_FILES:  # files never rewritten: bit-identical
+        assert after[name]["sha256"] == before[name]["sha256"], name
+    for name, sd in unets.items():
+        new = load_file(str(bundle / f"{name}.safetensors"))
+        assert all(torch.equal(v, new[k]) for k, v in sd.items() if k.startswith("unet.")), f"{name} base changed"
+        assert any(not torch.equal(v, new[k]) for k, v in sd.items() if k.startswith("cross_blocks."))
+    new_conn = load_file(str(bundle / "video_connector.safetensors"))
+    assert any(not torch.equal(v, new_conn[k]) for k, v in conn.items())
+    ema = load_file(str(work / "runs/joint/ema.safetensors"))  # the bundle holds the EMA weights
+    assert all(torch.equal(ema[f"video_connector.{k}"], v) for k, v in new_conn.items())
+
+    # second run: resumes at step 4 and reads the latent cache only (no ffmpeg, no VAE, no text encoder)
+    from avcli.media import ffmpeg
+    from avcli.models import components
+
+    def boom(*a, **k):
+        raise AssertionError("cache miss: encoder or ffmpeg called")
+
+    for target in (components.VideoVAEEncoder, components.AudioVAEEncoder, components.TextEncoder):
+        monkeypatch.setattr(target, "forward", boom)
+    monkeypatch.setattr(ffmpeg, "read_video", boom)
+    monkeypatch.setattr(ffmpeg, "probe", boom)
+    res = _joint(bundle, real_data, work, 6)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["steps_run"] == 2
+    assert json.loads((work / "runs/joint/state.json").read_text())["step"] == 6
+    assert [r["step"] for r in json.loads((work / "runs/joint/log.json").read_text())][-1] == 6
+
+
+def test_latent_cache_follows_vae_weights(tiny_bundle, real_data, tmp_path):
+    from avcli.data.folder import read_folder
+    from avcli.models.bundle import load_bundle
+    from avcli.training.latents import cached_latents, encoder_fingerprint
+
+    model = load_bundle(tiny_bundle)
+    geo = model.geometry()
+    data = cached_latents(model, read_folder(real_data), geo, tmp_path, progress=False)
+    assert data.video.shape == (4,) + geo.video_latent and data.audio.shape == (4,) + geo.audio_latent
+    assert data.owner.tolist() == [0, 1, 2, 2] and data.text_video.shape[0] == 3
+    fp = encoder_fingerprint(model.manifest)
+    model.manifest["files"]["video_vae_encoder"]["sha256"] = "0" * 64  # as after `avgen train vae-video`
+    assert encoder_fingerprint(model.manifest) != fp
+    model.manifest["files"]["video_connector"]["sha256"] = "1" * 64  # joint training does not invalidate
+    changed = encoder_fingerprint(model.manifest)
+    model.manifest["files"]["video_connector"]["sha256"] = "2" * 64
+    assert encoder_fingerprint(model.manifest) == changed
+
+
+def test_joint_bf16_and_contrastive_on_cpu(tiny_bundle, real_data, tmp_path):
+    bundle = tmp_path / "b"
+    shutil.copytree(tiny_bundle, bundle)
+    res = _joint(bundle, real_data, tmp_path / "w", 2, "--mixed-precision", "bf16", "--contrastive-weight", "0.01",
+                 "--ema-decay", "0")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["mixed_precision"] == "bf16" and np.isfinite(out["final_loss"])
+    rows = json.loads((tmp_path / "w/runs/joint/log.json").read_text())
+    assert {"loss_pos", "loss_neg_audio", "loss_neg_video"} <= set(rows[-1])
+    assert not (tmp_path / "w/runs/joint/ema.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_on_cpu(tiny_bundle, real_data, tmp_path):
+    bundle, work = tmp_path / "b", tmp_path / "w"
+    shutil.copytree(tiny_bundle, bundle)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+           "-m", "avcli", "train", "joint", "--bundle", str(bundle), "--data", str(real_data), "--work", str(work),
+           "--steps", "2", "--batch", "2", "--ckpt-every", "1", "--json"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)  # one report, from rank 0
+    assert out["processes"] == 2 and out["step"] == 2
+    record = json.loads((work / "records/joint.json").read_text())
+    assert len(record) == 1 and record[0]["clips"] == 4  # the two shards together
+    assert json.loads((work / "runs/joint/state.json").read_text())["step"] == 2
