@@ -1,5 +1,6 @@
-"""Log-mel spectrogram in torch (what the audio VAE and the vocoder see). HTK mel scale, natural-log magnitude
-clamped at 1e-5 as AudioLDM/HiFi-GAN do. T = N // hop frames, so a clip of d seconds has d*sr/hop frames."""
+"""Log-mel spectrogram in torch (what the audio VAE and the vocoder see): natural-log magnitude clamped at 1e-5 as
+AudioLDM/HiFi-GAN do, slaney-normalised triangular filters on the HTK mel scale (our bundles) or the slaney mel scale
+(librosa's default, which AudioLDM uses). T = N // hop frames, so a clip of d seconds has d*sr/hop frames."""
 
 from __future__ import annotations
 
@@ -9,14 +10,33 @@ import torch
 from torch import nn
 
 
-def _hz_to_mel(f: float) -> float:
-    return 2595.0 * math.log10(1.0 + f / 700.0)
+MEL_SCALES = ("htk", "slaney")
+_SLANEY_STEP, _SLANEY_BREAK = 200.0 / 3, 1000.0  # librosa: linear below 1 kHz, logarithmic above
+_SLANEY_LOGSTEP = math.log(6.4) / 27.0
 
 
-def mel_filterbank(sr: int, n_fft: int, n_mels: int, f_min: float, f_max: float) -> torch.Tensor:
+def _hz_to_mel(f: float, scale: str = "htk") -> float:
+    if scale == "htk":
+        return 2595.0 * math.log10(1.0 + f / 700.0)
+    if f < _SLANEY_BREAK:
+        return f / _SLANEY_STEP
+    return _SLANEY_BREAK / _SLANEY_STEP + math.log(f / _SLANEY_BREAK) / _SLANEY_LOGSTEP
+
+
+def _mel_to_hz(m: torch.Tensor, scale: str = "htk") -> torch.Tensor:
+    if scale == "htk":
+        return 700.0 * (10 ** (m / 2595.0) - 1.0)
+    brk = _SLANEY_BREAK / _SLANEY_STEP
+    return torch.where(m < brk, m * _SLANEY_STEP, _SLANEY_BREAK * torch.exp(_SLANEY_LOGSTEP * (m - brk)))
+
+
+def mel_filterbank(sr: int, n_fft: int, n_mels: int, f_min: float, f_max: float,
+                   scale: str = "htk") -> torch.Tensor:
     """(n_mels, n_fft // 2 + 1) triangular filters, area-normalised (slaney-style norm)."""
-    mels = torch.linspace(_hz_to_mel(f_min), _hz_to_mel(f_max), n_mels + 2, dtype=torch.float64)
-    hz = 700.0 * (10 ** (mels / 2595.0) - 1.0)
+    if scale not in MEL_SCALES:
+        raise ValueError(f"unknown mel scale {scale!r}; expected one of {MEL_SCALES}")
+    mels = torch.linspace(_hz_to_mel(f_min, scale), _hz_to_mel(f_max, scale), n_mels + 2, dtype=torch.float64)
+    hz = _mel_to_hz(mels, scale)
     freqs = torch.linspace(0, sr / 2, n_fft // 2 + 1, dtype=torch.float64)
     lower = (freqs[None, :] - hz[:-2, None]) / (hz[1:-1, None] - hz[:-2, None])
     upper = (hz[2:, None] - freqs[None, :]) / (hz[2:, None] - hz[1:-1, None])
@@ -27,11 +47,11 @@ def mel_filterbank(sr: int, n_fft: int, n_mels: int, f_min: float, f_max: float)
 
 class LogMel(nn.Module):
     def __init__(self, sample_rate: int, n_fft: int, hop_length: int, win_length: int, n_mels: int,
-                 f_min: float = 0.0, f_max: float | None = None):
+                 f_min: float = 0.0, f_max: float | None = None, mel_scale: str = "htk"):
         super().__init__()
         self.hop_length, self.n_fft, self.win_length = hop_length, n_fft, win_length
-        self.register_buffer("fb", mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max or sample_rate / 2),
-                             persistent=False)
+        fb = mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max or sample_rate / 2, mel_scale)
+        self.register_buffer("fb", fb, persistent=False)
         self.register_buffer("window", torch.hann_window(win_length), persistent=False)
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
