@@ -1,6 +1,7 @@
 """Exportable component modules with fixed tensor signatures (names identical everywhere, see DESIGN.md).
 
     text_encoder_*    input_ids (B, L) int64, attention_mask (B, L) int64 -> text_embeds (B, L, D)
+                      (CLAP, as AudioLDM uses it: the L2-normalised projected embedding, (B, 1, D))
     video_vae_encoder frames (B, 3, F, H, W) in [-1, 1]                 -> latent (B, C, F, h, w) (scaled)
     video_vae_decoder latent (B, C, F, h, w)                              -> frames (B, 3, F, H, W)
     audio_vae_encoder mel (B, 1, T, M) normalised log-mel                -> latent (B, C, T/f, M/f)
@@ -11,6 +12,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from torch import nn
 
@@ -22,13 +24,30 @@ COMPONENT_NAMES = (
 VAE_PREFIXES = {"encoder": ("encoder.", "quant_conv."), "decoder": ("decoder.", "post_quant_conv.")}
 
 
+TEXT_OUTPUTS = ("last_hidden_state", "text_embeds_normalized")
+
+
 class TextEncoder(nn.Module):
-    def __init__(self, model: nn.Module):
+    """`output` 'last_hidden_state': token embeddings (Stable Diffusion / AnimateDiff read CLIP this way);
+    'text_embeds_normalized': the projected embedding, L2-normalised, as one token (AudioLDM reads CLAP this way).
+    `use_attention_mask` False ignores the mask, as diffusers' SD/AnimateDiff pipelines do for CLIP (whose causal
+    attention makes the padded positions' outputs part of the conditioning)."""
+
+    def __init__(self, model: nn.Module, output: str = "last_hidden_state", use_attention_mask: bool = True):
         super().__init__()
+        if output not in TEXT_OUTPUTS:
+            raise ValueError(f"unknown text encoder output {output!r}; expected one of {TEXT_OUTPUTS}")
         self.model = model
+        self.output = output
+        self.use_attention_mask = use_attention_mask
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        # "no mask" as all ones rather than None keeps attention_mask an input of the exported graph
+        mask = attention_mask if self.use_attention_mask else torch.ones_like(attention_mask)
+        out = self.model(input_ids=input_ids, attention_mask=mask)
+        if self.output == "text_embeds_normalized":
+            return F.normalize(out.text_embeds, dim=-1)[:, None]  # (B, 1, D)
+        return out.last_hidden_state
 
 
 class VideoVAEEncoder(nn.Module):

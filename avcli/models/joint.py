@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel, UNetMotionModel
 from torch import nn
-from transformers import BertConfig, BertModel, SpeechT5HifiGan, SpeechT5HifiGanConfig
+from transformers import (BertConfig, BertModel, ClapTextConfig, ClapTextModelWithProjection, CLIPTextConfig,
+                          CLIPTextModel, SpeechT5HifiGan, SpeechT5HifiGanConfig)
 
 from avcli.models.components import (AudioVAEDecoder, AudioVAEEncoder, TextEncoder, VideoVAEDecoder,
                                      VideoVAEEncoder, Vocoder)
@@ -25,6 +26,11 @@ from avcli.models.mel import LogMel
 # Only these classes can be named in a manifest: nothing is imported by name from user data.
 DIFFUSERS_CLASSES = {"diffusers.AutoencoderKL": AutoencoderKL, "diffusers.UNetMotionModel": UNetMotionModel,
                      "diffusers.UNet2DConditionModel": UNet2DConditionModel}
+# Text encoders a bundle may carry (config class, model class, default output of TextEncoder).
+TEXT_CLASSES = {"transformers.BertModel": (BertConfig, BertModel, "last_hidden_state"),
+                "transformers.CLIPTextModel": (CLIPTextConfig, CLIPTextModel, "last_hidden_state"),
+                "transformers.ClapTextModelWithProjection": (ClapTextConfig, ClapTextModelWithProjection,
+                                                             "text_embeds_normalized")}
 
 
 @dataclass(frozen=True)
@@ -79,7 +85,10 @@ def _package_dir(package: str, subdir: str) -> Path:
 
 
 def build_text_encoder(spec: dict) -> nn.Module:
-    if spec.get("source") == "package":
+    """A TextEncoder from a manifest text spec: 'package' (weights from an installed package) or 'bundle'
+    (architecture from the spec's config, weights from the bundle); classes only from TEXT_CLASSES."""
+    source = spec.get("source")
+    if source == "package":
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from transformers.utils import logging as hf_logging
 
@@ -87,11 +96,18 @@ def build_text_encoder(spec: dict) -> nn.Module:
         hf_logging.disable_progress_bar()
         model = BertModel.from_pretrained(str(_package_dir(spec["package"], spec.get("subdir", "model"))),
                                           add_pooling_layer=False)
-    elif spec.get("source") == "bundle":
+        return TextEncoder(model.eval())
+    if source != "bundle":
+        raise ValueError(f"unknown text encoder source {source!r}")
+    name = spec.get("class", "transformers.BertModel")
+    if name not in TEXT_CLASSES:
+        raise ValueError(f"unknown text encoder class {name!r}; expected one of {', '.join(TEXT_CLASSES)}")
+    config_cls, model_cls, output = TEXT_CLASSES[name]
+    if model_cls is BertModel:
         model = BertModel(BertConfig(**spec["config"]), add_pooling_layer=False)
     else:
-        raise ValueError(f"unknown text encoder source {spec.get('source')!r}")
-    return TextEncoder(model.eval())
+        model = model_cls(config_cls.from_dict(spec["config"]))
+    return TextEncoder(model.eval(), spec.get("output", output), spec.get("use_attention_mask", True))
 
 
 def tokenizer_dir(spec: dict, bundle_dir: Path | None) -> Path:
@@ -128,7 +144,8 @@ class JointModel(nn.Module):
         self.audio_unet = JointAudioUNet(DIFFUSERS_CLASSES[comps["audio_unet"]["class"]].from_config(acfg),
                                          dim, mode, heads, comps["audio_unet"].get("text_mode", "cross_attention"))
         self.logmel = LogMel(media["sample_rate"], media["n_fft"], media["hop_length"], media["win_length"],
-                             media["n_mels"], media.get("f_min", 0.0), media.get("f_max"))
+                             media["n_mels"], media.get("f_min", 0.0), media.get("f_max"),
+                             media.get("mel_scale", "htk"))
         self.eval()
 
     # --- groups of parameters -------------------------------------------------------------------------------
@@ -183,4 +200,6 @@ def rejoin(model: JointModel, mode: str | None = None, **joint_overrides) -> Joi
     fresh.text_encoder_audio.load_state_dict(model.text_encoder_audio.state_dict())
     fresh.video_unet.unet.load_state_dict(model.video_unet.unet.state_dict())
     fresh.audio_unet.unet.load_state_dict(model.audio_unet.unet.state_dict())
+    if getattr(model, "bundle_path", None) is not None:  # where its tokenizer folders are, for save_bundle
+        fresh.bundle_path = model.bundle_path
     return fresh.eval()

@@ -63,10 +63,12 @@ class PromptEncoder:
         from transformers import AutoTokenizer
 
         text = model.manifest["text"]
-        self.max_length = int(text["max_length"])
         bundle_dir = getattr(model, "bundle_path", None)
         video_spec = text["video"]
         audio_spec = video_spec if "shared_with" in text["audio"] else text["audio"]
+        # a spec's own max_length (imported bundles: CLIP pads to 77, CLAP to its tokenizer's length) wins
+        self.max_length = {m: int(s.get("max_length", text["max_length"]))
+                           for m, s in (("video", video_spec), ("audio", audio_spec))}
         self.tokenizers = {"video": AutoTokenizer.from_pretrained(str(tokenizer_dir(video_spec, bundle_dir))),
                            "audio": AutoTokenizer.from_pretrained(str(tokenizer_dir(audio_spec, bundle_dir)))}
         self.encoders = {"video": components["text_encoder_video"], "audio": components["text_encoder_audio"]}
@@ -74,8 +76,8 @@ class PromptEncoder:
         self._cache: dict[tuple[str, str], torch.Tensor] = {}
 
     def tokenize(self, prompts: list[str], modality: str) -> dict[str, torch.Tensor]:
-        tok = self.tokenizers[modality](prompts, padding="max_length", truncation=True, max_length=self.max_length,
-                                        return_tensors="pt")
+        tok = self.tokenizers[modality](prompts, padding="max_length", truncation=True,
+                                        max_length=self.max_length[modality], return_tensors="pt")
         return {"input_ids": tok["input_ids"].long(), "attention_mask": tok["attention_mask"].long()}
 
     @torch.no_grad()
