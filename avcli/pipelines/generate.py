@@ -43,8 +43,13 @@ class GeneratedClip:
 
 
 def generate(model: JointModel, req: GenerateRequest, on_step: Callable[[int, int], None] | None = None,
-             timings: Timings | None = None) -> list[GeneratedClip]:
+             timings: Timings | None = None,
+             initial_noise: tuple[torch.Tensor | None, torch.Tensor | None] | None = None) -> list[GeneratedClip]:
+    """`initial_noise` (video, audio latents, batch 1) starts the sampler from given noise instead of the seed's
+    draw, e.g. to compare with a diffusers pipeline started from the same latents; one sample only."""
     timings = timings if timings is not None else Timings()
+    if initial_noise is not None and req.num_samples != 1:
+        raise ValueError("initial_noise is one starting point: use num_samples=1")
     geo = resolve_geometry(model, req.duration, req.fps)
     cfg = sampler_config(model, steps=req.steps, solver=req.solver, gamma=req.gamma, cfg_video=req.cfg_video,
                          cfg_audio=req.cfg_audio, eta=req.eta)
@@ -58,7 +63,8 @@ def generate(model: JointModel, req: GenerateRequest, on_step: Callable[[int, in
     for i in range(req.num_samples):
         seed = req.seed + i
         with timings.stage("denoise"), torch.no_grad():
-            res = sample(comps, vspec, aspec, text, cfg, torch.Generator().manual_seed(seed), on_step=on_step)
+            res = sample(comps, vspec, aspec, text, cfg, torch.Generator().manual_seed(seed), on_step=on_step,
+                         initial_noise=initial_noise)
         with timings.stage("decode"):
             frames = decode_video(comps, res.video)[0]
         with timings.stage("vocode"):

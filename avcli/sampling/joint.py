@@ -128,11 +128,14 @@ def sample(
     global_T: int | None = None,
     audio_mask: torch.Tensor | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    initial_noise: tuple[torch.Tensor | None, torch.Tensor | None] | None = None,
 ) -> SampleResult:
     """Run the joint sampler. Noise is drawn on the CPU from `generator`, so results do not depend on backend.
 
     For foley, `known_audio` with `audio_mask` (1 where known, broadcastable to the audio latent) conditions the
     free audio on a known part (e.g. the tail of the previous window of a long video) by replacement.
+    `initial_noise` (video, audio) replaces the first draw of either latent (e.g. to start from the same noise as
+    another pipeline); None entries are drawn as usual.
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
@@ -158,6 +161,8 @@ def sample(
         return torch.randn(shape, generator=generator, dtype=torch.float32)
 
     x_v, x_a = randn(video.shape), randn(audio.shape)
+    if initial_noise is not None:
+        x_v, x_a = (_given(n, x, name) for n, x, name in zip(initial_noise, (x_v, x_a), ("video", "audio")))
     x0_v, x0_a = torch.zeros_like(x_v), torch.zeros_like(x_a)
     if task == "foley":
         x0_v = known_video.float()
@@ -196,6 +201,14 @@ def sample(
     if audio_mask is not None:
         out_a = audio_mask * known_audio.float() + (1 - audio_mask) * out_a
     return SampleResult(out_v, out_a, m_ts, n_ts, nets.seconds, time.perf_counter() - start, dict(nets.calls))
+
+
+def _given(noise: torch.Tensor | None, drawn: torch.Tensor, name: str) -> torch.Tensor:
+    if noise is None:
+        return drawn
+    if tuple(noise.shape) != tuple(drawn.shape):
+        raise ValueError(f"initial {name} noise has shape {tuple(noise.shape)}, the sampler needs {tuple(drawn.shape)}")
+    return noise.float().clone()
 
 
 def _renoise(x0: torch.Tensor, solver, index: int, randn) -> torch.Tensor:
