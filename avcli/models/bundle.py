@@ -10,6 +10,7 @@ import copy
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from avcli.errors import BundleError
-from avcli.models.joint import DIFFUSERS_CLASSES, JointModel
+from avcli.models.joint import DIFFUSERS_CLASSES, JointModel, tokenizer_dir
 from avcli.models.presets import MANIFEST_FORMAT, MANIFEST_VERSION
 
 MANIFEST = "bundle.json"
@@ -61,10 +62,36 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def save_bundle(model: JointModel, path: str | os.PathLike, dtype: str = "float32", extra: dict | None = None) -> Path:
-    """Write the bundle to `path` (created, or replaced atomically if it is an existing bundle)."""
+def _bundle_folders(model: JointModel, folders: dict[str, Path] | None) -> dict[str, Path]:
+    """Folders a bundle carries beside its weights (tokenizers named by a text spec, relative to the bundle):
+    from `folders` if given there, else from the model's own bundle."""
+    text, out = model.manifest["text"], {}
+    for key in ("video", "audio"):
+        tok = text[key].get("tokenizer")
+        if not tok or tok.startswith("package:"):
+            continue
+        if Path(tok).is_absolute() or ".." in Path(tok).parts:
+            raise BundleError(f"tokenizer folder {tok!r} must be a plain name inside the bundle")
+        src = (folders or {}).get(tok) or tokenizer_dir(text[key], getattr(model, "bundle_path", None))
+        if not Path(src).is_dir():
+            raise BundleError(f"tokenizer folder {tok!r} of text_encoder_{key} not found (looked in {src})")
+        out[tok] = Path(src)
+    return out
+
+
+def _copy_folder(src: Path, dst: Path) -> None:
+    shutil.copytree(src, dst)  # follows symlinks (HF-cache snapshots link into blobs/)
+    for p in [dst, *dst.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+def save_bundle(model: JointModel, path: str | os.PathLike, dtype: str = "float32", extra: dict | None = None,
+                folders: dict[str, Path] | None = None) -> Path:
+    """Write the bundle to `path` (created, or replaced atomically if it is an existing bundle). `folders` maps
+    bundle-relative folder names (a text spec's tokenizer) to where their files are now."""
     if dtype not in ("float32", "float16"):
         raise ValueError("dtype must be float32 or float16")
+    carried = _bundle_folders(model, folders)
     path = Path(path)
     if path.exists() and any(path.iterdir()) and not (path / MANIFEST).exists():
         raise BundleError(f"{path}: exists and is not a bundle; refusing to write into it")
@@ -82,14 +109,14 @@ def save_bundle(model: JointModel, path: str | os.PathLike, dtype: str = "float3
         file.chmod(0o644)
         manifest["files"][name] = {"file": file.name, "bytes": file.stat().st_size, "sha256": _sha256(file),
                                    "dtype": dtype}
+    for name, src in carried.items():
+        _copy_folder(src, tmp / name)
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     if path.exists():
         old = path.with_name(f".{path.name}.old")
         os.replace(path, old)
         os.replace(tmp, path)
-        for f in old.iterdir():
-            f.unlink()
-        old.rmdir()
+        shutil.rmtree(old)
     else:
         os.replace(tmp, path)
     return path
