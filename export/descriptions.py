@@ -5,7 +5,8 @@ and the validation of an export against PyTorch. Shapes come from the bundle's l
 
     batch       1 .. 2 * max_batch          (classifier-free guidance doubles the batch of the U-Nets)
     frames/time geometry(min_duration) .. geometry(max_duration)   (opt = the bundle's default duration)
-    text length 1 .. text.max_length        (opt = max_length: the tokenizer pads to it)
+    text length 1 .. each modality's max_length (opt = max: the tokenizer pads to it); a text encoder that gives one
+                embedding (CLAP, as AudioLDM reads it) has a static length 1 at its output and its U-Net's input
 
 This module reads a manifest dict and a model object by attribute name; it imports nothing from avcli so that
 `export/` stays usable on any object with the component attributes (DESIGN.md names).
@@ -46,7 +47,8 @@ class Limits:
     audio_channels: int
     mel_t: tuple[int, int, int]  # mel frames
     n_mels: int
-    text_len: tuple[int, int, int]
+    text_len: tuple[int, int, int]  # video tokens
+    audio_text_len: tuple[int, int, int]  # audio tokens (the text_encoder_audio input)
     text_dim_video: int
     text_dim_audio: int
     connector_dim: int
@@ -67,10 +69,27 @@ def _geometry(manifest: dict, duration: float) -> dict:
             "h": h // fv, "w": w // fv, "H": h, "W": w, "vc": vcfg["latent_channels"], "ac": acfg["latent_channels"]}
 
 
-def _text_dim(manifest: dict, key: str) -> int:
+def _text_spec(manifest: dict, key: str) -> dict:
     text = manifest["text"]
-    spec = text["video"] if "shared_with" in text[key] else text[key]
+    return text["video"] if "shared_with" in text[key] else text[key]
+
+
+def _text_dim(manifest: dict, key: str) -> int:
+    spec = _text_spec(manifest, key)
     return int(spec.get("dim") or spec.get("config", {}).get("hidden_size"))
+
+
+def _text_len(manifest: dict, key: str) -> int:
+    return int(_text_spec(manifest, key).get("max_length", manifest["text"]["max_length"]))
+
+
+def _pooled(manifest: dict, key: str) -> bool:
+    """The text encoder gives one embedding per prompt (B, 1, D) instead of per-token embeddings."""
+    return _text_spec(manifest, key).get("output") == "text_embeds_normalized"
+
+
+def _vocab(manifest: dict, key: str) -> int:
+    return int(_text_spec(manifest, key).get("config", {}).get("vocab_size", 30522))
 
 
 def limits(manifest: dict, max_batch: int | None = None) -> Limits:
@@ -83,13 +102,14 @@ def limits(manifest: dict, max_batch: int | None = None) -> Limits:
     # the shortest clip the engines accept: half the default, at least two video frames
     min_dur = float(media.get("min_duration", max(2.0 / float(media["fps"]), min(dur, max_dur) / 2)))
     g = [_geometry(manifest, d) for d in (min_dur, dur, max_dur)]
-    text_max = int(manifest["text"]["max_length"])
+    lv, la = _text_len(manifest, "video"), _text_len(manifest, "audio")
     return Limits(
         batch=(1, 2, 2 * max_batch), frames=tuple(x["frames"] for x in g), video_hw=(g[1]["h"], g[1]["w"]),
         frame_hw=(g[1]["H"], g[1]["W"]), video_channels=g[1]["vc"], audio_latent_t=tuple(x["audio_t"] for x in g),
         audio_latent_m=g[1]["audio_m"], audio_channels=g[1]["ac"], mel_t=tuple(x["mel"] for x in g),
-        n_mels=int(media["n_mels"]), text_len=(1, text_max, text_max), text_dim_video=_text_dim(manifest, "video"),
-        text_dim_audio=_text_dim(manifest, "audio"), connector_dim=int(manifest["joint"]["connector_dim"]))
+        n_mels=int(media["n_mels"]), text_len=(1, lv, lv), audio_text_len=(1, la, la),
+        text_dim_video=_text_dim(manifest, "video"), text_dim_audio=_text_dim(manifest, "audio"),
+        connector_dim=int(manifest["joint"]["connector_dim"]))
 
 
 # A symbolic dimension: the name of an axis (dynamic) or an int (static), resolved per shape point by `_dim`.
@@ -100,7 +120,7 @@ def _dim(lim: Limits, d: Dim, point: int) -> int:
     if isinstance(d, int):
         return d
     table = {"batch": lim.batch, "frames": lim.frames, "audio_time": lim.audio_latent_t, "mel_time": lim.mel_t,
-             "text_len": lim.text_len}
+             "text_len": lim.text_len, "audio_text_len": lim.audio_text_len}
     if d == "samples":
         raise ValueError("'samples' is an output-only axis")
     return table[d][point]
@@ -165,11 +185,7 @@ class ExportDescription:
                       max_batch: int | None = None) -> dict[str, torch.Tensor]:
         shapes = self.shapes(model.manifest, shape_point, max_batch)
         g = torch.Generator().manual_seed(seed)
-        out = {}
-        for spec in self.inputs:
-            out[spec.name] = _SAMPLERS[(self.name, spec.name)](shapes[spec.name], g) if (self.name, spec.name) in \
-                _SAMPLERS else _default_sample(spec, shapes[spec.name], g)
-        return out
+        return {spec.name: _sample(self.name, spec, shapes[spec.name], g, model.manifest) for spec in self.inputs}
 
 
 def _default_sample(spec: TensorSpec, shape: tuple[int, ...], g: torch.Generator) -> torch.Tensor:
@@ -178,8 +194,8 @@ def _default_sample(spec: TensorSpec, shape: tuple[int, ...], g: torch.Generator
     return torch.randn(shape, generator=g, dtype=torch.float32)
 
 
-def _token_ids(shape, g):
-    return torch.randint(1000, 2000, shape, generator=g, dtype=torch.int64)
+def _token_ids(shape, g, vocab: int = 30522):
+    return torch.randint(min(1000, vocab // 2), min(2000, vocab), shape, generator=g, dtype=torch.int64)
 
 
 def _mask(shape, g):
@@ -198,10 +214,18 @@ def _mel_log(shape, g):
 
 
 _SAMPLERS: dict[tuple[str, str], Callable] = {
-    ("text_encoder_video", "input_ids"): _token_ids, ("text_encoder_audio", "input_ids"): _token_ids,
     ("text_encoder_video", "attention_mask"): _mask, ("text_encoder_audio", "attention_mask"): _mask,
     ("video_vae_encoder", "frames"): _frames, ("vocoder", "mel"): _mel_log,
 }
+
+
+def _sample(component: str, spec: TensorSpec, shape: tuple[int, ...], g: torch.Generator,
+            manifest: dict) -> torch.Tensor:
+    if spec.name == "input_ids":  # token ids inside the text encoder's vocabulary
+        return _token_ids(shape, g, _vocab(manifest, component.rsplit("_", 1)[-1]))
+    sampler = _SAMPLERS.get((component, spec.name))
+    return sampler(shape, g) if sampler else _default_sample(spec, shape, g)
+
 
 def _resolve_limits(manifest: dict, name: str, max_batch: int | None) -> Limits:
     return limits(manifest, max_batch)
@@ -214,23 +238,25 @@ def _descriptions_for(manifest: dict) -> dict[str, ExportDescription]:
     f32 = "float32"
     vlat = ("batch", vc, "frames", h, w)  # (B, C, F, h, w)
     alat = ("batch", ac, "audio_time", am)  # (B, C, T, m)
+    lv = 1 if _pooled(manifest, "video") else "text_len"  # the text axis the U-Nets see
+    la = 1 if _pooled(manifest, "audio") else "audio_text_len"
     descs = [
         ExportDescription("text_encoder_video", (TensorSpec("input_ids", "int64", ("batch", "text_len")),
                                                  TensorSpec("attention_mask", "int64", ("batch", "text_len"))),
-                          (TensorSpec("text_embeds", f32, ("batch", "text_len", lim.text_dim_video)),)),
-        ExportDescription("text_encoder_audio", (TensorSpec("input_ids", "int64", ("batch", "text_len")),
-                                                 TensorSpec("attention_mask", "int64", ("batch", "text_len"))),
-                          (TensorSpec("text_embeds", f32, ("batch", "text_len", lim.text_dim_audio)),)),
+                          (TensorSpec("text_embeds", f32, ("batch", lv, lim.text_dim_video)),)),
+        ExportDescription("text_encoder_audio", (TensorSpec("input_ids", "int64", ("batch", "audio_text_len")),
+                                                 TensorSpec("attention_mask", "int64", ("batch", "audio_text_len"))),
+                          (TensorSpec("text_embeds", f32, ("batch", la, lim.text_dim_audio)),)),
         ExportDescription("video_connector", (TensorSpec("latent", f32, vlat), TensorSpec("x0_hat", f32, vlat)),
                           (TensorSpec("features", f32, ("batch", "frames", d)),)),
         ExportDescription("audio_connector", (TensorSpec("latent", f32, alat), TensorSpec("x0_hat", f32, alat)),
                           (TensorSpec("features", f32, ("batch", "audio_time", d)),)),
         ExportDescription("video_unet", (TensorSpec("sample", f32, vlat), TensorSpec("timestep", "int64", ("batch",)),
-                                         TensorSpec("text_embeds", f32, ("batch", "text_len", lim.text_dim_video)),
+                                         TensorSpec("text_embeds", f32, ("batch", lv, lim.text_dim_video)),
                                          TensorSpec("cross_features", f32, ("batch", "audio_time", d))),
                           (TensorSpec("noise_pred", f32, vlat),), Tolerance(2e-4, 2e-3)),
         ExportDescription("audio_unet", (TensorSpec("sample", f32, alat), TensorSpec("timestep", "int64", ("batch",)),
-                                         TensorSpec("text_embeds", f32, ("batch", "text_len", lim.text_dim_audio)),
+                                         TensorSpec("text_embeds", f32, ("batch", la, lim.text_dim_audio)),
                                          TensorSpec("cross_features", f32, ("batch", "frames", d))),
                           (TensorSpec("noise_pred", f32, alat),), Tolerance(2e-4, 2e-3)),
         ExportDescription("video_vae_encoder", (TensorSpec("frames", f32, ("batch", 3, "frames", H, W)),),
@@ -272,11 +298,10 @@ def inputs_at(desc: ExportDescription, model, duration: float, batch: int = 1, s
     g = _geometry(manifest, duration)
     b = 2 * batch if cfg and desc.name in ("video_unet", "audio_unet") else batch
     table = {"batch": b, "frames": g["frames"], "audio_time": g["audio_t"], "mel_time": g["mel"],
-             "text_len": int(manifest["text"]["max_length"])}
+             "text_len": _text_len(manifest, "video"), "audio_text_len": _text_len(manifest, "audio")}
     gen = torch.Generator().manual_seed(seed)
     out = {}
     for spec in desc.inputs:
         shape = tuple(d if isinstance(d, int) else table[d] for d in spec.shape)
-        sampler = _SAMPLERS.get((desc.name, spec.name))
-        out[spec.name] = sampler(shape, gen) if sampler else _default_sample(spec, shape, gen)
+        out[spec.name] = _sample(desc.name, spec, shape, gen, manifest)
     return out

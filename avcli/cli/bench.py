@@ -128,13 +128,17 @@ def _task_inputs(model, task: str, duration: float, batch: int):
     geo = model.geometry(duration)
     vspec, aspec = modality_specs(model, geo, batch)
     g = torch.Generator().manual_seed(0)
-    L = int(model.manifest["text"]["max_length"])
-    from export.descriptions import limits
+    from export.descriptions import descriptions, limits
 
     lim = limits(model.manifest)
+    descs = descriptions(model.manifest)
+    # the text lengths the U-Nets see (1 for an encoder that gives one pooled embedding, e.g. AudioLDM's CLAP)
+    axis = {"text_len": lim.text_len[1], "audio_text_len": lim.audio_text_len[1]}
+    lv = axis.get(descs["text_encoder_video"].outputs[0].shape[1], 1)
+    la = axis.get(descs["text_encoder_audio"].outputs[0].shape[1], 1)
     dv, da = lim.text_dim_video, lim.text_dim_audio
-    text = TextConditioning(torch.randn(batch, L, dv, generator=g), torch.randn(batch, L, da, generator=g),
-                            torch.randn(batch, L, dv, generator=g), torch.randn(batch, L, da, generator=g))
+    text = TextConditioning(torch.randn(batch, lv, dv, generator=g), torch.randn(batch, la, da, generator=g),
+                            torch.randn(batch, lv, dv, generator=g), torch.randn(batch, la, da, generator=g))
     known = {}
     if task == "foley":
         known["known_video"] = torch.randn(vspec.shape, generator=g)
