@@ -21,13 +21,18 @@ BASE_FILES = ("video_vae_encoder", "video_vae_decoder", "audio_vae_encoder", "au
               "text_encoder_video", "text_encoder_audio")
 
 
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    yield
+def _reset_accelerate():
     from accelerate.state import AcceleratorState, GradientState
 
-    AcceleratorState._reset_state(True)  # each CLI run in this process starts its own Accelerator
+    AcceleratorState._reset_state(True)  # accelerate's state is per process; each CLI run here starts its own
     GradientState._reset_state()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    _reset_accelerate()
+    yield
+    _reset_accelerate()
 
 
 @pytest.fixture(scope="module")
@@ -138,12 +143,12 @@ def test_joint_bf16_and_contrastive_on_cpu(tiny_bundle, real_data, tmp_path):
     assert not (tmp_path / "w/runs/joint/ema.safetensors").exists()
 
 
-@pytest.mark.slow
 def test_torchrun_two_processes_on_cpu(tiny_bundle, real_data, tmp_path):
+    """Two processes (gloo) as `torchrun --nproc_per_node 2 -m avcli train joint` starts them: ~25 s on 2 cores."""
     bundle, work = tmp_path / "b", tmp_path / "w"
     shutil.copytree(tiny_bundle, bundle)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "avcli", "train", "joint", "--bundle", str(bundle), "--data", str(real_data), "--work", str(work),
            "--steps", "2", "--batch", "2", "--ckpt-every", "1", "--json"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 from torch import nn
 
@@ -50,3 +51,23 @@ def test_resume_continues_from_saved_step(tmp_path):
     model3, loss_fn3 = _problem()  # resuming loads the weights that were saved
     train("toy", model3, loss_fn3, tmp_path, LoopConfig(steps=60, lr=1e-2), progress=False)  # nothing to do
     assert not all(torch.equal(a, b) for a, b in zip(saved, model3.parameters()))  # step 60 weights, not step 40
+
+
+def test_ema_follows_weights_and_resumes_from_checkpoints_without_it(tmp_path):
+    from safetensors.torch import load_file
+
+    from avcli.training.ema import EMA
+
+    model, loss_fn = _problem()
+    train("toy", model, loss_fn, tmp_path, LoopConfig(steps=20, lr=1e-2, ckpt_every=10), progress=False)
+    assert not (tmp_path / "ema.safetensors").exists()  # a run from before EMA existed
+    ema = EMA(0.9)
+    model2, loss_fn2 = _problem()
+    train("toy", model2, loss_fn2, tmp_path, LoopConfig(steps=30, lr=1e-2, ckpt_every=10), progress=False, ema=ema)
+    saved = load_file(str(tmp_path / "ema.safetensors"))
+    assert set(saved) == {n for n, _ in model2.named_parameters()}
+    for name, p in model2.named_parameters():  # an average of recent weights: close to, not equal to, the last
+        assert torch.equal(saved[name], ema.shadow[name]) and not torch.equal(saved[name], p.detach())
+        assert (saved[name] - p.detach()).abs().max() < 0.1
+    with pytest.raises(ValueError):
+        EMA(1.0)

@@ -160,7 +160,7 @@ JOINT_HELP = (
     "(ckpt/optim/ema.safetensors), logs and the loss curve go to WORK/runs/joint; a re-run resumes there.\n\n"
     "Several GPUs or machines (DDP through HuggingFace accelerate; each process takes its share of the files, "
     "--batch is per process):\n\n"
-    "  accelerate launch --num_processes 4 -m avcli train joint --bundle B --data D --work W\n\n"
+    "  accelerate launch --multi_gpu --num_processes 4 -m avcli train joint --bundle B --data D --work W\n\n"
     "  torchrun --nproc_per_node 4 -m avcli train joint --bundle B --data D --work W\n\n"
     "Example:\n\n  avgen train joint --bundle work/bundle --data clips/ --work work --steps 2000 --batch 8")
 

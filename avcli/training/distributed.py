@@ -1,8 +1,9 @@
 """One or many processes for joint training, through HuggingFace accelerate (DDP underneath).
 
-Launch with `accelerate launch -m avcli train joint ...` or `torchrun --nproc_per_node N -m avcli train joint ...`
-(multi-node: torchrun's --nnodes/--node_rank/--master_addr, or accelerate's --num_machines/--machine_rank/
---main_process_ip); a plain `avgen train joint` is a single process. Nothing here launches processes.
+Launch with `accelerate launch --multi_gpu --num_processes N -m avcli train joint ...` (also on CPU) or
+`torchrun --nproc_per_node N -m avcli train joint ...` (multi-node: torchrun's --nnodes/--node_rank/--master_addr,
+or accelerate's --num_machines/--machine_rank/--main_process_ip); a plain `avgen train joint` is a single
+process. Nothing here launches processes.
 """
 
 from __future__ import annotations

@@ -86,7 +86,9 @@ def load_checkpoint(run_dir: Path, model: nn.Module, opt: torch.optim.Optimizer)
             p.copy_(weights[k])
     optim = load_file(str(run_dir / "optim.safetensors"))
     for k, p in params.items():
-        st = {key.split("::", 1)[1]: v for key, v in optim.items() if key.split("::", 1)[0] == k}
+        # moments on the parameter's device; AdamW keeps its step count on the CPU (not capturable)
+        st = {key.split("::", 1)[1]: (v if key.endswith("::step") else v.to(p.device))
+              for key, v in optim.items() if key.split("::", 1)[0] == k}
         if st:
             opt.state[p] = st
     return int(json.loads((run_dir / "state.json").read_text())["step"])
@@ -126,11 +128,11 @@ def train(name: str, model: nn.Module, loss_fn: Callable[[int, torch.Generator],
     if not params:
         raise ValueError(f"{name}: nothing to train (all parameters frozen)")
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if accel is not None:
+        opt = accel.prepare_optimizer(opt)
     start = load_checkpoint(run_dir, model, opt) if cfg.resume else 0
     if ema is not None:
         ema.start(named, run_dir / "ema.safetensors" if start else None)
-    if accel is not None:
-        opt = accel.prepare_optimizer(opt)  # after loading: moves the optimizer state to the device
     rows = _read_log(run_dir / "log.csv") if start else []
     rows = [r for r in rows if r["step"] <= start]
     rank = accel.process_index if accel is not None else 0
