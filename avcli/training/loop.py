@@ -140,7 +140,8 @@ def train(name: str, model: nn.Module, loss_fn: Callable[[int, torch.Generator],
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + start + 104_729 * rank)
     sched = lambda s: min(1.0, (s + 1) / max(1, cfg.warmup)) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / cfg.steps)))
     if start >= cfg.steps:
-        console.print(f"{name}: already trained to step {start} (>= {cfg.steps}); nothing to do")
+        if main:
+            console.print(f"{name}: already trained to step {start} (>= {cfg.steps}); nothing to do")
         return {"step": start, "final_loss": rows[-1]["loss"] if rows else None, "seconds": 0.0}
     t0, window, last = time.perf_counter(), [], {}
     cols = [TextColumn(f"[bold]{name}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
