@@ -267,8 +267,8 @@ def budgets(counts: dict[str, int], act: dict, lengths, batches) -> dict:
     """GiB per (clip length, batch): parameters and optimizer state + margin x activations + fixed overhead."""
     total = sum(counts.values())
     trainable = counts["cmcpe_video"] + counts["cmcpe_audio"] + counts["video_connector"] + counts["audio_connector"]
-    unets = counts["video_unet_base (SD-1.5)"] + counts["motion_modules (v1-5-2)"] + counts["audio_unet_base (AudioLDM)"]
     motion = counts["motion_modules (v1-5-2)"]
+    unets = counts["video_unet_base (SD-1.5)"] + motion + counts["audio_unet_base (AudioLDM)"]
     # fp32 weights + fp32 grads + AdamW m, v + EMA = 20 bytes per trained parameter; frozen ones in bf16
     train_static = {False: (2 * unets + 20 * trainable) / GiB,
                     True: (2 * (unets - motion) + 20 * (trainable + motion)) / GiB}
