@@ -1,25 +1,26 @@
 #!/usr/bin/env bash
 # Reproduce the embedded demo bundle (hits-demo) on a CPU machine with 2 cores.
-# Two lanes run side by side (one torch thread each); the joint stage runs after both with two threads.
-# Usage: bash scripts/train_demo.sh [WORK_DIR]   (default: work/)
+# Two lanes run side by side (one torch thread each); then the CMC-PE joint stage and its cross-attention
+# baseline (seed 000 Table 1) train side by side on the same frozen bases.
+# Usage: bash scripts/train_demo.sh [WORK_DIR]   (default: work/); step counts can be overridden by env vars.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 W=${1:-work}
 A=.venv/bin/avgen
 mkdir -p "$W/logs"
 SECONDS=0
-[ -f "$W/hits/events.jsonl" ] || OMP_NUM_THREADS=2 $A data synth --n 400 -o "$W/hits" --seed 0
+[ -f "$W/hits/events.jsonl" ] || OMP_NUM_THREADS=2 $A data synth --n ${N_TRAIN:-800} -o "$W/hits" --seed 0
 [ -f "$W/hits-test/events.jsonl" ] || OMP_NUM_THREADS=2 $A data synth --n 100 -o "$W/hits-test" --seed 1  # held out
 [ -f "$W/bundle/bundle.json" ] || $A train init --preset demo -o "$W/bundle" --seed 0
 common=(--bundle "$W/bundle" --data "$W/hits" --work "$W" --json)
 lane1() {
   OMP_NUM_THREADS=1 $A train vae-video  "${common[@]}" --steps ${VAE_STEPS:-600} --batch 16 --lr 5e-4
-  OMP_NUM_THREADS=1 $A train unet-video "${common[@]}" --steps ${VUNET_STEPS:-900} --batch 4 --lr 3e-4
+  OMP_NUM_THREADS=1 $A train unet-video "${common[@]}" --steps ${VUNET_STEPS:-1800} --batch 4 --lr 3e-4
 }
 lane2() {
   OMP_NUM_THREADS=1 $A train vae-audio  "${common[@]}" --steps ${AVAE_STEPS:-400} --batch 4 --lr 5e-4
-  OMP_NUM_THREADS=1 $A train vocoder    "${common[@]}" --steps ${VOC_STEPS:-1200} --batch 8 --lr 5e-4
-  OMP_NUM_THREADS=1 $A train unet-audio "${common[@]}" --steps ${AUNET_STEPS:-600} --batch 8 --lr 3e-4
+  OMP_NUM_THREADS=1 $A train vocoder    "${common[@]}" --steps ${VOC_STEPS:-1500} --batch 8 --lr 5e-4
+  OMP_NUM_THREADS=1 $A train unet-audio "${common[@]}" --steps ${AUNET_STEPS:-1800} --batch 8 --lr 3e-4
 }
 lane1 > "$W/logs/lane1.log" 2>&1 &
 p1=$!
@@ -27,13 +28,14 @@ lane2 > "$W/logs/lane2.log" 2>&1 &
 p2=$!
 wait $p1
 wait $p2
-# the cross-attention baseline (seed 000 Table 1) trains on the same frozen bases, side by side
-$A train init --from-bundle "$W/bundle" --mode xattn -o "$W/bundle-xattn" --overwrite
-mkdir -p "$W-xattn" && ln -sfn "$(cd "$W" && pwd)/cache" "$W-xattn/cache"
-OMP_NUM_THREADS=1 $A train joint "${common[@]}" --steps ${JOINT_STEPS:-500} --batch 4 --lr 3e-4 > "$W/logs/joint.log" 2>&1 &
+echo "bases: ${SECONDS}s"
+X="$W/xattn"  # the cross-attention baseline's own bundle and runs; it shares the latent cache
+$A train init --from-bundle "$W/bundle" --mode xattn -o "$X/bundle" --overwrite
+mkdir -p "$X" && ln -sfn "$(cd "$W" && pwd)/cache" "$X/cache"
+OMP_NUM_THREADS=1 $A train joint "${common[@]}" --steps ${JOINT_STEPS:-1000} --batch 4 --lr 3e-4 > "$W/logs/joint.log" 2>&1 &
 p1=$!
-OMP_NUM_THREADS=1 $A train joint --bundle "$W/bundle-xattn" --data "$W/hits" --work "$W-xattn" --json \
-  --steps ${JOINT_STEPS:-500} --batch 4 --lr 3e-4 > "$W/logs/joint-xattn.log" 2>&1 &
+OMP_NUM_THREADS=1 $A train joint --bundle "$X/bundle" --data "$W/hits" --work "$X" --json \
+  --steps ${JOINT_STEPS:-1000} --batch 4 --lr 3e-4 > "$W/logs/joint-xattn.log" 2>&1 &
 p2=$!
 wait $p1
 wait $p2

@@ -84,3 +84,11 @@ def test_bad_options_give_one_line(tiny_bundle, tmp_path, args, needle):
     assert needle in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_unknown_option_is_a_usage_error_not_an_internal_one(tmp_path):
+    # typer vendors click: its usage errors must still print click's short usage text and exit 2
+    r = _cli("generate", "-p", "x", "--no-such-flag", "-o", str(tmp_path / "o.mp4"))
+    assert r.returncode == 2, r.stderr
+    assert "No such option" in r.stderr and "internal error" not in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o.mp4").exists()

@@ -42,7 +42,8 @@ def animate_cmd(
     seed: int = typer.Option(0, help="Random seed; sample i uses seed + i."),
     num_samples: int = typer.Option(1, "--num-samples", min=1, max=64, help="How many variations."),
     backend: str = typer.Option("torch", help="torch, ort, trt or auto."),
-    bundle: Optional[str] = typer.Option(None, help="Bundle name or folder (default: the embedded hits-demo)."),
+    bundle: Optional[str] = typer.Option(None, "--bundle", "-b",
+                                         help="Bundle name or folder (default: the embedded hits-demo)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout (for scripts)."),
 ) -> None:

@@ -57,7 +57,8 @@ def foley_cmd(
     num_samples: int = typer.Option(1, "--num-samples", min=1, max=64,
                                     help="Variations per input: <stem>.foley_1.mp4, _2, ..."),
     backend: str = typer.Option("torch", help="torch, ort, trt or auto."),
-    bundle: Optional[str] = typer.Option(None, help="Bundle name or folder (default: the embedded hits-demo)."),
+    bundle: Optional[str] = typer.Option(None, "--bundle", "-b",
+                                         help="Bundle name or folder (default: the embedded hits-demo)."),
     fit: str = typer.Option("crop", help="How frames meet the model's frame size: crop, pad or stretch."),
     start: float = typer.Option(0.0, min=0.0, help="Segment start (s); the rest of the video keeps silence "
                                 "(or its own sound with --mix keep)."),

@@ -78,6 +78,17 @@ def _register_all() -> None:
 _register_all()
 
 
+def _click_exception_types() -> tuple[type, ...]:
+    """ClickException classes: typer >= 0.20 vendors its own click (typer._click), older ones use click."""
+    found = []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(importlib.import_module(name).ClickException)
+        except ImportError:
+            pass
+    return tuple(found)
+
+
 def run() -> None:
     """Console-script entry: run the app, mapping our errors to a clean line and exit code."""
     debug = "--debug" in sys.argv or os.environ.get("AVGEN_DEBUG") == "1"
@@ -99,9 +110,7 @@ def run() -> None:
         err_console.print("[yellow]aborted[/]")
         sys.exit(1)
     except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+        if isinstance(exc, _click_exception_types()):
             exc.show()
             sys.exit(exc.exit_code)
         if debug:
