@@ -14,7 +14,7 @@ SECONDS=0
 [ -f "$W/bundle/bundle.json" ] || $A train init --preset demo -o "$W/bundle" --seed 0
 common=(--bundle "$W/bundle" --data "$W/hits" --work "$W" --json)
 lane1() {
-  OMP_NUM_THREADS=1 $A train vae-video  "${common[@]}" --steps ${VAE_STEPS:-600} --batch 16 --lr 5e-4
+  OMP_NUM_THREADS=1 $A train vae-video  "${common[@]}" --steps ${VAE_STEPS:-1600} --batch 16 --lr 5e-4
   OMP_NUM_THREADS=1 $A train unet-video "${common[@]}" --steps ${VUNET_STEPS:-1800} --batch 4 --lr 3e-4
 }
 lane2() {

@@ -71,3 +71,18 @@ def test_ema_follows_weights_and_resumes_from_checkpoints_without_it(tmp_path):
         assert (saved[name] - p.detach()).abs().max() < 0.1
     with pytest.raises(ValueError):
         EMA(1.0)
+
+
+def test_foreground_weight_marks_the_moving_object_only():
+    from avcli.training.stages import foreground_weight
+
+    bg = torch.full((1, 3, 16, 16), -0.5)
+    frame = bg.clone()
+    frame[:, :, 4:7, 9:12] = 0.9  # a small bright object on the static scene
+    w = foreground_weight(frame, bg, boost=20.0)
+    assert w.shape == (1, 1, 16, 16)
+    assert torch.allclose(w[0, 0, 4:7, 9:12], torch.full((3, 3), 21.0))
+    outside = torch.ones(16, 16, dtype=torch.bool)
+    outside[4:7, 9:12] = False
+    assert torch.all(w[0, 0][outside] == 1.0)
+    assert torch.all(foreground_weight(frame, bg, boost=0.0) == 1.0)

@@ -56,12 +56,14 @@ def generate_cmd(
     outputs = plan_outputs(output, num_samples, slug(prompt) + f"_s{seed}")
     refuse_existing(outputs + ([p.with_suffix(".wav") for p in outputs] if save_wav else []), overwrite)
 
+    t_import = time.perf_counter()
     from avcli.media.ffmpeg import write_video, write_wav
     from avcli.models.bundle import load_bundle
     from avcli.pipelines.common import Timings
     from avcli.pipelines.generate import GenerateRequest, generate
 
     timings = Timings()
+    timings.stages["import"] = time.perf_counter() - t_import  # torch, diffusers, transformers: seconds on a CPU
     with timings.stage("load"):
         model = load_bundle(bundle)
     req = GenerateRequest(prompt, negative_prompt, duration, fps, steps, solver, gamma, cfg_video, cfg_audio, None,

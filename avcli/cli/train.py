@@ -136,12 +136,16 @@ def _make_stage(stage: str):
         resume: bool = typer.Option(True, "--resume/--restart", help="Continue from the last checkpoint."),
         unfreeze_motion: bool = typer.Option(False, "--unfreeze-motion", hidden=True,
                                              help="Accepted for compatibility; only `train joint` uses it."),
+        foreground_boost: float = typer.Option(20.0, min=0.0, hidden=stage != "vae-video",
+                                               help="Extra loss weight on pixels that differ from their clip's "
+                                                    "median frame (small moving objects); 0 = plain L1."),
         json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
         from avcli.training.loop import LoopConfig
         from avcli.training.stages import StageOptions
 
-        opts = StageOptions(bundle, data, work, batch, limit, progress=not json_out)
+        opts = StageOptions(bundle, data, work, batch, limit, progress=not json_out,
+                            foreground_boost=foreground_boost)
         _run(stage, opts, LoopConfig(steps=steps, lr=lr, seed=seed, ckpt_every=ckpt_every, resume=resume), json_out)
 
     cmd.__name__ = f"train_{stage.replace('-', '_')}"
