@@ -14,6 +14,7 @@ def test_bench_writes_json(tiny_bundle, tmp_path):
     res = CliRunner().invoke(app, ["bench", "--bundle", str(tiny_bundle), "--backends", "torch", "--components",
                                    "audio_connector,vocoder", "--task", "foley", "--steps", "2", "--warmup", "1",
                                    "--repeat", "2", "--json", str(out)])
+    assert "joint foley step" in res.output and "end to end foley" in res.output
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
     assert {"machine", "config", "matmul_peak_gflops", "flops", "backends"} <= set(data)
@@ -30,6 +31,9 @@ def test_bench_writes_json(tiny_bundle, tmp_path):
         assert step["calls"] == {"video_connector": 2, "audio_connector": 2, "audio_unet": 2}  # foley: no video U-Net
         assert 0 <= step["sampler_overhead_pct"] < 100 and step["ms_per_step"] > 0
         assert r["peak_rss_mb"] > 0
+        e2e = r["e2e"]  # foley end to end: decode the input, encode, denoise, vocode, mux (video stream copied)
+        assert {"load", "text", "decode-video", "encode", "denoise", "vocode", "mux"} <= set(e2e["stages_s"])
+        assert abs(e2e["total_s"] - sum(e2e["stages_s"].values())) < 1e-2
     assert data["flops"]["vocoder"] > 0
 
 

@@ -162,6 +162,34 @@ def bench_step(model, comps, task: str, duration: float, batch: int, steps: int)
             "sampler_overhead_pct": 100.0 * (total - net) / total if total > 0 else 0.0, "calls": res.calls}
 
 
+def bench_e2e(model, backend: str, task: str, duration: float, steps: int | None, workdir: Path) -> dict | None:
+    """One end-to-end run through the real pipeline, seconds per stage: load, text, (decode-video, encode,)
+    denoise, decode, vocode, mux. generate writes a new mp4; foley re-sounds a clip made by generate first (its
+    video stream is copied, as `avgen foley` does). animate has no end-to-end stage table here (None)."""
+    from avcli.media.ffmpeg import mux_audio, write_video
+    from avcli.pipelines.common import Timings
+    from avcli.pipelines.foley import FoleyRequest, foley
+    from avcli.pipelines.generate import GenerateRequest, generate
+
+    if task == "animate":
+        return None
+    workdir.mkdir(parents=True, exist_ok=True)
+    src = workdir / "e2e_generate.mp4"
+    timings = Timings()
+    clip = generate(model, GenerateRequest("a red ball bouncing on a metal plate", duration=duration, steps=steps,
+                                           backend=backend), timings=timings)[0]
+    with timings.stage("mux"):
+        write_video(src, clip.frames, clip.fps, clip.audio, clip.sample_rate, overwrite=True)
+    if task == "foley":
+        timings = Timings()
+        audio = foley(model, src, FoleyRequest(steps=steps, backend=backend), timings=timings)
+        with timings.stage("mux"):
+            mux_audio(src, audio, model.geometry().sample_rate, workdir / "e2e_foley.mp4", overwrite=True)
+    stages = {k: round(v, 4) for k, v in timings.stages.items()}
+    return {"stages_s": stages, "total_s": round(sum(stages.values()), 4),
+            "steps": steps or model.manifest["sampling"]["steps"], "peak_rss_mb": peak_rss_mb()}
+
+
 TASK_COMPONENTS = {"generate": ("video_connector", "audio_connector", "video_unet", "audio_unet"),
                    "foley": ("video_connector", "audio_connector", "audio_unet"),
                    "animate": ("video_connector", "audio_connector", "video_unet")}
@@ -169,7 +197,7 @@ TASK_COMPONENTS = {"generate": ("video_connector", "audio_connector", "video_une
 
 def run_bench(model, backends: list[str], components: list[str], task: str = "generate", duration: float | None = None,
               batch: int = 1, steps: int = 4, warmup: int = 2, repeat: int = 10, export_dir=None,
-              log=lambda msg: None) -> dict:
+              log=lambda msg: None, e2e: bool = False, e2e_steps: int | None = None) -> dict:
     """Benchmark results as a JSON-able dict: {machine, config, peak_gflops, backends: {b: {...}}}."""
     from avcli.pipelines.backends import load_components, resolve_backend
     from export.descriptions import descriptions, inputs_at
@@ -214,6 +242,12 @@ def run_bench(model, backends: list[str], components: list[str], task: str = "ge
         log(f"[{b}] joint {task} steps")
         step = bench_step(model, comps, task, duration, batch, steps)
         out["backends"][b] = {"resolved": chosen, "components": per, "step": step, "peak_rss_mb": peak_rss_mb()}
+        if e2e:
+            import tempfile
+
+            log(f"[{b}] end to end ({task})")
+            with tempfile.TemporaryDirectory(prefix="avgen-bench-") as tmp:
+                out["backends"][b]["e2e"] = bench_e2e(model, chosen, task, duration, e2e_steps, Path(tmp))
     base = out["backends"].get("torch")
     for b, r in out["backends"].items():
         for n, c in r["components"].items():
@@ -240,6 +274,9 @@ def bench_cmd(
     json_file: Path = typer.Option(None, "--json", help="Also write the results to this JSON file."),
     threads: int = typer.Option(None, "--threads", min=1, help="CPU threads for torch and ONNX Runtime "
                                                              "(default: torch's default, ORT: physical cores)."),
+    e2e: bool = typer.Option(True, "--e2e/--no-e2e", help="Also time one end-to-end run per backend, per stage "
+                                                          "(text, denoise, decode, vocode, mux) at the bundle's "
+                                                          "default step count."),
 ) -> None:
     import os
 
@@ -261,7 +298,7 @@ def bench_cmd(
         "vocoder"]
     model = load_bundle(bundle)
     res = run_bench(model, bk, names, task, duration, batch, steps, warmup, repeat,
-                    log=lambda m: console.print(m, style="dim"))
+                    log=lambda m: console.print(m, style="dim"), e2e=e2e)
     if json_file:
         json_file.parent.mkdir(parents=True, exist_ok=True)
         json_file.write_text(json.dumps(res, indent=1, default=str) + "\n")
@@ -275,30 +312,43 @@ def _fmt(x, spec=".2f") -> str:
 def _table(res: dict) -> None:
     bks = list(res["backends"])
     cfg = res["config"]
-    t = Table(title=f"bench {cfg['task']} {cfg['duration']:g} s, batch {cfg['batch']} "
+    ratio = "torch" in bks and len(bks) > 1
+    t = Table(title=f"components: {cfg['task']} {cfg['duration']:g} s, batch {cfg['batch']} "
                     f"(matmul peak {res['matmul_peak_gflops']:.1f} GFLOP/s)")
     t.add_column("component")
     t.add_column("GFLOP", justify="right")
     for b in bks:
-        t.add_column(f"{b} p50 ms", justify="right")
-        t.add_column(f"{b} p90", justify="right")
-        t.add_column(f"{b} util %", justify="right")
-        if b != "torch" and "torch" in bks:
-            t.add_column(f"{b} speed-up", justify="right")
+        t.add_column(f"{b} ms p50 (p90)", justify="right")
+        t.add_column(f"{b} util", justify="right")
+    if ratio:
+        for b in bks:
+            if b != "torch":
+                t.add_column(f"{b}/torch", justify="right")
     for n in cfg["components"]:
         row = [n, _fmt(res["flops"].get(n) and res["flops"][n] / 1e9, ".3f")]
         for b in bks:
             c = res["backends"][b]["components"][n]
-            row += [_fmt(c["p50_ms"]), _fmt(c["p90_ms"]), _fmt(c["utilisation_pct"], ".1f")]
-            if b != "torch" and "torch" in bks:
-                row.append(_fmt(c["speedup_vs_torch"]) + "x")
+            row += [f"{_fmt(c['p50_ms'], '.1f')} ({_fmt(c['p90_ms'], '.1f')})", _fmt(c["utilisation_pct"], ".0f") + "%"]
+        if ratio:
+            row += [_fmt(res["backends"][b]["components"][n]["speedup_vs_torch"]) + "x" for b in bks if b != "torch"]
         t.add_row(*row)
-    row = [f"joint step ({cfg['steps']} steps)", "-"]
-    for b in bks:
-        s = res["backends"][b]["step"]
-        row += [_fmt(s["ms_per_step"]), f"ovh {s['sampler_overhead_pct']:.1f}%",
-                f"RSS {res['backends'][b]['peak_rss_mb']:.0f} MB"]
-        if b != "torch" and "torch" in bks:
-            row.append(_fmt(s["speedup_vs_torch"]) + "x")
-    t.add_row(*row, style="bold")
     stdout.print(t)
+    s = Table(title=f"joint {cfg['task']} step ({cfg['steps']} steps)")
+    for col in ("backend", "ms / step", "sampler overhead", "speed-up vs torch", "peak RSS"):
+        s.add_column(col, justify="left" if col == "backend" else "right")
+    for b in bks:
+        st = res["backends"][b]["step"]
+        s.add_row(b, _fmt(st["ms_per_step"], ".1f"), f"{st['sampler_overhead_pct']:.2f} %",
+                  _fmt(st["speedup_vs_torch"]) + "x", f"{res['backends'][b]['peak_rss_mb']:.0f} MB")
+    stdout.print(s)
+    e2e = {b: res["backends"][b].get("e2e") for b in bks if res["backends"][b].get("e2e")}
+    if e2e:
+        stages = list(dict.fromkeys(k for r in e2e.values() for k in r["stages_s"]))
+        first = next(iter(e2e.values()))
+        e = Table(title=f"end to end {cfg['task']} ({first['steps']} steps), seconds per stage")
+        e.add_column("backend")
+        for k in stages + ["total"]:
+            e.add_column(k, justify="right")
+        for b, r in e2e.items():
+            e.add_row(b, *[_fmt(r["stages_s"].get(k)) for k in stages], _fmt(r["total_s"]))
+        stdout.print(e)

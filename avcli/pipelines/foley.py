@@ -31,7 +31,7 @@ class FoleyRequest:
     gamma: float | None = None
     cfg: float | None = None
     seed: int = 0
-    overlap: float = 1.0  # seconds shared by consecutive windows
+    overlap: float | None = None  # seconds shared by consecutive windows (None: 1 s, at most half a window)
     fit: str = "crop"
     start: float = 0.0
     duration: float | None = None
@@ -83,7 +83,8 @@ def foley(model: JointModel, video_path, req: FoleyRequest, timings: Timings | N
     total = min(avail, req.duration) if req.duration else avail
     geo = model.geometry()
     sr = geo.sample_rate
-    plan = plan_windows(total, geo.duration, req.overlap)
+    overlap = min(1.0, geo.duration / 2) if req.overlap is None else req.overlap
+    plan = plan_windows(total, geo.duration, overlap)
     cfg = sampler_config(model, steps=req.steps, solver=req.solver, gamma=req.gamma, cfg_audio=req.cfg,
                          recon_guidance=req.recon_guidance)
     with timings.stage("load"):
