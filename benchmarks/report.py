@@ -1,0 +1,172 @@
+"""Render benchmark results into README.md: the performance, quality and ablation sections.
+
+Each section lies between markers `<!-- NAME:begin -->` and `<!-- NAME:end -->` in the README and is rewritten
+from the JSON files in benchmarks/results/ (nothing is typed by hand, so the README says what was measured):
+
+    perf      benchmarks/results/<machine>.json   (benchmarks/run_benchmarks.py)
+    quality   benchmarks/results/quality.json     (benchmarks/quality.py)
+    ablation  benchmarks/results/ablation.json    (benchmarks/ablation.py)
+
+    .venv/bin/python benchmarks/report.py [--machine NAME] [--readme README.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _f(x, spec=".1f", none="-") -> str:
+    return none if x is None else format(x, spec)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def perf_section(res: dict, png: Path | None) -> str:
+    info = res.get("machine_info") or {}
+    ver = info.get("versions", {})
+    lines = [f"Measured on `{res['machine']}`: {info.get('cpu', '?')}, {info.get('cpu_count', '?')} logical CPUs, "
+             f"{res.get('threads') or info.get('torch_threads', '?')} threads; torch {ver.get('torch')}, "
+             f"onnxruntime {ver.get('onnxruntime')}; matmul peak {_f(res.get('matmul_peak_gflops'))} GFLOP/s. "
+             f"Produced by `{res.get('command', 'python benchmarks/run_benchmarks.py')}`, rendered by "
+             f"`python benchmarks/report.py`; raw numbers in `benchmarks/results/{res['machine']}.json`.", ""]
+    tasks = res.get("tasks") or {}
+    if tasks:
+        rows = []
+        gen = {b: r["step"]["ms_per_step"] for b, r in tasks.get("generate", {}).items() if "step" in r}
+        for task, per in tasks.items():
+            for b, r in per.items():
+                if "error" in r:
+                    rows.append([task, b, "error: " + r["error"][:60], "", "", "", "", ""])
+                    continue
+                st, e2e = r["step"], r.get("e2e")
+                vs_gen = st["ms_per_step"] / gen[b] if task != "generate" and gen.get(b) else None
+                rows.append([task, b, _f(st["ms_per_step"]), _f(st.get("speedup_vs_torch"), ".2f") + "x",
+                             _f(vs_gen, ".2f"), f"{st['sampler_overhead_pct']:.2f} %",
+                             _f(e2e and e2e["total_s"], ".2f"), _f(r.get("peak_rss_mb"), ".0f")])
+        steps = next((r["config"]["steps"] for per in tasks.values() for r in per.values() if "config" in r), "?")
+        lines += [f"**Joint sampling step** (ms per step, mean of {steps} steps after a warm-up run; CFG batched; "
+                  "end to end = one whole clip at the bundle's default steps, model load and text included):", "",
+                  _table(["task", "backend", "ms / step", "vs torch", "step vs generate", "sampler overhead",
+                          "end to end (s)", "peak RSS (MB)"], rows), ""]
+        g = tasks.get("generate", {})
+        if g and all("components" in r for r in g.values()):
+            bks = list(g)
+            names = list(next(iter(g.values()))["components"])
+            flops = next(iter(g.values())).get("flops", {})
+            rows = []
+            for n in names:
+                row = [n, _f(flops.get(n) and flops[n] / 1e9, ".2f")]
+                for b in bks:
+                    c = g[b]["components"][n]
+                    row += [_f(c["p50_ms"]), _f(c.get("utilisation_pct"), ".0f") + " %"]
+                if "torch" in g:  # each backend ran in its own process: the ratio is taken here
+                    t0 = g["torch"]["components"][n]["p50_ms"]
+                    row += [_f(t0 / g[b]["components"][n]["p50_ms"], ".2f") + "x" for b in bks if b != "torch"]
+                rows.append(row)
+            head = ["component", "GFLOP"]
+            for b in bks:
+                head += [f"{b} p50 ms", f"{b} util"]
+            head += [f"{b} vs torch" for b in bks if b != "torch" and "torch" in g]
+            lines += ["**Per component** (generate, one call as the sampler makes it, CFG batch 2 for the U-Nets; "
+                      "utilisation = achieved GFLOP/s over the matmul peak):", "", _table(head, rows), ""]
+            stages = list(dict.fromkeys(k for r in g.values() if r.get("e2e") for k in r["e2e"]["stages_s"]))
+            if stages:
+                rows = [[b] + [_f(r["e2e"]["stages_s"].get(k), ".2f") for k in stages] + [_f(r["e2e"]["total_s"], ".2f")]
+                        for b, r in g.items() if r.get("e2e")]
+                lines += ["**End to end, generate, seconds per stage** (`load` includes building ONNX Runtime "
+                          "sessions; a first ort run also exports the ONNX files once per bundle):", "",
+                          _table(["backend", *stages, "total"], rows), ""]
+    series = res.get("series") or {}
+    if series:
+        durs = res.get("durations") or []
+        rows = []
+        for b, pts in series.items():
+            by = {p["duration"]: p for p in pts}
+            rows.append([b] + [_f(by.get(d, {}).get("ms_per_step")) for d in durs]
+                        + [_f(res["fits"][b]["k"], ".2f")])
+        lines += [f"**Cost vs clip length** (ms per joint generate step; {res.get('sweep_preset')} architecture with "
+                  "random weights, so it reaches 16 s; k = fitted exponent of cost ~ duration^k, 1.0 = linear):", "",
+                  _table(["backend", *[f"{d:g} s" for d in durs], "k"], rows), ""]
+        if png and png.exists():
+            lines += [f"![latency and memory vs duration](benchmarks/results/{png.name})", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def quality_section(q: dict) -> str:
+    al = lambda k: q.get(f"av_align_{k}", {})  # noqa: E731
+    rows = [["real held-out clips", _f(al("real").get("seed000"), ".3f"), _f(al("real").get("official"), ".3f"),
+             _f(q.get("adherence_real", {}).get("colour"), ".0%"), _f(q.get("adherence_real", {}).get("material"), ".0%"),
+             _f(q.get("onsets_real", {}).get("f1"), ".3f")],
+            ["`avgen generate` (text only)", _f(al("generate").get("seed000"), ".3f"),
+             _f(al("generate").get("official"), ".3f"), _f(q.get("adherence_generate", {}).get("colour"), ".0%"),
+             _f(q.get("adherence_generate", {}).get("material"), ".0%"), "-"],
+            ["`avgen foley` (held-out videos)", _f(al("foley").get("seed000"), ".3f"),
+             _f(al("foley").get("official"), ".3f"), "-", "-", _f(q.get("onsets_foley", {}).get("f1"), ".3f")]]
+    ratio = None
+    if al("real").get("seed000"):
+        ratio = al("generate").get("seed000", 0) / al("real")["seed000"]
+    text = [f"{q['n']} held-out captions/videos of the synthetic domain (never seen in training), default settings "
+            f"of each command. Produced by `{q.get('command', 'python benchmarks/quality.py')}`.", "",
+            _table(["clips", "AV-Align (seed 000)", "AV-Align (official)", "colour adherence", "material adherence",
+                    "onset F1 vs true impacts"], rows), ""]
+    if ratio is not None:
+        text.append(f"Generated AV-Align is {ratio:.2f}x that of real clips (target >= 0.7x).")
+    return "\n".join(text).rstrip() + "\n"
+
+
+def ablation_section(a: dict) -> str:
+    rows = []
+    for r in a["settings"]:
+        rows.append([r["mode"], f"{r['gamma']:g}", _f(r["av_align_seed000"], ".3f"), _f(r["av_align_official"], ".3f"),
+                     _f(r["fd_logmel"], ".2f"), _f(r["fd_colourflow"], ".2f"), _f(r.get("foley_onset_f1"), ".3f"),
+                     _f(r.get("foley_av_align_seed000"), ".3f")])
+    real = a["real_test_clips"]
+    rows.append(["real test clips", "-", _f(real["av_align_seed000"], ".3f"), _f(real["av_align_official"], ".3f"),
+                 "0", "0", "-", "-"])
+    first = a["settings"][0]
+    return (f"{a['n_captions']} held-out captions per setting, same seeds in every row, {first['solver']} with "
+            f"{first['steps']} steps. Produced by `{a.get('command', 'python benchmarks/ablation.py')}`.\n\n"
+            + _table(["connector", "gamma", "AV-Align (seed 000)", "AV-Align (official)", "FD-logmel",
+                      "FD-colourflow", "foley onset F1", "foley AV-Align"], rows) + "\n")
+
+
+def replace_section(text: str, name: str, body: str) -> str:
+    pat = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
+    if not pat.search(text):
+        raise SystemExit(f"README has no <!-- {name}:begin --> ... <!-- {name}:end --> markers")
+    return pat.sub(lambda m: m.group(1) + body + m.group(2), text)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--machine", default=None, help="results/<machine>.json to render (default: the newest)")
+    ap.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    args = ap.parse_args()
+    text = args.readme.read_text()
+    skip = {"quality.json", "ablation.json", "memory_plan.json"}
+    perf = [p for p in RESULTS.glob("*.json") if p.name not in skip]
+    if args.machine:
+        perf = [RESULTS / f"{args.machine}.json"]
+    if perf:
+        newest = max(perf, key=lambda p: p.stat().st_mtime)
+        text = replace_section(text, "perf", perf_section(json.loads(newest.read_text()), newest.with_suffix(".png")))
+    if (RESULTS / "quality.json").exists():
+        text = replace_section(text, "quality", quality_section(json.loads((RESULTS / "quality.json").read_text())))
+    if (RESULTS / "ablation.json").exists():
+        text = replace_section(text, "ablation", ablation_section(json.loads((RESULTS / "ablation.json").read_text())))
+    args.readme.write_text(text)
+    print(f"updated {args.readme}")
+
+
+if __name__ == "__main__":
+    main()
