@@ -18,8 +18,12 @@ lane1() {
   OMP_NUM_THREADS=1 $A train unet-video "${common[@]}" --steps ${VUNET_STEPS:-1800} --batch 4 --lr 3e-4
 }
 lane2() {
-  OMP_NUM_THREADS=1 $A train vae-audio  "${common[@]}" --steps ${AVAE_STEPS:-400} --batch 4 --lr 5e-4
-  OMP_NUM_THREADS=1 $A train vocoder    "${common[@]}" --steps ${VOC_STEPS:-1500} --batch 8 --lr 5e-4
+  # the shipped bundle's audio VAE and vocoder were trained in two legs (the second resumes with a longer cosine
+  # schedule: a warm restart), because listening after the first leg showed they needed more
+  OMP_NUM_THREADS=1 $A train vae-audio  "${common[@]}" --steps 400 --batch 4 --lr 5e-4
+  OMP_NUM_THREADS=1 $A train vae-audio  "${common[@]}" --steps ${AVAE_STEPS:-1000} --batch 4 --lr 5e-4
+  OMP_NUM_THREADS=1 $A train vocoder    "${common[@]}" --steps 1500 --batch 8 --lr 5e-4
+  OMP_NUM_THREADS=1 $A train vocoder    "${common[@]}" --steps ${VOC_STEPS:-6000} --batch 8 --lr 5e-4
   OMP_NUM_THREADS=1 $A train unet-audio "${common[@]}" --steps ${AUNET_STEPS:-1800} --batch 8 --lr 3e-4
 }
 lane1 > "$W/logs/lane1.log" 2>&1 &

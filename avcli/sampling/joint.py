@@ -18,8 +18,10 @@ never runs), animate (mirror image).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 import torch
@@ -95,11 +97,13 @@ def _guided(unet: Callable, x, t_index: int, text_pos, text_neg, cross, scale: f
 
 
 class _Timed:
-    """Wraps the component callables to count calls and time spent inside the networks."""
+    """Wraps the component callables to count calls and time spent inside the networks. Thread-safe; when calls
+    overlap (concurrent U-Nets) the network time is the union of the intervals, so it never exceeds the wall."""
 
     def __init__(self, components: Mapping[str, Callable]):
         self._c = components
-        self.seconds = 0.0
+        self._spans: list[tuple[float, float]] = []
+        self._lock = threading.Lock()
         self.calls: dict[str, int] = {}
 
     def __getitem__(self, name: str) -> Callable:
@@ -108,11 +112,22 @@ class _Timed:
         def call(**kw):
             t0 = time.perf_counter()
             out = fn(**kw)
-            self.seconds += time.perf_counter() - t0
-            self.calls[name] = self.calls.get(name, 0) + 1
+            t1 = time.perf_counter()
+            with self._lock:
+                self._spans.append((t0, t1))
+                self.calls[name] = self.calls.get(name, 0) + 1
             return out
 
         return call
+
+    @property
+    def seconds(self) -> float:
+        total, end = 0.0, float("-inf")
+        for a, b in sorted(self._spans):
+            if b > end:
+                total += b - max(a, end)
+                end = b
+        return total
 
 
 def sample(
@@ -129,6 +144,7 @@ def sample(
     audio_mask: torch.Tensor | None = None,
     on_step: Callable[[int, int], None] | None = None,
     initial_noise: tuple[torch.Tensor | None, torch.Tensor | None] | None = None,
+    pool: Executor | None = None,
 ) -> SampleResult:
     """Run the joint sampler. Noise is drawn on the CPU from `generator`, so results do not depend on backend.
 
@@ -136,6 +152,8 @@ def sample(
     free audio on a known part (e.g. the tail of the previous window of a long video) by replacement.
     `initial_noise` (video, audio) replaces the first draw of either latent (e.g. to start from the same noise as
     another pipeline); None entries are drawn as usual.
+    `pool` (an Executor with a free worker) runs the video U-Net concurrently with the audio U-Net in generate;
+    results are identical either way (the networks draw no random numbers).
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
@@ -182,14 +200,19 @@ def sample(
         sc_a = x0_a if config.self_condition else torch.zeros_like(x0_a)
         f_v = nets["video_connector"](latent=x_v, x0_hat=sc_v)
         f_a = nets["audio_connector"](latent=x_a, x0_hat=sc_a)
-        if task != "foley":
-            eps_v = _guided(nets["video_unet"], x_v, m, text.video, text.video_negative, f_a, config.cfg_video)
+        # the two U-Nets of a step are independent (each sees the other's connector features, not its output):
+        # both run before either solver step, concurrently when a pool is given
+        run_v = (lambda: _guided(nets["video_unet"], x_v, m, text.video, text.video_negative, f_a,
+                                 config.cfg_video)) if task != "foley" else None
+        run_a = (lambda: _guided(nets["audio_unet"], x_a, n, text.audio, text.audio_negative, f_v,
+                                 config.cfg_audio)) if task != "animate" else None
+        eps_v, eps_a = _run_pair(run_v, run_a, pool)
+        if task == "foley" and config.recon_guidance > 0:
+            eps_a = _recon_guidance_video(components, x_v, x_a, m, n, known_video, text, sv, sa, sc_v, sc_a,
+                                          eps_a, config.recon_guidance)
+        if eps_v is not None:
             x_v, x0_v = sv.step(eps_v, x_v, m, m_prev, generator)
-        if task != "animate":
-            eps_a = _guided(nets["audio_unet"], x_a, n, text.audio, text.audio_negative, f_v, config.cfg_audio)
-            if config.recon_guidance > 0 and task == "foley":
-                eps_a = _recon_guidance_video(components, x_v, x_a, m, n, known_video, text, sv, sa, sc_v, sc_a,
-                                              eps_a, config.recon_guidance)
+        if eps_a is not None:
             x_a, x0_a = sa.step(eps_a, x_a, n, n_prev, generator)
         if config.recon_guidance > 0 and task == "animate":
             raise ValueError("reconstruction guidance for animate is not implemented; use foley or set it to 0")
@@ -201,6 +224,16 @@ def sample(
     if audio_mask is not None:
         out_a = audio_mask * known_audio.float() + (1 - audio_mask) * out_a
     return SampleResult(out_v, out_a, m_ts, n_ts, nets.seconds, time.perf_counter() - start, dict(nets.calls))
+
+
+def _run_pair(run_v: Callable | None, run_a: Callable | None, pool: Executor | None):
+    """(run_v(), run_a()); with a pool and both present, run_v in a pool thread while run_a runs here.
+    Backends whose calls release the GIL (ONNX Runtime, TensorRT, torch ops) then overlap."""
+    if pool is None or run_v is None or run_a is None:
+        return (run_v() if run_v else None), (run_a() if run_a else None)
+    fut = pool.submit(run_v)
+    eps_a = run_a()
+    return fut.result(), eps_a
 
 
 def _given(noise: torch.Tensor | None, drawn: torch.Tensor, name: str) -> torch.Tensor:
