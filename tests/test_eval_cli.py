@@ -102,3 +102,23 @@ def test_empty_folder_exits_2_with_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "avcli", "eval", str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 2
     assert "no .mp4 files" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_fit_adherence_trains_saves_and_scores(tmp_path):
+    """Classifiers trained from a labelled synth folder (avgen data synth) recognise that folder's own clips."""
+    runner = CliRunner()
+    data = tmp_path / "hits"
+    assert runner.invoke(app, ["data", "synth", "--n", "12", "-o", str(data), "--seed", "3"]).exit_code == 0
+    model = tmp_path / "adh.safetensors"
+    r = runner.invoke(app, ["eval", str(data), "--metrics", "adherence", "--fit-adherence", str(data),
+                            "--adherence-model", str(model), "--json", "--csv", str(tmp_path / "s.csv")])
+    assert r.exit_code == 0, r.output
+    assert model.is_file()
+    summary = json.loads(r.stdout[r.stdout.index("{"):])["summary"]
+    assert summary["colour_ok"]["n"] == 12 and summary["colour_ok"]["mean"] >= 0.9
+    assert summary["material_ok"]["mean"] >= 0.7
+    # reused without refitting; a missing --adherence-model is a usage error
+    r2 = runner.invoke(app, ["eval", str(data), "--metrics", "adherence", "--adherence-model", str(model), "--json",
+                             "--csv", str(tmp_path / "t.csv")])
+    assert json.loads(r2.stdout[r2.stdout.index("{"):])["summary"]["colour_ok"] == summary["colour_ok"]
+    _usage_error(runner.invoke(app, ["eval", str(data), "--fit-adherence", str(data)]), "--adherence-model")

@@ -90,13 +90,28 @@ def eval_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print JSON (rows, summary, set metrics) on stdout."),
     adherence_model: Path = typer.Option(None, "--adherence-model",
                                          help="Adherence classifiers (.safetensors); needs captions.jsonl."),
+    fit_adherence: Path = typer.Option(None, "--fit-adherence",
+                                       help="First train the adherence classifiers on this labelled folder "
+                                            "(events.jsonl with colour/material attrs, e.g. from avgen data synth) "
+                                            "and save them to --adherence-model."),
 ) -> None:
     from avcli.metrics.evaluate import EvalConfig, evaluate_folder, list_clips
 
     list_clips(generated_dir)  # fail fast, before heavy imports
+    if fit_adherence is not None and adherence_model is None:
+        raise UsageError("--fit-adherence needs --adherence-model FILE (where the classifiers are saved)")
     names = _parse_metrics(metrics, reference is not None, truth is not None, adherence_model is not None)
     model = None
-    if adherence_model is not None:
+    if fit_adherence is not None:
+        from avcli.metrics.adherence import fit_from_folder
+
+        if not adherence_model.parent.is_dir():
+            raise UsageError(f"{adherence_model.parent}: folder for --adherence-model does not exist")
+        with console.status("training adherence classifiers") as status:
+            model = fit_from_folder(fit_adherence, fps, on_file=lambda n: status.update(f"features of {n}"))
+        model.save(adherence_model)
+        console.print(f"adherence classifiers: {adherence_model}")
+    elif adherence_model is not None:
         from avcli.metrics.adherence import AdherenceModel
 
         model = AdherenceModel.load(adherence_model)

@@ -145,7 +145,8 @@ class AdherenceModel:
 
         path = Path(path)
         if not path.is_file():
-            raise UsageError(f"{path}: adherence model not found (train one with train_adherence_classifiers)")
+            raise UsageError(f"{path}: adherence model not found (train one: avgen eval ... --fit-adherence DATA_DIR "
+                             f"--adherence-model {path})")
         try:
             with safe_open(str(path), framework="numpy") as f:
                 meta = f.metadata() or {}
@@ -176,3 +177,30 @@ def predict_colour(model: AdherenceModel, frames: np.ndarray) -> str:
 
 def predict_material(model: AdherenceModel, audio: np.ndarray, sr: int) -> str:
     return model.predict_material(audio, sr)
+
+
+def fit_from_folder(folder, fps: float = 8.0, limit: int = 200, on_file=None) -> AdherenceModel:
+    """Train both classifiers on a labelled folder: events.jsonl lines with attrs.colour / attrs.material (what
+    `avgen data synth` writes), the first `limit` clips, frames at `fps` at their own size, audio at 16 kHz."""
+    from avcli.media.ffmpeg import probe, read_audio, read_video
+
+    folder = Path(folder)
+    path = folder / "events.jsonl"
+    if not path.is_file():
+        raise UsageError(f"{folder}: no events.jsonl with colour/material labels (make one with avgen data synth)")
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [r for r in rows if isinstance(r, dict) and (r.get("attrs") or {}).get("colour")][:limit]
+    if not rows:
+        raise UsageError(f"{path}: no line has attrs.colour / attrs.material labels")
+    frames, audio, colours, materials = [], [], [], []
+    for r in rows:
+        clip = folder / r["file"]
+        if on_file:
+            on_file(clip.name)
+        info = probe(clip, require_video=True)
+        frames.append(read_video(clip, fps, size=(info.height, info.width)))
+        a = read_audio(clip, AUDIO_SR)
+        audio.append(a if a is not None else np.zeros(AUDIO_SR, np.float32))
+        colours.append(r["attrs"].get("colour"))
+        materials.append(r["attrs"].get("material"))
+    return train_adherence_classifiers(frames, audio, colours, materials, sr=AUDIO_SR)
