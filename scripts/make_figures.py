@@ -90,6 +90,14 @@ def main() -> None:
         figure(frames, audio, geo.sample_rate, geo.fps, f"real synthetic clip: “{caps.get(row['file'], '')}”", path,
                row.get("events"))
         print(path)
+        # the same held-out video re-sounded by `avgen foley` (its own sound never seen): onsets vs true impacts
+        from avcli.pipelines.foley import FoleyRequest, foley
+
+        sound = foley(model, f, FoleyRequest(seed=args.seed))
+        path = args.out / "foley_0.png"
+        figure(frames, sound, geo.sample_rate, geo.fps, f"avgen foley on the held-out video above (seed {args.seed})",
+               path, row.get("events"))
+        print(path)
 
 
 if __name__ == "__main__":

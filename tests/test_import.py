@@ -16,35 +16,11 @@ from avcli.cli.main import app
 from avcli.errors import UsageError
 from avcli.models.bundle import load_bundle, save_bundle
 from avcli.models.importer import ImportOptions, import_checkpoints
+from avcli.testing import clip_tokenizer, roberta_tokenizer
 
 PROMPT = "a red ball"  # short enough that both tokenizers pad it
 FPS, DURATION, FRAMES, SIZE = 8, 1.0, 8, 32  # 8 frames of 32 x 32; audio: 100 mel frames at 16 kHz / hop 160
 runner = CliRunner()
-
-
-def _byte_vocab(specials: list[str], suffix: str | None) -> dict[str, int]:
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
-
-    chars = sorted(set(bytes_to_unicode().values()))
-    tokens = specials + chars + ([c + suffix for c in chars] if suffix else [])
-    return {t: i for i, t in enumerate(tokens)}
-
-
-def clip_tokenizer():
-    """A real CLIPTokenizer (byte-level BPE, CLIP's pre-tokenizer and specials) over a tiny vocabulary."""
-    from transformers import CLIPTokenizer
-
-    vocab = _byte_vocab(["<|startoftext|>", "<|endoftext|>"], "</w>")
-    vocab.update({"re": len(vocab), "red</w>": len(vocab) + 1})
-    return CLIPTokenizer(vocab=vocab, merges=[("r", "e"), ("re", "d</w>")], model_max_length=16)
-
-
-def roberta_tokenizer():
-    from transformers import RobertaTokenizer
-
-    vocab = _byte_vocab(["<s>", "<pad>", "</s>", "<unk>", "<mask>"], None)
-    vocab["Ġr"] = len(vocab)
-    return RobertaTokenizer(vocab=vocab, merges=[("Ġ", "r")], model_max_length=24)
 
 
 def tiny_animatediff():
