@@ -17,7 +17,8 @@ lane1() {
   OMP_NUM_THREADS=1 $A train vae-video  "${common[@]}" --steps ${VAE_STEPS:-1600} --batch 16 --lr 5e-4
   OMP_NUM_THREADS=1 $A train unet-video "${common[@]}" --steps 1800 --batch 4 --lr 3e-4
   # second leg (warm restart): samples after 1800 steps still showed stray blobs and weak colour adherence
-  OMP_NUM_THREADS=2 $A train unet-video "${common[@]}" --steps ${VUNET_STEPS:-5000} --batch 4 --lr 3e-4
+  # (the shipped run was stopped once at step 2600 and resumed from that checkpoint)
+  OMP_NUM_THREADS=1 $A train unet-video "${common[@]}" --steps ${VUNET_STEPS:-5000} --batch 4 --lr 3e-4
 }
 lane2() {
   # the shipped bundle's audio VAE and vocoder were trained in two legs (the second resumes with a longer cosine
@@ -26,7 +27,9 @@ lane2() {
   OMP_NUM_THREADS=1 $A train vae-audio  "${common[@]}" --steps ${AVAE_STEPS:-1000} --batch 4 --lr 5e-4
   OMP_NUM_THREADS=1 $A train vocoder    "${common[@]}" --steps 1500 --batch 8 --lr 5e-4
   OMP_NUM_THREADS=1 $A train vocoder    "${common[@]}" --steps ${VOC_STEPS:-6000} --batch 8 --lr 5e-4
-  OMP_NUM_THREADS=1 $A train unet-audio "${common[@]}" --steps ${AUNET_STEPS:-1800} --batch 8 --lr 3e-4
+  OMP_NUM_THREADS=1 $A train unet-audio "${common[@]}" --steps 1800 --batch 8 --lr 3e-4
+  # second leg: generated audio after 1800 steps was scattered noise bursts, the loss still falling
+  OMP_NUM_THREADS=1 $A train unet-audio "${common[@]}" --steps ${AUNET_STEPS:-4000} --batch 8 --lr 3e-4
 }
 lane1 > "$W/logs/lane1.log" 2>&1 &
 p1=$!
