@@ -51,7 +51,8 @@ def perf_section(res: dict, png: Path | None) -> str:
                     continue
                 st, e2e = r["step"], r.get("e2e")
                 vs_gen = st["ms_per_step"] / gen[b] if task != "generate" and gen.get(b) else None
-                rows.append([task, b, _f(st["ms_per_step"]), _f(st.get("speedup_vs_torch"), ".2f") + "x",
+                t_ms = per.get("torch", {}).get("step", {}).get("ms_per_step")
+                rows.append([task, b, _f(st["ms_per_step"]), _f(t_ms and t_ms / st["ms_per_step"], ".2f") + "x",
                              _f(vs_gen, ".2f"), f"{st['sampler_overhead_pct']:.2f} %",
                              _f(e2e and e2e["total_s"], ".2f"), _f(r.get("peak_rss_mb"), ".0f")])
         steps = next((r["config"]["steps"] for per in tasks.values() for r in per.values() if "config" in r), "?")

@@ -41,10 +41,10 @@ echo "bases: ${SECONDS}s"
 X="$W/xattn"  # the cross-attention baseline's own bundle and runs; it shares the latent cache
 $A train init --from-bundle "$W/bundle" --mode xattn -o "$X/bundle" --overwrite
 mkdir -p "$X" && ln -sfn "$(cd "$W" && pwd)/cache" "$X/cache"
-OMP_NUM_THREADS=1 $A train joint "${common[@]}" --steps ${JOINT_STEPS:-1000} --batch 4 --lr 3e-4 > "$W/logs/joint.log" 2>&1 &
+OMP_NUM_THREADS=1 $A train joint "${common[@]}" --steps ${JOINT_STEPS:-800} --batch 4 --lr 3e-4 > "$W/logs/joint.log" 2>&1 &
 p1=$!
 OMP_NUM_THREADS=1 $A train joint --bundle "$X/bundle" --data "$W/hits" --work "$X" --json \
-  --steps ${JOINT_STEPS:-1000} --batch 4 --lr 3e-4 > "$W/logs/joint-xattn.log" 2>&1 &
+  --steps ${JOINT_STEPS:-800} --batch 4 --lr 3e-4 > "$W/logs/joint-xattn.log" 2>&1 &
 p2=$!
 wait $p1
 wait $p2

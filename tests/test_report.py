@@ -1,0 +1,45 @@
+"""benchmarks/report.py: README sections are rewritten from result JSON between their markers, nothing else."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def report():
+    spec = importlib.util.spec_from_file_location("report", ROOT / "benchmarks" / "report.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _bench(ms_torch, ms_ort):
+    comps = {"video_unet": {"p50_ms": 2 * ms_torch, "utilisation_pct": 40.0}}
+    r = lambda ms, scale: {"step": {"ms_per_step": ms, "sampler_overhead_pct": 0.5},  # noqa: E731
+                           "components": {"video_unet": {**comps["video_unet"], "p50_ms": 2 * ms}},
+                           "e2e": {"stages_s": {"text": 0.1, "denoise": scale}, "total_s": 0.1 + scale},
+                           "peak_rss_mb": 600.0, "config": {"steps": 4}, "flops": {"video_unet": 2e9}}
+    return {"torch": r(ms_torch, 5.0), "ort": r(ms_ort, 4.0)}
+
+
+def test_perf_section_ratios_and_replacement(report):
+    res = {"machine": "cpu-test-2cpu", "command": "python benchmarks/run_benchmarks.py", "threads": 2,
+           "machine_info": {"cpu": "Test CPU", "cpu_count": 2, "versions": {"torch": "2.13.0"}},
+           "matmul_peak_gflops": 100.0, "tasks": {"generate": _bench(300.0, 200.0), "foley": _bench(90.0, 80.0)},
+           "durations": [2.0, 4.0], "series": {"torch": [{"duration": 2.0, "ms_per_step": 150.0},
+                                                          {"duration": 4.0, "ms_per_step": 300.0}]},
+           "fits": {"torch": {"k": 1.0}}, "sweep_preset": "demo"}
+    text = report.perf_section(res, None)
+    assert "| generate | ort | 200.0 | 1.50x |" in text  # speed-up taken side by side from the same run
+    assert "| foley | torch | 90.0 | 1.00x | 0.30 |" in text  # foley step / generate step, same backend
+    assert "| video_unet | 2.00 | 600.0 | 40 % | 400.0 | 40 % | 1.50x |" in text
+    assert "| torch | 150.0 | 300.0 | 1.00 |" in text
+    readme = "intro\n<!-- perf:begin -->\nold\n<!-- perf:end -->\noutro\n"
+    out = report.replace_section(readme, "perf", text)
+    assert out.startswith("intro\n<!-- perf:begin -->\n") and out.endswith("<!-- perf:end -->\noutro\n")
+    assert "old" not in out and report.replace_section(out, "perf", text) == out
+    with pytest.raises(SystemExit):
+        report.replace_section("no markers", "perf", text)
