@@ -346,3 +346,17 @@ def test_older_checkpoint_key_layouts(pipelines, tmp_path):
     save_file({f"model.diffusion_model.{k}": v for k, v in load_file(str(unet)).items()}, str(unet))
     with pytest.raises(UsageError, match="original \\(LDM/CompVis\\) checkpoint"):
         import_checkpoints(ImportOptions(video=video, audio=pipelines["audio_dir"]))
+
+
+def test_ddim_clip_sample_is_carried_into_the_schedule(tmp_path):
+    from diffusers import DDIMScheduler
+
+    from avcli.models.importer import _schedule
+
+    DDIMScheduler(beta_schedule="scaled_linear", clip_sample=True, clip_sample_range=2.5).save_pretrained(
+        tmp_path / "scheduler")
+    warnings_: list[str] = []
+    s = _schedule(tmp_path, warnings_, "audio")
+    assert (s["clip_sample"], s["clip_sample_range"]) == (True, 2.5) and not warnings_
+    DDIMScheduler(clip_sample=False).save_pretrained(tmp_path / "scheduler")
+    assert "clip_sample" not in _schedule(tmp_path, warnings_, "audio")

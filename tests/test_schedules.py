@@ -12,7 +12,8 @@ from avcli.sampling.solvers import DDIMSolver, DPMSolverPP2M
 
 def _diffusers_ddim(s: NoiseSchedule) -> DDIMScheduler:
     return DDIMScheduler(num_train_timesteps=s.num_train_timesteps, beta_start=s.beta_start, beta_end=s.beta_end,
-                         beta_schedule=s.beta_schedule, prediction_type=s.prediction_type, clip_sample=False,
+                         beta_schedule=s.beta_schedule, prediction_type=s.prediction_type,
+                         clip_sample=s.clip_sample, clip_sample_range=s.clip_sample_range,
                          set_alpha_to_one=s.set_alpha_to_one, steps_offset=s.steps_offset,
                          timestep_spacing=s.timestep_spacing)
 
@@ -51,6 +52,29 @@ def test_ddim_step_matches_diffusers(beta_schedule, pred, eta):
         x_ref = ref.step(out, t, x_ref, eta=eta, generator=torch.Generator().manual_seed(k)).prev_sample
         x, _ = ours.step(out, x, t, prev, generator=torch.Generator().manual_seed(k))
         assert torch.allclose(x, x_ref, atol=1e-6, rtol=1e-5), f"step {k} (t={t}) differs"
+
+
+@pytest.mark.parametrize("pred", ["epsilon", "v_prediction"])
+def test_ddim_clip_sample_matches_diffusers(pred):
+    """clip_sample on a schedule whose last alpha-bar is ~3e-5: x0 estimates blow up unless clamped."""
+    s = NoiseSchedule(beta_schedule="linear", beta_start=0.0015, beta_end=0.0195, prediction_type=pred,
+                      clip_sample=True, clip_sample_range=0.8)
+    ref = _diffusers_ddim(s)
+    ref.set_timesteps(10)
+    ours = DDIMSolver(s)
+    x_ref = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    x = x_ref.clone()
+    ts = ref.timesteps.tolist()
+    for k, t in enumerate(ts):
+        out = torch.tanh(x_ref) * 0.9 + 0.3  # a biased stand-in: unclamped, its x0 leaves [-0.8, 0.8]
+        prev = ts[k + 1] if k + 1 < len(ts) else -1
+        res = ref.step(out, t, x_ref)
+        x_ref = res.prev_sample
+        x, x0 = ours.step(out, x, t, prev)
+        assert torch.allclose(x, x_ref, atol=1e-5, rtol=1e-5), f"step {k} (t={t}) differs"
+        assert torch.allclose(x0, res.pred_original_sample, atol=1e-5) and x0.abs().max() <= 0.8 + 1e-6
+    unclipped = DDIMSolver(NoiseSchedule(beta_schedule="linear", beta_start=0.0015, beta_end=0.0195))
+    assert unclipped.step(out, x, ts[0], ts[1])[1].abs().max() > 0.8  # the clamp did something
 
 
 def test_dpmpp2m_matches_diffusers():

@@ -152,16 +152,18 @@ def _schedule(root: Path, warnings: list[str], side: str) -> dict:
         raise UsageError(f"{path}: beta_schedule {cfg['beta_schedule']!r} is not supported")
     if cfg.get("timestep_spacing", "leading") not in SPACINGS:
         raise UsageError(f"{path}: timestep_spacing {cfg['timestep_spacing']!r} is not supported")
-    for flag in ("clip_sample", "thresholding"):
-        if cfg.get(flag):
-            warnings.append(f"{side} scheduler: {flag}=True is ignored (avgen's solvers neither clip nor threshold)")
+    if cfg.get("thresholding"):
+        warnings.append(f"{side} scheduler: thresholding=True is ignored (avgen's solvers clip, never threshold)")
     ddim = cfg.get("_class_name") == "DDIMScheduler"
+    clip = {"clip_sample": True, "clip_sample_range": float(cfg.get("clip_sample_range", 1.0))} \
+        if ddim and cfg.get("clip_sample") else {}  # DDIM's default is True; other schedulers' configs lack it
     return {"beta_schedule": cfg.get("beta_schedule", "linear"), "beta_start": float(cfg.get("beta_start", 0.0001)),
             "beta_end": float(cfg.get("beta_end", 0.02)),
             "num_train_timesteps": int(cfg.get("num_train_timesteps", 1000)),
             "prediction_type": cfg.get("prediction_type", "epsilon"),
             "set_alpha_to_one": bool(cfg.get("set_alpha_to_one", ddim)),
-            "timestep_spacing": cfg.get("timestep_spacing", "leading"), "steps_offset": int(cfg.get("steps_offset", 0))}
+            "timestep_spacing": cfg.get("timestep_spacing", "leading"), "steps_offset": int(cfg.get("steps_offset", 0)),
+            **clip}
 
 
 def _read_video(opts: ImportOptions, warnings: list[str]) -> tuple[dict, list[Part]]:

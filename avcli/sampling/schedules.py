@@ -26,6 +26,10 @@ class NoiseSchedule:
     set_alpha_to_one: bool = False
     timestep_spacing: str = "leading"
     steps_offset: int = 1
+    # diffusers' DDIMScheduler fields: clamp every x0 estimate to [-range, range] before the update. Needed for
+    # an epsilon model on a schedule whose last alpha-bar is ~0 (x0 = (x - s eps) / a divides by ~0.005)
+    clip_sample: bool = False
+    clip_sample_range: float = 1.0
 
     def __post_init__(self) -> None:
         if self.beta_schedule not in BETA_SCHEDULES:
@@ -36,6 +40,8 @@ class NoiseSchedule:
             raise ValueError(f"unknown timestep_spacing {self.timestep_spacing!r}; expected one of {SPACINGS}")
         if self.num_train_timesteps < 2:
             raise ValueError("num_train_timesteps must be >= 2")
+        if self.clip_sample and not self.clip_sample_range > 0:
+            raise ValueError(f"clip_sample_range must be > 0, got {self.clip_sample_range}")
 
     def betas(self) -> torch.Tensor:
         return make_betas(self.beta_schedule, self.beta_start, self.beta_end, self.num_train_timesteps)

@@ -45,6 +45,13 @@ class Solver:
     def to_x0_eps(self, model_output, x, index):
         return predict_x0_eps(model_output, x, self.abar(index).to(x.dtype), self.schedule.prediction_type)
 
+    def clip(self, x0: torch.Tensor) -> torch.Tensor:
+        """The schedule's clip_sample (diffusers): x0 estimates clamped to +-clip_sample_range."""
+        if not self.schedule.clip_sample:
+            return x0
+        r = self.schedule.clip_sample_range
+        return x0.clamp(-r, r)
+
     def step(self, model_output, x, index, prev_index, generator=None):  # -> (x_prev, x0)
         raise NotImplementedError
 
@@ -64,6 +71,7 @@ class DDIMSolver(Solver):
         abar_t = self.abar(index).to(x.dtype)
         abar_prev = self.abar(prev_index).to(x.dtype)
         x0, eps = predict_x0_eps(model_output, x, abar_t, self.schedule.prediction_type)
+        x0 = self.clip(x0)  # as diffusers: the direction term keeps the model's epsilon
         variance = (1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev)
         sigma = self.eta * variance.clamp(min=0).sqrt()
         x_prev = abar_prev.sqrt() * x0 + (1 - abar_prev - sigma**2).clamp(min=0).sqrt() * eps
@@ -95,6 +103,7 @@ class DPMSolverPP2M(Solver):
         abar_t = self.abar(index)
         abar_prev = self.abar(prev_index)
         x0, _ = predict_x0_eps(model_output, x, abar_t.to(x.dtype), self.schedule.prediction_type)
+        x0 = self.clip(x0)  # a data-prediction solver: the clamp acts on what it integrates
         if float(abar_prev) >= 1.0 - 1e-12:  # clean end: the data estimate is the answer
             self._prev_x0 = None
             return x0, x0

@@ -10,6 +10,7 @@ Every stage reads a bundle folder, trains one part, and writes the bundle back (
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,10 +90,24 @@ def foreground_weight(frames: torch.Tensor, background: torch.Tensor, boost: flo
     return 1.0 + boost * (diff * 5.0).clamp(max=1.0)
 
 
+def latent_clip_range(scaled: torch.Tensor, q: float = 0.999) -> float:
+    """The x0 clamp for the sampler (schedule clip_sample_range): the q-quantile of |latent| over a sample of
+    scaled training latents, rounded up to a multiple of 0.5."""
+    flat = scaled.detach().abs().flatten().float()
+    if flat.numel() > 4_000_000:  # torch.quantile's input limit; a strided subsample is plenty
+        flat = flat[:: flat.numel() // 4_000_000 + 1]
+    return math.ceil(float(torch.quantile(flat, q)) * 2) / 2
+
+
 def _set_scaling(model: JointModel, part: str, latents: torch.Tensor) -> float:
-    """Record 1/std of the unscaled latents as the VAE's scaling_factor (SD's 0.18215 recipe)."""
+    """Record 1/std of the unscaled latents as the VAE's scaling_factor (SD's 0.18215 recipe), and in the
+    modality's schedule an x0 clamp at the range the scaled latents occupy (clip_sample, as diffusers' DDIM):
+    an epsilon model whose schedule ends near zero SNR otherwise drifts to latents several times too large."""
     scale = float(1.0 / latents.flatten().std().clamp(min=1e-4))
     model.manifest["components"][part]["config"]["scaling_factor"] = scale
+    schedule = model.manifest["video" if part == "video_vae" else "audio"]["schedule"]
+    schedule["clip_sample"] = True
+    schedule["clip_sample_range"] = latent_clip_range(latents * scale)
     return scale
 
 
@@ -122,8 +137,9 @@ def stage_vae_video(opts: StageOptions, cfg: LoopConfig) -> dict:
     with torch.no_grad():
         x = torch.from_numpy(frames[:: max(1, len(frames) // 256)]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         result["scaling_factor"] = _set_scaling(model, "video_vae", vae.encode(x).latent_dist.mean)
+        result["clip_sample_range"] = model.manifest["video"]["schedule"]["clip_sample_range"]
     _save(model, opts, ["video_vae_encoder", "video_vae_decoder"],
-          [("components", "video_vae", "config", "scaling_factor")])
+          [("components", "video_vae", "config", "scaling_factor"), ("video", "schedule")])
     return result
 
 
@@ -146,8 +162,9 @@ def stage_vae_audio(opts: StageOptions, cfg: LoopConfig) -> dict:
     result["clips"] = len(clips)
     with torch.no_grad():
         result["scaling_factor"] = _set_scaling(model, "audio_vae", vae.encode(mels[:64]).latent_dist.mean)
+        result["clip_sample_range"] = model.manifest["audio"]["schedule"]["clip_sample_range"]
     _save(model, opts, ["audio_vae_encoder", "audio_vae_decoder"],
-          [("components", "audio_vae", "config", "scaling_factor")])
+          [("components", "audio_vae", "config", "scaling_factor"), ("audio", "schedule")])
     return result
 
 
