@@ -163,8 +163,8 @@ def sample(
         raise ValueError("audio_mask needs task='foley' and known_audio")
     if task == "animate" and known_audio is None:
         raise ValueError("animate needs the known audio latent")
-    if config.recon_guidance > 0 and task == "generate":
-        raise ValueError("reconstruction guidance applies to foley/animate only")
+    if config.recon_guidance > 0 and task != "foley":
+        raise ValueError("reconstruction guidance is implemented for foley only (video known); set it to 0")
     start = time.perf_counter()
     nets = _Timed(components)
     Tv, Ta = video.schedule.num_train_timesteps, audio.schedule.num_train_timesteps
@@ -214,8 +214,6 @@ def sample(
             x_v, x0_v = sv.step(eps_v, x_v, m, m_prev, generator)
         if eps_a is not None:
             x_a, x0_a = sa.step(eps_a, x_a, n, n_prev, generator)
-        if config.recon_guidance > 0 and task == "animate":
-            raise ValueError("reconstruction guidance for animate is not implemented; use foley or set it to 0")
         if on_step is not None:
             on_step(k + 1, len(m_ts))
 
