@@ -219,3 +219,23 @@ def test_concurrent_unets_give_identical_latents_and_honest_network_time(tiny_mo
     assert torch.equal(plain.video, conc.video) and torch.equal(plain.audio, conc.audio)
     assert conc.calls == plain.calls
     assert 0 < conc.network_seconds <= conc.total_seconds  # overlapping calls are not counted twice
+
+
+@torch.no_grad()
+def test_grid_video_connector_keeps_where_things_are():
+    """A global mean over space cannot tell a blob at the top of the frame from the same blob at the bottom
+    (up to border effects); the grid-pooled connector must. Both give one vector per frame."""
+    from avcli.models.connectors import VideoConnector
+
+    torch.manual_seed(0)
+    top = torch.zeros(1, 4, 3, 16, 16)
+    top[:, :, :, 6:8, 6:8] = 3.0
+    bottom = torch.zeros(1, 4, 3, 16, 16)
+    bottom[:, :, :, 8:10, 6:8] = 3.0  # same blob, two rows down; both far from the zero-padded border
+    zero = torch.zeros_like(top)
+    mean_c, grid_c = VideoConnector(4, 16, 8, grid=0).eval(), VideoConnector(4, 16, 8, grid=4).eval()
+    assert grid_c(top, zero).shape == mean_c(top, zero).shape == (1, 3, 8)
+    d_mean = (mean_c(top, zero) - mean_c(bottom, zero)).abs().max()
+    d_grid = (grid_c(top, zero) - grid_c(bottom, zero)).abs().max()
+    assert d_mean < 1e-5 < d_grid
+    assert d_grid > 1e-3 and d_grid > 1000 * d_mean

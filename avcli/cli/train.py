@@ -44,6 +44,9 @@ def init_cmd(
     from_bundle: Optional[Path] = typer.Option(None, "--from-bundle",
                                                help="Keep this bundle's trained bases; only the connectors and "
                                                     "cross-modal blocks are fresh (e.g. for the xattn ablation)."),
+    video_grid: Optional[int] = typer.Option(None, "--video-grid", min=0,
+                                             help="Video connector pooling: 0 = global mean per frame, g = a g x g "
+                                                  "grid (keeps positions). Default: the preset's (demo: 4)."),
 ) -> None:
     import torch
 
@@ -61,12 +64,14 @@ def init_cmd(
     if mode not in ("cmcpe", "xattn"):
         raise UsageError(f"--mode must be cmcpe or xattn, got {mode!r}")
     manifest["joint"]["mode"] = mode
+    overrides = {} if video_grid is None else {"video_grid": video_grid}
+    manifest["joint"].update(overrides)
     torch.manual_seed(seed)
     if from_bundle is not None:
         from avcli.models.bundle import load_bundle
         from avcli.models.joint import rejoin
 
-        save_bundle(rejoin(load_bundle(from_bundle), mode), output)
+        save_bundle(rejoin(load_bundle(from_bundle), mode, **overrides), output)
         stdout.print(f"created {output} (bases of {from_bundle}, fresh {mode} blocks)")
         return
     save_bundle(JointModel(manifest), output)

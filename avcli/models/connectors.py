@@ -23,23 +23,41 @@ class _TemporalHead(nn.Module):
 
 
 class VideoConnector(nn.Module):
-    """(B, C, F, h, w) latent + x0_hat -> (B, F, dim): one feature vector per video frame."""
+    """(B, C, F, h, w) latent + x0_hat -> (B, F, dim): one feature vector per video frame.
 
-    def __init__(self, latent_channels: int = 4, hidden: int = 64, dim: int = 64):
+    grid = 0 averages each frame's feature map over space (any frame size). grid = g > 0 average-pools it to a
+    g x g grid and projects the flattened grid, so *where* things are survives (a ball touching a surface is a
+    spatial arrangement that a global mean washes out); the frame size must then be a multiple of g after the
+    stride-2 convolution.
+    """
+
+    def __init__(self, latent_channels: int = 4, hidden: int = 64, dim: int = 64, grid: int = 0):
         super().__init__()
-        self.config = {"latent_channels": latent_channels, "hidden": hidden, "dim": dim}
+        self.config = {"latent_channels": latent_channels, "hidden": hidden, "dim": dim, "grid": grid}
+        self.grid = grid
         self.frame_net = nn.Sequential(
             nn.Conv2d(2 * latent_channels, hidden, 3, padding=1), nn.SiLU(),
             nn.Conv2d(hidden, hidden, 3, stride=2, padding=1), nn.SiLU(),
             nn.Conv2d(hidden, hidden, 3, padding=1),
         )
+        self.pool_proj = nn.Linear(hidden * grid * grid, hidden) if grid else None
         self.head = _TemporalHead(hidden, dim)
 
     def forward(self, latent: torch.Tensor, x0_hat: torch.Tensor) -> torch.Tensor:
         b, _, f, h, w = latent.shape
         x = torch.cat([latent, x0_hat], dim=1)  # (B, 2C, F, h, w)
         x = x.permute(0, 2, 1, 3, 4).reshape(b * f, -1, h, w)  # (B*F, 2C, h, w)
-        x = self.frame_net(x).mean(dim=(2, 3))  # (B*F, hidden)
+        x = self.frame_net(x)  # (B*F, hidden, h', w')
+        if self.grid:
+            n, c, hh, ww = x.shape
+            g = self.grid
+            if not torch.jit.is_tracing() and (hh % g or ww % g):
+                raise ValueError(f"video connector grid {g} does not divide its {hh}x{ww} feature map; "
+                                 f"choose a grid that divides it (or 0)")
+            x = x.reshape(n, c, g, hh // g, g, ww // g).mean(dim=(3, 5))  # average-pool to g x g (exports as Reshape)
+            x = self.pool_proj(x.flatten(1))  # (B*F, hidden)
+        else:
+            x = x.mean(dim=(2, 3))  # (B*F, hidden)
         return self.head(x.reshape(b, f, -1))  # (B, F, dim)
 
 

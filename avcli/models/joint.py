@@ -137,7 +137,7 @@ class JointModel(nn.Module):
 
         vcfg, acfg = comps["video_unet"]["config"], comps["audio_unet"]["config"]
         dim, hidden, heads, mode = joint["connector_dim"], joint["connector_hidden"], joint["heads"], joint["mode"]
-        self.video_connector = VideoConnector(vcfg["in_channels"], hidden, dim)
+        self.video_connector = VideoConnector(vcfg["in_channels"], hidden, dim, int(joint.get("video_grid", 0)))
         self.audio_connector = AudioConnector(acfg["in_channels"], hidden, dim)
         self.video_unet = JointVideoUNet(DIFFUSERS_CLASSES[comps["video_unet"]["class"]].from_config(vcfg),
                                          dim, mode, heads)
