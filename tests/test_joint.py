@@ -239,3 +239,20 @@ def test_grid_video_connector_keeps_where_things_are():
     d_grid = (grid_c(top, zero) - grid_c(bottom, zero)).abs().max()
     assert d_mean < 1e-5 < d_grid
     assert d_grid > 1e-3 and d_grid > 1000 * d_mean
+
+
+@torch.no_grad()
+def test_fresh_connectors_see_content_not_just_their_biases():
+    """Latents like the demo's (unit spread, per-channel offsets): a fresh connector's per-frame features must vary
+    with the content. With PyTorch's default bias init the bias-driven constant dominated (spread ~0.04)."""
+    from avcli.models.connectors import AudioConnector, VideoConnector
+
+    torch.manual_seed(0)
+    offset_v = torch.tensor([0.7, 0.0, 1.5, -0.2]).view(1, 4, 1, 1, 1)
+    v = torch.randn(8, 4, 16, 8, 8) + offset_v
+    a = torch.randn(8, 8, 40, 16) + 0.5
+    for conn, x in ((VideoConnector(4, 64, 64, grid=4), v), (VideoConnector(4, 64, 64), v),
+                    (AudioConnector(8, 64, 64), a)):
+        f = conn(x, x)  # (B, T, D), LayerNorm'd: unit spread per vector
+        assert f.std(dim=1).mean() > 0.1, type(conn).__name__  # varies along time
+        assert f.std(dim=0).mean() > 0.1, type(conn).__name__  # and across clips
