@@ -38,6 +38,10 @@ p2=$!
 wait $p1
 wait $p2
 echo "bases: ${SECONDS}s"
+# The joint stage as shipped: 800 steps, video connector pooled globally (video_grid 0), connectors initialised
+# with PyTorch's default biases (the code has since switched to zero biases; pass --video-grid 4 to `train init`
+# for the grid-pooled connector). At this budget the joint blocks learned no audio-video timing (see README
+# "Limits"). Both variants train on identical frozen bases, batches and seeds.
 X="$W/xattn"  # the cross-attention baseline's own bundle and runs; it shares the latent cache
 $A train init --from-bundle "$W/bundle" --mode xattn -o "$X/bundle" --overwrite
 mkdir -p "$X" && ln -sfn "$(cd "$W" && pwd)/cache" "$X/cache"

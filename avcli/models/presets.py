@@ -73,7 +73,7 @@ def demo_preset() -> dict:
              "n_fft": 1024, "hop_length": 160, "win_length": 1024, "n_mels": 64, "f_min": 0.0, "f_max": 8000.0,
              "mel_mean": -5.0, "mel_std": 3.0}
     text = {"max_length": 24, "video": dict(PACKAGE_TEXT_ENCODER), "audio": {"shared_with": "text_encoder_video"}}
-    joint = {"mode": "cmcpe", "connector_dim": 64, "connector_hidden": 64, "heads": 4, "video_grid": 4}
+    joint = {"mode": "cmcpe", "connector_dim": 64, "connector_hidden": 64, "heads": 4}
     sampling = {"steps": 25, "solver": "ddim", "eta": 0.0, "gamma": 1.5, "cfg_video": 7.5, "cfg_audio": 2.5}
     return _manifest(
         "hits-demo", media,
