@@ -123,6 +123,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/ablation"))
     ap.add_argument("--score-only", action="store_true")
     ap.add_argument("--no-foley", action="store_true", help="Skip the foley onset-F1 column.")
+    ap.add_argument("--foley-gammas", type=float, nargs="*", default=None,
+                    help="Score foley only at these gammas (default: every setting); it costs as much as generating.")
     args = ap.parse_args()
     from avcli.models.bundle import load_bundle
 
@@ -140,7 +142,7 @@ def main() -> None:
         geo = model.geometry()
         row = {"mode": mode, "gamma": gamma, "steps": args.steps, "solver": args.solver,
                "generate_seconds": seconds, **score_folder(folder, args.test, geo.fps, geo.sample_rate)}
-        if not args.no_foley:
+        if not args.no_foley and (args.foley_gammas is None or gamma in args.foley_gammas):
             row.update(foley_scores(model, args.test, args.n, gamma, args.steps, args.solver))
         print(json.dumps(row), flush=True)
         results.append(row)
