@@ -88,6 +88,16 @@ def perf_section(res: dict, png: Path | None) -> str:
                 lines += ["**End to end, generate, seconds per stage** (`load` includes building ONNX Runtime "
                           "sessions; a first ort run also exports the ONNX files once per bundle):", "",
                           _table(["backend", *stages, "total"], rows), ""]
+    cli = res.get("cli") or {}
+    if any(cli.get(k) for k in ("generate_default_s", "foley_4s_s", "foley_20s_s")):
+        ratio = cli.get("foley_20s_over_4s")
+        lines += [f"**Whole commands, wall clock** (fresh process each, torch backend, imports and model load included, "
+                  f"best of {cli.get('repeat', 1)}; targets: generate <= 15 s, foley 4 s <= 8 s, 20 s <= 5x the 4 s "
+                  "time):", "",
+                  _table(["`avgen generate` (defaults)", "`avgen foley` 4 s clip", "`avgen foley` 20 s clip",
+                          "20 s / 4 s"],
+                         [[_f(cli.get("generate_default_s"), ".2f") + " s", _f(cli.get("foley_4s_s"), ".2f") + " s",
+                           _f(cli.get("foley_20s_s"), ".2f") + " s", _f(ratio, ".2f") + "x"]]), ""]
     series = res.get("series") or {}
     if series:
         durs = res.get("durations") or []

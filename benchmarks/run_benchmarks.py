@@ -7,7 +7,9 @@
    preset architecture with random weights (latency does not depend on the weights, and the shipped bundle stops
    at 8 s), then a fit of cost ~ a * duration^k per backend (log-log least squares): k near 1 means linear in clip
    length; above 1, attention's quadratic part shows;
-3. benchmarks/report.py renders the results into README.md (between the perf markers).
+3. cli: wall-clock seconds of the commands as a user runs them (a fresh process each, imports and model load
+   included): `avgen generate` at its defaults, `avgen foley` on a 4 s and on a 20 s clip (the linear-cost target);
+4. benchmarks/report.py renders the results into README.md (between the perf markers).
 
     .venv/bin/python benchmarks/run_benchmarks.py                       # the default bundle, torch vs ort
     .venv/bin/python benchmarks/run_benchmarks.py --bundle hits-demo --backends torch,ort --threads 2
@@ -148,6 +150,53 @@ def plot(summary: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def cli_walls(bundle: str | None, threads: int | None, repeat: int = 2) -> dict:
+    """Wall seconds of whole CLI commands (best of `repeat`), in fresh processes: what a user waits for."""
+    import os
+    import tempfile
+    import time
+
+    from avcli.media.ffmpeg import ffmpeg_exe
+
+    env = dict(os.environ)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    avgen = [sys.executable, "-m", "avcli"]
+    bflag = ["--bundle", bundle] if bundle else []
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        subprocess.run([*avgen, "data", "synth", "--n", "5", "-o", str(t / "clips"), "--seed", "3"], env=env,
+                       check=True, capture_output=True)
+        clips = sorted((t / "clips").glob("*.mp4"))
+        listing = t / "list.txt"
+        listing.write_text("".join(f"file '{c.resolve()}'\n" for c in clips))
+        long = t / "long20.mp4"
+        subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy",
+                        str(long)], check=True, capture_output=True)
+        jobs = {"generate_default_s": [*avgen, "generate", *bflag, "--prompt", "a blue ball bouncing on a metal plate",
+                                       "-o", str(t / "gen.mp4"), "--overwrite"],
+                "foley_4s_s": [*avgen, "foley", *bflag, str(clips[0]), "-o", str(t / "f4.mp4"), "--overwrite"],
+                "foley_20s_s": [*avgen, "foley", *bflag, str(long), "-o", str(t / "f20.mp4"), "--overwrite"]}
+        for name, cmd in jobs.items():
+            best = None
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+                wall = time.perf_counter() - t0
+                if proc.returncode != 0:
+                    out[name] = None
+                    out.setdefault("errors", {})[name] = proc.stderr.strip()[-300:]
+                    break
+                best = wall if best is None else min(best, wall)
+            else:
+                out[name] = best
+    if out.get("foley_4s_s") and out.get("foley_20s_s"):
+        out["foley_20s_over_4s"] = out["foley_20s_s"] / out["foley_4s_s"]
+    out["repeat"] = repeat
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bundle", default=None, help="bundle name or folder for the task benchmarks (default bundle)")
@@ -168,6 +217,7 @@ def main() -> None:
     ap.add_argument("--no-sweep", action="store_true", help="only the task benchmarks")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--no-cli", action="store_true", help="skip the wall-clock runs of whole CLI commands")
     args = ap.parse_args()
     if args.child:
         child(args)
@@ -213,6 +263,9 @@ def main() -> None:
             summary["series"][b] = pts
             ok = [p for p in pts if "ms_per_step" in p]
             summary["fits"][b] = fit_exponent([p["duration"] for p in ok], [p["ms_per_step"] for p in ok])
+    if not args.no_cli:
+        print("cli wall clock ...", file=sys.stderr, flush=True)
+        summary["cli"] = cli_walls(args.bundle, args.threads)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=1, default=str) + "\n")
     if summary["series"]:
