@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -148,7 +149,8 @@ def main() -> None:
         results.append(row)
     geo = load_bundle(args.cmcpe).geometry()
     real = score_folder(args.test, args.test, geo.fps, geo.sample_rate)
-    summary = {"settings": results, "real_test_clips": real, "n_captions": len(caps)}
+    summary = {"settings": results, "real_test_clips": real, "n_captions": len(caps),
+               "command": "python benchmarks/ablation.py " + " ".join(sys.argv[1:])}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out.parent / "ablation.json").write_text(json.dumps(summary, indent=1))
     lines = ["| connector | gamma | AV-Align (seed 000) | AV-Align (official) | FD-logmel | FD-colourflow "
