@@ -75,6 +75,20 @@ def test_ort_saves_optimized_model_for_later_sessions(onnx_dir):
     assert OrtEngine(onnx_dir / "audio_connector.onnx").loaded_from == opt
 
 
+def test_ort_cpu_threads_do_not_spin_between_runs(onnx_dir, monkeypatch):
+    """The sampler alternates ORT runs with torch work on the same cores; spinning pool threads cost ~45 ms per
+    U-Net call on 2 cores, so CPU sessions disable spinning (AVGEN_ORT_SPIN=1 restores ORT's default)."""
+    from engines.ort_engine import OrtEngine
+
+    key = "session.intra_op.allow_spinning"
+    eng = OrtEngine(onnx_dir / "audio_connector.onnx")
+    assert eng.session.get_session_options().get_session_config_entry(key) == "0"
+    monkeypatch.setenv("AVGEN_ORT_SPIN", "1")
+    opts = OrtEngine(onnx_dir / "audio_connector.onnx").session.get_session_options()
+    with pytest.raises(RuntimeError):  # not configured: ORT's default (spinning) applies
+        opts.get_session_config_entry(key)
+
+
 def test_sampler_ort_matches_torch_same_seed(tiny_model, onnx_dir):
     from avcli.pipelines.backends import load_components
     from avcli.pipelines.common import modality_specs
