@@ -256,3 +256,21 @@ def test_fresh_connectors_see_content_not_just_their_biases():
         f = conn(x, x)  # (B, T, D), LayerNorm'd: unit spread per vector
         assert f.std(dim=1).mean() > 0.1, type(conn).__name__  # varies along time
         assert f.std(dim=0).mean() > 0.1, type(conn).__name__  # and across clips
+
+
+@torch.no_grad()
+def test_decoded_audio_fades_out_to_silence_and_keeps_its_length(tiny_model):
+    from avcli.pipelines.common import FADE_OUT_S, decode_audio, torch_components
+
+    geo = tiny_model.geometry()
+    latent = torch.randn((1,) + geo.audio_latent, generator=torch.Generator().manual_seed(0))
+    samples = int(round(geo.duration * geo.sample_rate))
+    comps = torch_components(tiny_model)
+    wav = decode_audio(tiny_model, comps, latent, samples)[0]
+    assert wav.shape == (samples,)
+    assert wav[-1] == 0.0  # the raised cosine ends at zero
+    n = int(round(FADE_OUT_S * geo.sample_rate))
+    mel = comps["audio_vae_decoder"](latent=latent)
+    raw = comps["vocoder"](mel=tiny_model.denormalize_mel(mel[:, 0].float()))[0, :samples].clamp(-1, 1).numpy()
+    assert (wav[:-n] == raw[:-n]).all()  # untouched before the fade
+    assert abs(wav[-n // 2]) <= abs(raw[-n // 2]) + 1e-7

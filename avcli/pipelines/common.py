@@ -137,16 +137,27 @@ def decode_video(components: Mapping[str, Callable], latent: torch.Tensor) -> np
     return frames.permute(0, 2, 3, 4, 1).cpu().numpy()
 
 
+FADE_OUT_S = 0.01
+
+
 @torch.no_grad()
 def decode_audio(model: JointModel, components: Mapping[str, Callable], latent: torch.Tensor,
                  samples: int) -> np.ndarray:
-    """(B, C, T, m) latent -> (B, samples) float32 waveform in [-1, 1]."""
+    """(B, C, T, m) latent -> (B, samples) float32 waveform in [-1, 1].
+
+    The last FADE_OUT_S fade out (raised cosine): the vocoder's final frames see zero padding and often end in a
+    click, the loudest sample of a whole demo clip in practice."""
     mel = components["audio_vae_decoder"](latent=latent)  # (B, 1, T, M) normalised log-mel
     wav = components["vocoder"](mel=model.denormalize_mel(mel[:, 0].float()))  # (B, N)
     wav = wav.float()
     if wav.shape[-1] < samples:
         wav = torch.nn.functional.pad(wav, (0, samples - wav.shape[-1]))
-    return wav[:, :samples].clamp(-1, 1).cpu().numpy()
+    wav = wav[:, :samples].clamp(-1, 1)
+    n = min(samples, int(round(FADE_OUT_S * model.manifest["media"]["sample_rate"])))
+    if n > 1:
+        ramp = 0.5 * (1 + torch.cos(torch.linspace(0, torch.pi, n, device=wav.device)))  # 1 -> 0
+        wav = torch.cat([wav[:, :-n], wav[:, -n:] * ramp], dim=1)
+    return wav.cpu().numpy()
 
 
 @torch.no_grad()
