@@ -175,6 +175,15 @@ def training_section(manifest: dict) -> str:
             + "\n")
 
 
+def _is_perf(path: Path) -> bool:
+    """A run_benchmarks.py result (the other JSON files in results/ are quality, ablation, probes...)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "machine" in data and ("tasks" in data or "series" in data)
+
+
 def replace_section(text: str, name: str, body: str) -> str:
     pat = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
     if not pat.search(text):
@@ -188,8 +197,7 @@ def main() -> None:
     ap.add_argument("--readme", type=Path, default=ROOT / "README.md")
     args = ap.parse_args()
     text = args.readme.read_text()
-    skip = {"quality.json", "ablation.json", "memory_plan.json", "joint_probe.json", "onset_chance.json"}
-    perf = [p for p in RESULTS.glob("*.json") if p.name not in skip]
+    perf = [p for p in RESULTS.glob("*.json") if _is_perf(p)]
     if args.machine:
         perf = [RESULTS / f"{args.machine}.json"]
     if perf:

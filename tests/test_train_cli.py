@@ -70,3 +70,20 @@ def test_bad_data_folder(tiny_bundle, tmp_path):
     res = _train("vae-audio", tiny_bundle, tmp_path / "missing", tmp_path / "w", 2)
     assert res.exit_code != 0
     assert "not found" in str(res.exception) or "not found" in res.output
+
+
+def test_init_video_grid_checked_up_front(tiny_bundle, tmp_path):
+    # tiny: 32x32 frames -> 16x16 latents -> an 8x8 connector feature map; 3 does not divide it
+    from avcli.errors import UsageError  # `avgen` turns it into one line on stderr and exit code 2
+
+    res = runner.invoke(app, ["train", "init", "--preset", "tiny", "--video-grid", "3", "-o", str(tmp_path / "a")])
+    assert isinstance(res.exception, UsageError) and "video_grid 3" in str(res.exception) and "8x8" in str(res.exception)
+    assert not (tmp_path / "a" / "bundle.json").exists()
+    res = runner.invoke(app, ["train", "init", "--from-bundle", str(tiny_bundle), "--video-grid", "3",
+                              "-o", str(tmp_path / "b")])
+    assert isinstance(res.exception, UsageError) and "video_grid 3" in str(res.exception)
+    assert not (tmp_path / "b" / "bundle.json").exists()
+    res = runner.invoke(app, ["train", "init", "--from-bundle", str(tiny_bundle), "--video-grid", "2",
+                              "-o", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "c" / "bundle.json").read_text())["joint"]["video_grid"] == 2

@@ -46,7 +46,8 @@ def init_cmd(
                                                     "cross-modal blocks are fresh (e.g. for the xattn ablation)."),
     video_grid: Optional[int] = typer.Option(None, "--video-grid", min=0,
                                              help="Video connector pooling: 0 = global mean per frame, g = a g x g "
-                                                  "grid (keeps positions). Default: the preset's (demo: 4)."),
+                                                  "grid (keeps positions); g must divide the feature map (demo: 4x4). "
+                                                  "Default: the preset's or source bundle's (0)."),
 ) -> None:
     import torch
 
@@ -71,10 +72,18 @@ def init_cmd(
         from avcli.models.bundle import load_bundle
         from avcli.models.joint import rejoin
 
-        save_bundle(rejoin(load_bundle(from_bundle), mode, **overrides), output)
+        try:
+            fresh = rejoin(load_bundle(from_bundle), mode, **overrides)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        save_bundle(fresh, output)
         stdout.print(f"created {output} (bases of {from_bundle}, fresh {mode} blocks)")
         return
-    save_bundle(JointModel(manifest), output)
+    try:
+        model = JointModel(manifest)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    save_bundle(model, output)
     stdout.print(f"created {output} ({preset}, {mode})")
 
 

@@ -137,7 +137,14 @@ class JointModel(nn.Module):
 
         vcfg, acfg = comps["video_unet"]["config"], comps["audio_unet"]["config"]
         dim, hidden, heads, mode = joint["connector_dim"], joint["connector_hidden"], joint["heads"], joint["mode"]
-        self.video_connector = VideoConnector(vcfg["in_channels"], hidden, dim, int(joint.get("video_grid", 0)))
+        grid = int(joint.get("video_grid", 0))
+        if grid:  # the connector's feature map is the latent after one stride-2 convolution
+            _, _, lh, lw = geometry(manifest).video_latent
+            fh, fw = (lh + 1) // 2, (lw + 1) // 2
+            if grid < 0 or fh % grid or fw % grid:
+                raise ValueError(f"joint.video_grid {grid} must divide the video connector's {fh}x{fw} feature map "
+                                 f"(or be 0 for a global mean)")
+        self.video_connector = VideoConnector(vcfg["in_channels"], hidden, dim, grid)
         self.audio_connector = AudioConnector(acfg["in_channels"], hidden, dim)
         self.video_unet = JointVideoUNet(DIFFUSERS_CLASSES[comps["video_unet"]["class"]].from_config(vcfg),
                                          dim, mode, heads)
