@@ -36,6 +36,19 @@ def make_accelerator(mixed_precision: str = "auto"):
     return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=resolve_mixed_precision(mixed_precision))
 
 
+def close_process_group() -> None:
+    """Tear down the process group before the interpreter exits.
+
+    Left to interpreter shutdown, gloo's worker threads can be destroyed while still joinable, and a rank then dies
+    with "terminate called without an active exception" (SIGABRT) after its work is done, failing the whole launch.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def is_main_process() -> bool:
     """Rank 0 of a torchrun/accelerate launch, or a plain single process (no accelerate import needed)."""
     return int(os.environ.get("RANK", "0")) == 0

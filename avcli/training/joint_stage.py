@@ -73,7 +73,8 @@ def write_joint(bundle: Path, weights: dict[str, torch.Tensor]) -> None:
 
 def stage_joint(opts, cfg: LoopConfig) -> dict:
     from avcli.data.folder import read_folder
-    from avcli.training.distributed import PRECISION_DTYPES, hold_frozen_in, make_accelerator, shard
+    from avcli.training.distributed import (PRECISION_DTYPES, close_process_group, hold_frozen_in, make_accelerator,
+                                           shard)
     from avcli.training.ema import EMA
     from avcli.training.latents import cached_latents
 
@@ -115,4 +116,5 @@ def stage_joint(opts, cfg: LoopConfig) -> dict:
     if main:
         write_joint(opts.bundle, ema.shadow if ema is not None else _trainable(objective))
     accel.wait_for_everyone()
+    close_process_group()
     return result
