@@ -181,3 +181,20 @@ def test_cli_export_unknown_component(tiny_bundle, tmp_path):
 
     res = CliRunner().invoke(app, ["export", "--bundle", str(tiny_bundle), "--components", "nope"])
     assert isinstance(res.exception, UsageError) and res.exception.exit_code == 2
+
+
+def test_globally_pooled_video_connector_exports_and_validates(tiny_manifest, tmp_path):
+    """video_grid 0 (the per-frame global mean the shipped demo bundle uses), not only the tiny preset's grid 4."""
+    import copy
+
+    from avcli.models.joint import JointModel
+    from export.onnx_export import export_component
+
+    manifest = copy.deepcopy(tiny_manifest)
+    manifest["joint"]["video_grid"] = 0
+    torch.manual_seed(1)
+    model = JointModel(manifest).eval()
+    assert model.video_connector.grid == 0 and model.video_connector.pool_proj is None
+    rec = export_component(model, "video_connector", tmp_path)
+    assert rec.status == "ok" and len(rec.validation) == 2 and rec.max_error < 1e-4
+    assert len({tuple(v["shape"]) for v in rec.validation}) == 2  # two frame counts through one graph

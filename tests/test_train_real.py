@@ -104,9 +104,10 @@ def test_joint_on_real_files_changes_only_joint_weights_caches_and_resumes(tiny_
         monkeypatch.setattr(target, "forward", boom)
     monkeypatch.setattr(ffmpeg, "read_video", boom)
     monkeypatch.setattr(ffmpeg, "probe", boom)
-    res = _joint(bundle, real_data, work, 6)
+    res = _joint(bundle, real_data, work, 6, "--known-p", "0.5", "--high-noise-weight", "5")
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout)["steps_run"] == 2
+    out = json.loads(res.stdout)
+    assert out["steps_run"] == 2 and out["known_p"] == 0.5 and out["high_noise_weight"] == 5.0
     assert json.loads((work / "runs/joint/state.json").read_text())["step"] == 6
     assert [r["step"] for r in json.loads((work / "runs/joint/log.json").read_text())][-1] == 6
 

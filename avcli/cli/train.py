@@ -205,6 +205,12 @@ def train_joint(
     contrastive_weight: float = typer.Option(0.0, min=0.0,
                                              help="eta of the contrastive term (seed 001 eq. 6; the paper used "
                                                   "5e-5). 0 disables; >0 triples the batch (negatives)."),
+    known_p: float = typer.Option(0.0, min=0.0, max=1.0,
+                                  help="Probability that a sample trains a conditional task as the sampler runs "
+                                       "it: half video known (foley), half audio known (animate). 0 = seed 000."),
+    high_noise_weight: float = typer.Option(1.0, min=1.0,
+                                            help="Weigh noisy steps up to this many times more (their loss "
+                                                 "measured on the clean latent, capped); 1 = the plain loss."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     from avcli.training.loop import LoopConfig
@@ -212,7 +218,7 @@ def train_joint(
 
     opts = StageOptions(bundle, data, work, batch, limit, cfg_dropout=cfg_dropout, unfreeze_motion=unfreeze_motion,
                         progress=not json_out, ema_decay=ema_decay, mixed_precision=mixed_precision,
-                        contrastive_weight=contrastive_weight)
+                        contrastive_weight=contrastive_weight, known_p=known_p, high_noise_weight=high_noise_weight)
     cfg = LoopConfig(steps=steps, lr=lr, seed=seed, ckpt_every=ckpt_every, resume=resume, grad_clip=grad_clip,
                      weight_decay=weight_decay)
     _run("joint", opts, cfg, json_out)

@@ -32,7 +32,8 @@ class JointObjective(nn.Module):
     the checkpoint) are the JointModel's. VAEs, vocoder and text encoders stay out: the latents are cached."""
 
     def __init__(self, model: JointModel, geo: Geometry, self_condition_p: float = 0.5,
-                 contrastive_weight: float = 0.0, contrastive_shift: tuple[float, float] = (0.2, 0.4)):
+                 contrastive_weight: float = 0.0, contrastive_shift: tuple[float, float] = (0.2, 0.4),
+                 known_p: float = 0.0, high_noise_weight: float = 1.0):
         super().__init__()
         for name in JOINT_COMPONENTS:
             setattr(self, name, getattr(model, name))
@@ -44,11 +45,12 @@ class JointObjective(nn.Module):
         self.shift_v = shift_frames(contrastive_shift, geo.fps)
         self.shift_a = shift_frames(contrastive_shift, geo.audio_latent[1] / geo.duration)
         self.negative_kinds = NEGATIVE_KINDS
+        self.known_p, self.high_noise_weight = known_p, high_noise_weight
 
     def forward(self, video0, audio0, text_v, text_a, generator, other_v=None, other_a=None):
         if other_v is None:
             return joint_loss(self, video0, audio0, text_v, text_a, self.sv, self.sa, self.abar_v, self.abar_a,
-                              generator, self.self_condition_p)
+                              generator, self.self_condition_p, self.known_p, self.high_noise_weight)
         return contrastive_joint_loss(self, video0, audio0, other_v, other_a, text_v, text_a, self.sv, self.sa,
                                       self.abar_v, self.abar_a, generator, self.contrastive_weight, self.shift_v,
                                       self.shift_a, self.self_condition_p, self.negative_kinds)
@@ -88,7 +90,8 @@ def stage_joint(opts, cfg: LoopConfig) -> dict:
     mine, disjoint = shard(items, accel.process_index, accel.num_processes)
     data = cached_latents(model, mine, geo, opts.work / "cache", accel.device, opts.progress and main)
     model.freeze_bases(unfreeze_motion=opts.unfreeze_motion)
-    objective = JointObjective(model, geo, opts.self_condition_p, opts.contrastive_weight, opts.contrastive_shift)
+    objective = JointObjective(model, geo, opts.self_condition_p, opts.contrastive_weight, opts.contrastive_shift,
+                               opts.known_p, opts.high_noise_weight)
     if len(data) < 2:
         objective.negative_kinds = ("shift",)  # segment and swap negatives need another clip
     del model  # VAEs, vocoder and text encoders are not needed any more
@@ -112,7 +115,8 @@ def stage_joint(opts, cfg: LoopConfig) -> dict:
                    accel=accel, ema=ema)
     total = torch.tensor(n, device=dev)
     result["clips"] = int(accel.reduce(total, "sum")) if disjoint and accel.num_processes > 1 else n
-    result.update(processes=accel.num_processes, mixed_precision=accel.mixed_precision, ema_decay=opts.ema_decay)
+    result.update(processes=accel.num_processes, mixed_precision=accel.mixed_precision, ema_decay=opts.ema_decay,
+                  known_p=opts.known_p, high_noise_weight=opts.high_noise_weight)
     if main:
         write_joint(opts.bundle, ema.shadow if ema is not None else _trainable(objective))
     accel.wait_for_everyone()

@@ -65,22 +65,55 @@ def base_loss(unet, x0: torch.Tensor, text: torch.Tensor, schedule: NoiseSchedul
 def joint_loss(model, video0: torch.Tensor, audio0: torch.Tensor, text_v: torch.Tensor, text_a: torch.Tensor,
                video_schedule: NoiseSchedule, audio_schedule: NoiseSchedule, abar_v: torch.Tensor,
                abar_a: torch.Tensor, generator: torch.Generator | None = None, self_condition_p: float = 0.5,
-               ) -> tuple[torch.Tensor, dict[str, float]]:
+               known_p: float = 0.0, high_noise_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
     """Eq. 9-10: L_v + L_a with t_v, t_a drawn independently, so any gamma works at inference.
 
     Self-conditioning (Chen et al. 2022): with probability p a first pass without gradient estimates x0 for both
     modalities, and the connectors see it; otherwise they see zeros, as at the first sampling step.
+    known_p and high_noise_weight (both off by default, = the seed's recipe): see `known_modality` and
+    `high_noise_weights`.
     """
     nv = add_noise(video0, video_schedule, abar_v, generator)
     na = add_noise(audio0, audio_schedule, abar_a, generator)
     pv, pa = joint_predict(model, nv, na, text_v, text_a, video_schedule, audio_schedule, generator,
-                           self_condition_p)
-    lv, la = F.mse_loss(pv.float(), nv.target), F.mse_loss(pa.float(), na.target)
+                           self_condition_p, known=(video0, audio0, known_p))
+    lv = _weighted_mse(pv, nv, video_schedule, high_noise_weight)
+    la = _weighted_mse(pa, na, audio_schedule, high_noise_weight)
     return lv + la, {"loss_video": float(lv.detach()), "loss_audio": float(la.detach())}
 
 
+def high_noise_weights(abar: torch.Tensor, prediction_type: str, cap: float) -> torch.Tensor:
+    """Per-sample loss weights clamp(w_x0, 1, cap), w_x0 = the factor that turns this target's squared error into
+    the x0 (clean latent) squared error: 1/SNR for epsilon, 1/(1 - abar) for v, 1 for sample.
+
+    With cap > 1, the noisy steps, where the clean signal is scarcely visible in x_t and only the *other* modality
+    can tell where the events are, weigh up to cap times more; the low-noise steps keep weight 1. With the plain
+    epsilon loss they weigh almost nothing in x0 terms, and cross-modal timing went unlearned in our demo (see
+    benchmarks/joint_probe.py). cap = 1 is the plain loss.
+    """
+    abar = abar.flatten().float()
+    if cap <= 1:
+        return torch.ones_like(abar)
+    if prediction_type == "epsilon":
+        w = (1 - abar) / abar
+    elif prediction_type == "v_prediction":
+        w = 1 / (1 - abar).clamp_min(1e-8)
+    else:
+        w = torch.ones_like(abar)
+    return w.clamp(1.0, cap)
+
+
+def _weighted_mse(pred: torch.Tensor, nb: NoisedBatch, schedule: NoiseSchedule, cap: float) -> torch.Tensor:
+    if cap <= 1:
+        return F.mse_loss(pred.float(), nb.target)
+    per = (pred.float() - nb.target).pow(2).flatten(1).mean(1)
+    w = high_noise_weights(nb.abar, schedule.prediction_type, cap).to(per.device)
+    return (w * per).sum() / w.sum()
+
+
 def joint_predict(model, nv: NoisedBatch, na: NoisedBatch, text_v, text_a, video_schedule: NoiseSchedule,
-                  audio_schedule: NoiseSchedule, generator: torch.Generator | None, self_condition_p: float):
+                  audio_schedule: NoiseSchedule, generator: torch.Generator | None, self_condition_p: float,
+                  known: tuple[torch.Tensor, torch.Tensor, float] | None = None):
     """Both U-Nets' predictions for noised batches, with self-conditioning drawn with probability p."""
     sc_v, sc_a = torch.zeros_like(nv.x_t), torch.zeros_like(na.x_t)
     if self_condition_p > 0 and float(torch.rand((), generator=generator)) < self_condition_p:
@@ -88,7 +121,21 @@ def joint_predict(model, nv: NoisedBatch, na: NoisedBatch, text_v, text_a, video
             pv, pa = _joint_forward(model, nv, na, sc_v, sc_a, text_v, text_a)
             sc_v = predict_x0_eps(pv.float(), nv.x_t, nv.abar, video_schedule.prediction_type)[0]
             sc_a = predict_x0_eps(pa.float(), na.x_t, na.abar, audio_schedule.prediction_type)[0]
+    if known is not None and known[2] > 0:
+        sc_v, sc_a = known_modality(sc_v, sc_a, known[0], known[1], known[2], generator)
     return _joint_forward(model, nv, na, sc_v, sc_a, text_v, text_a)
+
+
+def known_modality(sc_v: torch.Tensor, sc_a: torch.Tensor, video0: torch.Tensor, audio0: torch.Tensor, p: float,
+                   generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The conditional tasks as the sampler runs them (seed 001 sec. 2.1): with probability p/2 a sample's video is
+    "known" (foley: its connector's x0_hat is the clean video, as `sample(task='foley')` gives it), with p/2 its
+    audio (animate); the rest stay joint. Both U-Nets are still trained on every sample."""
+    b = sc_v.shape[0]
+    u = torch.rand(b, generator=generator)
+    kv = (u < p / 2).to(sc_v.device).view(b, *([1] * (sc_v.dim() - 1)))
+    ka = ((u >= p / 2) & (u < p)).to(sc_a.device).view(b, *([1] * (sc_a.dim() - 1)))
+    return torch.where(kv, video0.to(sc_v.dtype), sc_v), torch.where(ka, audio0.to(sc_a.dtype), sc_a)
 
 
 def _joint_forward(model, nv: NoisedBatch, na: NoisedBatch, sc_v, sc_a, text_v, text_a):

@@ -47,6 +47,8 @@ class StageOptions:
     mixed_precision: str = "auto"
     contrastive_weight: float = 0.0
     contrastive_shift: tuple[float, float] = (0.2, 0.4)
+    known_p: float = 0.0
+    high_noise_weight: float = 1.0
 
 
 def _prep(opts: StageOptions):

@@ -1,0 +1,77 @@
+"""Joint-training options beyond seed 000's plain loss: known-modality samples and high-noise weighting."""
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDPMScheduler
+
+from avcli.models.presets import get_preset
+from avcli.sampling.schedules import NoiseSchedule
+from avcli.training.objective import high_noise_weights, joint_loss, known_modality
+
+
+def test_high_noise_weights_are_clamped_inverse_snr_of_diffusers_schedule():
+    ref = DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085,
+                        beta_end=0.012).alphas_cumprod  # independent reference for abar
+    t = torch.tensor([0, 100, 300, 500, 700, 900, 999])
+    w = high_noise_weights(ref[t], "epsilon", cap=20.0)
+    inv_snr = ((1 - ref[t]) / ref[t]).numpy()
+    np.testing.assert_allclose(w.numpy(), np.clip(inv_snr, 1, 20), rtol=1e-5)
+    assert w[0] == 1.0 and w[-1] == 20.0  # low noise keeps weight 1, the noisiest steps hit the cap
+    assert torch.all(w[1:] >= w[:-1])  # more noise never weighs less
+    assert torch.equal(high_noise_weights(ref[t], "epsilon", cap=1.0), torch.ones(len(t)))
+    v = high_noise_weights(ref[t], "v_prediction", cap=50.0)  # v error -> x0 error: factor 1 / (1 - abar)
+    np.testing.assert_allclose(v.numpy(), np.clip(1 / (1 - ref[t].numpy()), 1, 50), rtol=1e-5)
+
+
+def test_known_modality_replaces_self_conditioning_by_the_clean_latent():
+    b = 4000
+    sc_v, sc_a = torch.zeros(b, 2, 3, 2, 2), torch.zeros(b, 3, 5, 2)
+    v0, a0 = torch.ones_like(sc_v), torch.full_like(sc_a, 2.0)
+    nv, na = known_modality(sc_v, sc_a, v0, a0, 0.6, torch.Generator().manual_seed(0))
+    kv = nv.flatten(1).eq(1).all(1)
+    ka = na.flatten(1).eq(2).all(1)
+    assert torch.all(kv | nv.flatten(1).eq(0).all(1)) and torch.all(ka | na.flatten(1).eq(0).all(1))  # whole samples
+    assert not torch.any(kv & ka)  # one task per sample: foley (video known) or animate (audio known)
+    assert kv.float().mean() == pytest.approx(0.3, abs=0.03) and ka.float().mean() == pytest.approx(0.3, abs=0.03)
+    same_v, same_a = known_modality(sc_v, sc_a, v0, a0, 0.0, None)
+    assert torch.equal(same_v, sc_v) and torch.equal(same_a, sc_a)
+
+
+class _Recorder:
+    """Connectors record what they are given; U-Nets predict zeros, so each sample's loss is mean(target^2)."""
+
+    def __init__(self):
+        self.seen = {}
+        self.video_connector = lambda latent, x0_hat: self._conn("v", x0_hat)
+        self.audio_connector = lambda latent, x0_hat: self._conn("a", x0_hat)
+        self.video_unet = self.audio_unet = lambda sample, **kw: torch.zeros_like(sample)
+
+    def _conn(self, k, x0_hat):
+        self.seen[k] = x0_hat
+        return torch.zeros(x0_hat.shape[0], 4, 8)
+
+
+def _loss(model, v0, a0, **kw):
+    m = get_preset("tiny")
+    sv, sa = NoiseSchedule.from_dict(m["video"]["schedule"]), NoiseSchedule.from_dict(m["audio"]["schedule"])
+    text = torch.zeros(v0.shape[0], 3, 5)
+    return joint_loss(model, v0, a0, text, text, sv, sa, sv.alphas_cumprod(), sa.alphas_cumprod(),
+                      torch.Generator().manual_seed(7), self_condition_p=0.0, **kw)
+
+
+def test_joint_loss_options_reach_the_connectors_and_the_loss():
+    g = torch.Generator().manual_seed(1)
+    v0, a0 = torch.randn(64, 4, 6, 2, 2, generator=g), torch.randn(64, 4, 12, 4, generator=g)
+    plain, rec = _loss(_Recorder(), v0, a0), _Recorder()
+    same, _ = _loss(rec, v0, a0, high_noise_weight=1.0, known_p=0.0)
+    assert float(same) == pytest.approx(float(plain[0]), rel=1e-6)  # both off = the seed's loss, same draws
+    assert float(rec.seen["v"].abs().sum()) == 0  # no self-conditioning, nothing known
+    weighted, _ = _loss(_Recorder(), v0, a0, high_noise_weight=20.0)
+    assert float(weighted) != pytest.approx(float(plain[0]), rel=1e-3)
+    rec = _Recorder()
+    _loss(rec, v0, a0, known_p=1.0)
+    known_v = rec.seen["v"].flatten(1).ne(0).any(1)
+    known_a = rec.seen["a"].flatten(1).ne(0).any(1)
+    assert torch.all(known_v ^ known_a)  # p = 1: every sample is foley or animate
+    assert torch.equal(rec.seen["v"][known_v], v0[known_v]) and torch.equal(rec.seen["a"][known_a], a0[known_a])
