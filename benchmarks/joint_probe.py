@@ -30,28 +30,31 @@ sys.path.insert(0, str(ROOT))
 
 def probe(model, entries: list[dict[str, torch.Tensor]], t_audio: list[int], t_video: list[int], seed: int = 0):
     from avcli.sampling.schedules import NoiseSchedule
+    from avcli.training.objective import add_noise
 
     cat = lambda k: torch.cat([e[k] for e in entries]).float()  # noqa: E731
     v0, a0, tv, ta = cat("video"), cat("audio"), cat("text_video"), cat("text_audio")
     b = len(entries)
-    abar_v = NoiseSchedule.from_dict(model.manifest["video"]["schedule"]).alphas_cumprod()
-    abar_a = NoiseSchedule.from_dict(model.manifest["audio"]["schedule"]).alphas_cumprod()
+    sv = NoiseSchedule.from_dict(model.manifest["video"]["schedule"])
+    sa = NoiseSchedule.from_dict(model.manifest["audio"]["schedule"])
+    abar_v, abar_a = sv.alphas_cumprod(), sa.alphas_cumprod()
     gen = torch.Generator().manual_seed(seed)
     rows = []
     with torch.no_grad():
         for t_a in t_audio:
             for t_v in t_video:
-                nv, na = torch.randn(v0.shape, generator=gen), torch.randn(a0.shape, generator=gen)
-                xv = abar_v[t_v].sqrt() * v0 + (1 - abar_v[t_v]).sqrt() * nv
-                xa = abar_a[t_a].sqrt() * a0 + (1 - abar_a[t_a]).sqrt() * na
+                bv = add_noise(v0, sv, abar_v, t=torch.full((b,), t_v), noise=torch.randn(v0.shape, generator=gen))
+                ba = add_noise(a0, sa, abar_a, t=torch.full((b,), t_a), noise=torch.randn(a0.shape, generator=gen))
+                xv, xa = bv.x_t, ba.x_t
                 fv = model.video_connector(latent=xv, x0_hat=v0)  # self-conditioning on the clean estimate
                 fa = model.audio_connector(latent=xa, x0_hat=a0)
                 row = {"t_audio": t_a, "t_video": t_v}
-                for name, unet, x, t, text, feats, noise in (
-                        ("audio", model.audio_unet, xa, t_a, ta, fv, na), ("video", model.video_unet, xv, t_v, tv, fa, nv)):
+                for name, unet, x, t, text, feats, target in (
+                        ("audio", model.audio_unet, xa, t_a, ta, fv, ba.target),
+                        ("video", model.video_unet, xv, t_v, tv, fa, bv.target)):
                     tt = torch.full((b,), t)
                     loss = lambda f: F.mse_loss(unet(sample=x, timestep=tt, text_embeds=text,  # noqa: E731
-                                                     cross_features=f).float(), noise).item()
+                                                     cross_features=f).float(), target).item()
                     m, mm, z = loss(feats), loss(feats.roll(1, 0)), loss(torch.zeros_like(feats))
                     row[name] = {"matched": m, "mismatched": mm, "zeroed": z, "gain_pct": 100.0 * (mm - m) / mm}
                 rows.append(row)
