@@ -25,6 +25,9 @@ STAGE_HELP = {
     "vocoder": "Train the SpeechT5HifiGan vocoder (mel L1 + multi-resolution STFT losses).",
     "unet-video": "Train the base video UNetMotionModel alone (text -> video).",
     "unet-audio": "Train the base audio UNet2DConditionModel alone (text -> audio).",
+    "onset": "Teach the video connector when sounds start, before `train joint`: an onset pretext task (seed 003, "
+             "STA-V2A) with onset pseudo-labels found in the audio (BCE). Only the video connector changes; the "
+             "held-out onset F1 is reported.",
     "joint": "Join the bases: train connectors + CMC-PE blocks only, bases frozen (eqs. 9-10).",
 }
 

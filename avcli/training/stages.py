@@ -2,6 +2,7 @@
 
   vae-video, vae-audio, vocoder   the single-modality autoencoders and the vocoder (from data)
   unet-video, unet-audio          the two base diffusion models, each alone (cross-modal blocks stay zero)
+  onset                           the video connector alone, on an onset pretext task (seed 003); see onset.py
   joint                           connectors + CMC-PE blocks only, bases frozen (eqs. 9-10); see joint_stage.py
 
 Every stage reads a bundle folder, trains one part, and writes the bundle back (always a valid, loadable bundle).
@@ -27,7 +28,7 @@ from avcli.training.latents import mels as _mels
 from avcli.training.loop import LoopConfig, train
 from avcli.training.objective import base_loss, drop_text
 
-STAGES = ("vae-video", "vae-audio", "vocoder", "unet-video", "unet-audio", "joint")
+STAGES = ("vae-video", "vae-audio", "vocoder", "unet-video", "unet-audio", "onset", "joint")
 
 
 @dataclass(frozen=True)
@@ -262,6 +263,56 @@ def _base_stage(opts: StageOptions, cfg: LoopConfig, which: str) -> dict:
     return result
 
 
+def stage_onset(opts: StageOptions, cfg: LoopConfig) -> dict:
+    """The video connector learns when sounds start (seed 003 sec. II-B1): BCE between onset logits from its
+    features and onset pseudo-labels found in the audio. The last tenth of the windows is held out and scored."""
+    from avcli.data.folder import read_folder
+    from avcli.training.latents import cached_latents
+    from avcli.training.objective import add_noise
+    from avcli.training.onset import OnsetHead, labels_from_latents, onset_f1, onset_loss
+
+    if not opts.data.is_dir():
+        raise UsageError(f"{opts.data}: data folder not found")
+    model = load_bundle(opts.bundle, verify=False)
+    geo = model.geometry()
+    data = cached_latents(model, read_folder(opts.data)[: opts.limit or None], geo, opts.work / "cache",
+                          progress=opts.progress)
+    if len(data) < 2:
+        raise UsageError(f"{opts.data}: the onset stage needs at least 2 windows of video, found {len(data)}")
+    labels = labels_from_latents(model, data.audio)
+    rate = float(labels.mean())
+    if rate == 0:
+        raise UsageError(f"{opts.data}: no onsets found in the audio; the onset stage has nothing to learn")
+    pos_weight = min(50.0, (1 - rate) / rate)
+    n_val = max(1, len(data) // 10)
+    train_idx, val_idx = torch.arange(len(data) - n_val), torch.arange(len(data) - n_val, len(data))
+    schedule = NoiseSchedule.from_dict(model.manifest["video"]["schedule"])
+    abar = schedule.alphas_cumprod()
+    frames = geo.audio_latent[1]
+    net = torch.nn.ModuleDict({"video_connector": model.video_connector,
+                               "head": OnsetHead(model.manifest["joint"]["connector_dim"])})
+
+    def logits(idx, gen):
+        v0 = data.video[idx].float()
+        x_t = add_noise(v0, schedule, abar, gen).x_t  # the known video at a random noise level, as foley gives it
+        return net["head"](net["video_connector"](latent=x_t, x0_hat=v0), frames)
+
+    def loss_fn(step, gen):
+        idx = train_idx[torch.randint(0, len(train_idx), (opts.batch,), generator=gen)]
+        return onset_loss(logits(idx, gen), labels[idx], pos_weight), {}
+
+    result = train("onset", net, loss_fn, opts.work / "runs" / "onset", cfg, progress=opts.progress)
+    net.eval()
+    with torch.no_grad():
+        scores = onset_f1(logits(val_idx, torch.Generator().manual_seed(0)), labels[val_idx])
+        shuffled = onset_f1(logits(val_idx, torch.Generator().manual_seed(0)), labels[val_idx.roll(1)])
+    result.update(clips=len(data), onset_rate=rate, heldout_windows=n_val, heldout_f1=scores["f1"],
+                  heldout_precision=scores["precision"], heldout_recall=scores["recall"],
+                  heldout_f1_other_clip=shuffled["f1"])
+    _save(model, opts, ["video_connector"])
+    return result
+
+
 def stage_joint(opts: StageOptions, cfg: LoopConfig) -> dict:
     from avcli.training.joint_stage import stage_joint as run  # imports accelerate only when joint training
 
@@ -272,7 +323,7 @@ def run_stage(stage: str, opts: StageOptions, cfg: LoopConfig) -> dict:
     """Run one stage; its record (data, clips, steps, wall time, final loss) goes to <work>/records/<stage>.json."""
     fns = {"vae-video": stage_vae_video, "vae-audio": stage_vae_audio, "vocoder": stage_vocoder,
            "unet-video": lambda o, c: _base_stage(o, c, "video"), "unet-audio": lambda o, c: _base_stage(o, c, "audio"),
-           "joint": stage_joint}
+           "onset": stage_onset, "joint": stage_joint}
     if stage not in fns:
         raise UsageError(f"unknown training stage {stage!r}; choose one of {', '.join(STAGES)}")
     torch.manual_seed(cfg.seed)
