@@ -124,6 +124,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/ablation"))
     ap.add_argument("--score-only", action="store_true")
     ap.add_argument("--no-foley", action="store_true", help="Skip the foley onset-F1 column.")
+    ap.add_argument("--foley-only", action="store_true",
+                    help="Only the foley columns (no text-to-video generation, no AV-Align/FD of generated clips).")
+    ap.add_argument("--name", default="ablation", help="Result files: benchmarks/results/NAME.json and NAME.md.")
     ap.add_argument("--foley-gammas", type=float, nargs="*", default=None,
                     help="Score foley only at these gammas (default: every setting); it costs as much as generating.")
     args = ap.parse_args()
@@ -138,31 +141,36 @@ def main() -> None:
         model = load_bundle(bundle)
         folder = args.out / f"{mode}_g{gamma:g}"
         seconds = None
-        if not args.score_only:
+        if not args.score_only and not args.foley_only:
             seconds = generate_folder(model, caps, folder, gamma, args.steps, args.solver, args.batch)
         geo = model.geometry()
-        row = {"mode": mode, "gamma": gamma, "steps": args.steps, "solver": args.solver,
-               "generate_seconds": seconds, **score_folder(folder, args.test, geo.fps, geo.sample_rate)}
+        row = {"mode": mode, "gamma": gamma, "steps": args.steps, "solver": args.solver, "bundle": str(bundle)}
+        if not args.foley_only:
+            row.update(generate_seconds=seconds, **score_folder(folder, args.test, geo.fps, geo.sample_rate))
         if not args.no_foley and (args.foley_gammas is None or gamma in args.foley_gammas):
             row.update(foley_scores(model, args.test, args.n, gamma, args.steps, args.solver))
         print(json.dumps(row), flush=True)
         results.append(row)
     geo = load_bundle(args.cmcpe).geometry()
-    real = score_folder(args.test, args.test, geo.fps, geo.sample_rate)
+    real = None if args.foley_only else score_folder(args.test, args.test, geo.fps, geo.sample_rate)
     summary = {"settings": results, "real_test_clips": real, "n_captions": len(caps),
                "command": "python benchmarks/ablation.py " + " ".join(sys.argv[1:])}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out.parent / "ablation.json").write_text(json.dumps(summary, indent=1))
+    (args.out.parent / f"{args.name}.json").write_text(json.dumps(summary, indent=1))
     lines = ["| connector | gamma | AV-Align (seed 000) | AV-Align (official) | FD-logmel | FD-colourflow "
              "| foley onset F1 | foley AV-Align |", "|---|---|---|---|---|---|---|---|"]
     for r in results:
         fol = (f"{r['foley_onset_f1']:.3f} | {r['foley_av_align_seed000']:.3f}" if "foley_onset_f1" in r
                else "- | -")
+        if args.foley_only:
+            lines.append(f"| {r['mode']} | {r['gamma']:g} | - | - | - | - | {fol} |")
+            continue
         lines.append(f"| {r['mode']} | {r['gamma']:g} | {r['av_align_seed000']:.3f} | {r['av_align_official']:.3f} "
                      f"| {r['fd_logmel']:.2f} | {r['fd_colourflow']:.2f} | {fol} |")
-    lines.append(f"| real test clips | - | {real['av_align_seed000']:.3f} | {real['av_align_official']:.3f} | 0 | 0 "
-                 f"| - | - |")
-    (args.out.parent / "ablation.md").write_text("\n".join(lines) + "\n")
+    if real is not None:
+        lines.append(f"| real test clips | - | {real['av_align_seed000']:.3f} | {real['av_align_official']:.3f} "
+                     f"| 0 | 0 | - | - |")
+    (args.out.parent / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
