@@ -231,5 +231,6 @@ for _stage, _help in STAGE_HELP.items():
     if _stage == "joint":
         train_app.command("joint", help=JOINT_HELP)(train_joint)
     else:
+        _args = "--steps 600 --batch 64 --lr 1e-3" if _stage == "onset" else "--steps 500"  # onset: the demo's
         train_app.command(_stage, help=_help + "\n\nExample:\n\n  avgen train " + _stage +
-                          " --bundle work/bundle --data hits/ --work work --steps 500")(_make_stage(_stage))
+                          " --bundle work/bundle --data hits/ --work work " + _args)(_make_stage(_stage))
