@@ -75,3 +75,19 @@ def test_joint_loss_options_reach_the_connectors_and_the_loss():
     known_a = rec.seen["a"].flatten(1).ne(0).any(1)
     assert torch.all(known_v ^ known_a)  # p = 1: every sample is foley or animate
     assert torch.equal(rec.seen["v"][known_v], v0[known_v]) and torch.equal(rec.seen["a"][known_a], a0[known_a])
+
+
+def test_close_process_group_tears_down_an_initialised_group(tmp_path):
+    import torch.distributed as dist
+
+    from avcli.training.distributed import close_process_group
+
+    close_process_group()  # nothing initialised: a no-op
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        assert dist.is_initialized()
+        close_process_group()
+        assert not dist.is_initialized()  # destroyed before interpreter exit, not left to gloo's destructors
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
