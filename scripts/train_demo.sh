@@ -64,4 +64,13 @@ OMP_NUM_THREADS=2 $A train onset --bundle "$S/bundle" --data "$W/hits" --work "$
 OMP_NUM_THREADS=2 $A train joint --bundle "$S/bundle" --data "$W/hits" --work "$S" --json \
   --steps ${JOINT_STEPS:-800} --batch 8 --lr 3e-4 --known-p 0.5 --high-noise-weight 20 > "$W/logs/joint-shipped.log" 2>&1
 $A train finalize --bundle "$S/bundle" --work "$S" -o avcli/bundles/hits-demo --dtype float16 --name hits-demo
+# Its cross-attention twin for the ablation on the current recipe (README: "Re-run on the current recipe"; the
+# results there came from this recipe run by hand in work/k5):
+XO="$W/xattn-onset"
+$A train init --from-bundle "$W/bundle" --mode xattn --video-grid 4 -o "$XO/bundle" --overwrite
+mkdir -p "$XO" && ln -sfn "$(cd "$W" && pwd)/cache" "$XO/cache"
+OMP_NUM_THREADS=2 $A train onset --bundle "$XO/bundle" --data "$W/hits" --work "$XO" --json \
+  --steps ${ONSET_STEPS:-600} --batch 64 --lr 1e-3 > "$W/logs/onset-xattn.log" 2>&1
+OMP_NUM_THREADS=2 $A train joint --bundle "$XO/bundle" --data "$W/hits" --work "$XO" --json \
+  --steps ${JOINT_STEPS:-800} --batch 8 --lr 3e-4 --known-p 0.5 --high-noise-weight 20 > "$W/logs/joint-xattn-onset.log" 2>&1
 echo "total wall: ${SECONDS}s"
