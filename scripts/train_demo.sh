@@ -54,7 +54,8 @@ wait $p2
 # "Limits", benchmarks/joint_probe.py), so the shipped recipe adds seed 003's onset pretext task for the video
 # connector (grid-pooled, zero-bias init) before joint training, trains the conditional tasks the way the sampler
 # runs them (--known-p) and weighs the noisy steps, where only the other modality knows the timing, more
-# (--high-noise-weight). Same frozen bases as above.
+# (--high-noise-weight). Same frozen bases as above. The shipped bundle came from these commands run by hand
+# in work/k4 (bases' records copied as below); the script in this form has not been run end to end.
 S="$W/shipped"
 $A train init --from-bundle "$W/bundle" --video-grid 4 -o "$S/bundle" --overwrite
 mkdir -p "$S/records" && ln -sfn "$(cd "$W" && pwd)/cache" "$S/cache"

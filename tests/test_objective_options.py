@@ -39,36 +39,65 @@ def test_known_modality_replaces_self_conditioning_by_the_clean_latent():
 
 
 class _Recorder:
-    """Connectors record what they are given; U-Nets predict zeros, so each sample's loss is mean(target^2)."""
+    """Connectors record what they are given; U-Nets record (sample, timestep) and predict zeros, so each
+    sample's epsilon loss is mean(eps^2), with eps recoverable from x_t, x0 and t."""
 
     def __init__(self):
-        self.seen = {}
+        self.seen, self.unet_calls = {}, []
         self.video_connector = lambda latent, x0_hat: self._conn("v", x0_hat)
         self.audio_connector = lambda latent, x0_hat: self._conn("a", x0_hat)
-        self.video_unet = self.audio_unet = lambda sample, **kw: torch.zeros_like(sample)
+        self.video_unet = self.audio_unet = self._unet
 
     def _conn(self, k, x0_hat):
         self.seen[k] = x0_hat
         return torch.zeros(x0_hat.shape[0], 4, 8)
 
+    def _unet(self, sample, timestep, **kw):
+        self.unet_calls.append((sample, timestep))
+        return torch.zeros_like(sample)
 
-def _loss(model, v0, a0, **kw):
+
+def _schedules():
     m = get_preset("tiny")
     sv, sa = NoiseSchedule.from_dict(m["video"]["schedule"]), NoiseSchedule.from_dict(m["audio"]["schedule"])
+    assert sv.prediction_type == sa.prediction_type == "epsilon"
+    return sv, sa
+
+
+def _loss(model, v0, a0, **kw):
+    sv, sa = _schedules()
     text = torch.zeros(v0.shape[0], 3, 5)
     return joint_loss(model, v0, a0, text, text, sv, sa, sv.alphas_cumprod(), sa.alphas_cumprod(),
                       torch.Generator().manual_seed(7), self_condition_p=0.0, **kw)
 
 
+def _expected(rec, x0s, schedules, cap):
+    """Recompute the weighted loss from what the U-Nets were given: eps = (x_t - sqrt(abar) x0) / sqrt(1 - abar),
+    per-sample mean(eps^2) weighted by clamp((1 - abar) / abar, 1, cap)."""
+    total = 0.0
+    for (x_t, t), x0, sched in zip(rec.unet_calls, x0s, schedules):
+        abar = sched.alphas_cumprod()[t].double().view(-1, *[1] * (x0.dim() - 1))
+        eps = (x_t.double() - abar.sqrt() * x0.double()) / (1 - abar).sqrt()
+        per = eps.pow(2).flatten(1).mean(1)
+        w = ((1 - abar.flatten()) / abar.flatten()).clamp(1.0, cap)
+        total += float((w * per).sum() / w.sum())
+    return total
+
+
 def test_joint_loss_options_reach_the_connectors_and_the_loss():
     g = torch.Generator().manual_seed(1)
     v0, a0 = torch.randn(64, 4, 6, 2, 2, generator=g), torch.randn(64, 4, 12, 4, generator=g)
-    plain, rec = _loss(_Recorder(), v0, a0), _Recorder()
-    same, _ = _loss(rec, v0, a0, high_noise_weight=1.0, known_p=0.0)
-    assert float(same) == pytest.approx(float(plain[0]), rel=1e-6)  # both off = the seed's loss, same draws
-    assert float(rec.seen["v"].abs().sum()) == 0  # no self-conditioning, nothing known
+    sv, sa = _schedules()
+    for cap in (1.0, 20.0):  # cap 1 = the seed's plain mean; 20 = noisy samples weigh more
+        rec = _Recorder()
+        loss, parts = _loss(rec, v0, a0, high_noise_weight=cap)
+        (_, tv), (_, ta) = rec.unet_calls
+        assert float(tv.max()) > 500 and float(tv.min()) < 100  # both regimes present in the draw
+        assert float(loss) == pytest.approx(_expected(rec, (v0, a0), (sv, sa), cap), rel=1e-4)
+        assert float(rec.seen["v"].abs().sum()) == 0  # no self-conditioning, nothing known
+    plain, _ = _loss(_Recorder(), v0, a0)
     weighted, _ = _loss(_Recorder(), v0, a0, high_noise_weight=20.0)
-    assert float(weighted) != pytest.approx(float(plain[0]), rel=1e-3)
+    assert float(weighted) != pytest.approx(float(plain), rel=1e-3)
     rec = _Recorder()
     _loss(rec, v0, a0, known_p=1.0)
     known_v = rec.seen["v"].flatten(1).ne(0).any(1)

@@ -73,23 +73,19 @@ def onset_loss(logits: torch.Tensor, labels: torch.Tensor, pos_weight: float) ->
 
 
 def onset_f1(logits: torch.Tensor, labels: torch.Tensor, tolerance: int = 1) -> dict[str, float]:
-    """Peak-picked predictions (local maxima with p > 0.5) against the labels, +-tolerance latent frames, greedy
-    one-to-one; the pretext task's own score."""
+    """Peak-picked predictions (local maxima with p > 0.5) against the labels, +-tolerance latent frames, one-to-one
+    (the metrics' greedy matching, closest pairs first); the pretext task's own score, pooled over the batch."""
+    from avcli.metrics._match import greedy_match
+
     p = torch.sigmoid(logits)
     left = F.pad(p, (1, 0), value=-1)[:, :-1]
     right = F.pad(p, (0, 1), value=-1)[:, 1:]
     pred = (p > 0.5) & (p >= left) & (p > right)
     tp = n_pred = n_true = 0
     for pr, tr in zip(pred, labels.bool()):
-        ps, ts = pr.nonzero()[:, 0].tolist(), tr.nonzero()[:, 0].tolist()
+        ps, ts = pr.nonzero()[:, 0].double().numpy(), tr.nonzero()[:, 0].double().numpy()
         n_pred, n_true = n_pred + len(ps), n_true + len(ts)
-        used = set()
-        for q in ps:
-            for j, t in enumerate(ts):
-                if j not in used and abs(q - t) <= tolerance:
-                    used.add(j)
-                    tp += 1
-                    break
+        tp += len(greedy_match(ps, ts, float(tolerance)))
     prec = tp / n_pred if n_pred else 0.0
     rec = tp / n_true if n_true else 0.0
     return {"precision": prec, "recall": rec, "f1": 2 * prec * rec / (prec + rec) if prec + rec else 0.0}
