@@ -27,32 +27,21 @@ GAMMAS = (1.0, 1.25, 1.5, 1.75, 2.0)
 
 def generate_folder(model, captions: list[str], out: Path, gamma: float, steps: int, solver: str, batch: int,
                     seed0: int = 0) -> float:
+    """One clip per caption through JointPipeline.generate_batch (clip i: seed seed0 + i, what `avgen generate
+    --seed` gives for it), `batch` captions per network call; existing clips are kept."""
     from avcli.media.ffmpeg import write_video
-    from avcli.pipelines.common import (PromptEncoder, decode_audio, decode_video, modality_specs, sampler_config,
-                                        torch_components)
-    from avcli.sampling.joint import sample
+    from avcli.pipelines.generate import GenerateRequest
+    from avcli.pipelines.pipeline import JointPipeline
 
     out.mkdir(parents=True, exist_ok=True)
-    comps = torch_components(model)
-    enc = PromptEncoder(model, comps)
-    geo = model.geometry()
-    cfg = sampler_config(model, steps=steps, solver=solver, gamma=gamma)
+    pipe = JointPipeline.from_model(model)
+    names = [f"clip_{i:05d}.mp4" for i in range(len(captions))]
+    todo = [i for i, n in enumerate(names) if not (out / n).exists()]
+    reqs = [GenerateRequest(captions[i], steps=steps, solver=solver, gamma=gamma, seed=seed0 + i) for i in todo]
     t0 = time.perf_counter()
-    rows = []
-    for i in range(0, len(captions), batch):
-        caps = captions[i:i + batch]
-        names = [f"clip_{i + k:05d}.mp4" for k in range(len(caps))]
-        rows += [{"file": n, "caption": c} for n, c in zip(names, caps)]
-        if all((out / n).exists() for n in names):
-            continue
-        text = enc.conditioning(caps, [""] * len(caps))
-        vspec, aspec = modality_specs(model, geo, batch=len(caps))
-        with torch.no_grad():
-            res = sample(comps, vspec, aspec, text, cfg, torch.Generator().manual_seed(seed0 + i))
-        frames = decode_video(comps, res.video)
-        audio = decode_audio(model, comps, res.audio, int(round(geo.duration * geo.sample_rate)))
-        for n, f, a in zip(names, frames, audio):
-            write_video(out / n, f, geo.fps, a, geo.sample_rate, overwrite=True)
+    pipe.generate_batch(reqs, batch, on_clip=lambda k, c: write_video(out / names[todo[k]], c.frames, c.fps, c.audio,
+                                                                      c.sample_rate, overwrite=True))
+    rows = [{"file": n, "caption": c} for n, c in zip(names, captions)]
     (out / "captions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return time.perf_counter() - t0
 
@@ -61,17 +50,16 @@ def foley_scores(model, test: Path, n: int, gamma: float, steps: int, solver: st
     """Onset P/R/F1 of foley audio on held-out test videos against their true impact times, and its AV-Align."""
     import avcli.metrics as M
     from avcli.media.ffmpeg import read_video
-    from avcli.pipelines.common import torch_components
-    from avcli.pipelines.foley import FoleyRequest, foley
+    from avcli.pipelines.foley import FoleyRequest
+    from avcli.pipelines.pipeline import JointPipeline
 
     geo = model.geometry()
     rows = [json.loads(line) for line in (test / "events.jsonl").read_text().splitlines() if line.strip()][:n]
-    comps = torch_components(model)
+    pipe = JointPipeline.from_model(model)
     accs, aligns = [], []
     t0 = time.perf_counter()
     for i, r in enumerate(rows):
-        audio = foley(model, test / r["file"], FoleyRequest(steps=steps, solver=solver, gamma=gamma, seed=i),
-                      components=comps)
+        audio = pipe.foley(test / r["file"], FoleyRequest(steps=steps, solver=solver, gamma=gamma, seed=i)).audio
         onsets = M.audio_onsets(audio, geo.sample_rate)
         accs.append(M.onset_accuracy(onsets, r["events"], tolerance=1.0 / geo.fps))
         frames = read_video(test / r["file"], geo.fps, geo.frame_size)

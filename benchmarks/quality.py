@@ -49,9 +49,9 @@ def main() -> None:
 
     from avcli.media.ffmpeg import mux_audio, write_video
     from avcli.models.bundle import load_bundle
-    from avcli.pipelines.common import torch_components
-    from avcli.pipelines.foley import FoleyRequest, foley
-    from avcli.pipelines.generate import GenerateRequest, generate
+    from avcli.pipelines.foley import FoleyRequest
+    from avcli.pipelines.generate import GenerateRequest
+    from avcli.pipelines.pipeline import JointPipeline
 
     model = load_bundle(args.bundle)
     geo = model.geometry()
@@ -60,7 +60,7 @@ def main() -> None:
     real, gen_dir, foley_dir = args.out / "real", args.out / "generate", args.out / "foley"
     for d in (real, gen_dir, foley_dir):
         d.mkdir(parents=True, exist_ok=True)
-    comps = torch_components(model)
+    pipe = JointPipeline.from_model(model)  # the pipeline `avgen generate` / `avgen foley` run
     seconds = {"generate": [], "foley": []}
     for i, row in enumerate(caps):
         name = row["file"]
@@ -68,12 +68,12 @@ def main() -> None:
             (real / name).symlink_to((args.test / name).resolve())
         if not (gen_dir / name).exists():
             t0 = time.perf_counter()
-            clip = generate(model, GenerateRequest(row["caption"], seed=i))[0]
+            clip = pipe.generate(GenerateRequest(row["caption"], seed=i))[0]
             write_video(gen_dir / name, clip.frames, clip.fps, clip.audio, clip.sample_rate)
             seconds["generate"].append(time.perf_counter() - t0)
         if not (foley_dir / name).exists():
             t0 = time.perf_counter()
-            audio = foley(model, args.test / name, FoleyRequest(seed=i), components=comps)
+            audio = pipe.foley(args.test / name, FoleyRequest(seed=i)).audio
             mux_audio(args.test / name, audio, geo.sample_rate, foley_dir / name)
             seconds["foley"].append(time.perf_counter() - t0)
         print(f"{i + 1}/{len(caps)} {name}", file=sys.stderr, flush=True)

@@ -1,6 +1,6 @@
 """The standard benchmark suite: benchmarks/results/<machine>.json, a PNG plot, and the README's performance section.
 
-1. tasks: `avgen bench`'s library function (avcli.cli.bench.run_bench) on the bundle, per task (generate, foley,
+1. tasks: `avgen bench`'s library function (avcli.pipelines.bench.run_bench) on the bundle, per task (generate, foley,
    animate) and backend, each backend in a fresh process (clean peak RSS): per-component latency, ms per joint
    step, sampler overhead, and one end-to-end run per stage (generate, foley) at the bundle's default steps;
 2. sweep: ms per joint generate step and peak RSS for clip durations 2, 4, 8, 16 s per backend, on the bundle's
@@ -111,7 +111,7 @@ def one_task(args, backend: str, task: str) -> dict:
 def child(args) -> None:
     import torch
 
-    from avcli.cli.bench import run_bench
+    from avcli.pipelines.bench import run_bench
 
     if args.threads:
         import os

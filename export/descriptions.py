@@ -14,11 +14,12 @@ This module reads a manifest dict and a model object by attribute name; it impor
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+
+from export.geometry import geometry
 
 SHAPE_POINTS = ("min", "opt", "max")
 DEFAULT_MAX_BATCH = 2  # prompts per call; CFG doubles it for the U-Nets
@@ -55,18 +56,12 @@ class Limits:
 
 
 def _geometry(manifest: dict, duration: float) -> dict:
-    """The latent geometry of a duration (same formulas as avcli.models.joint.geometry, kept dependency-free)."""
-    media, comps = manifest["media"], manifest["components"]
-    vcfg, acfg = comps["video_vae"]["config"], comps["audio_vae"]["config"]
-    fv = 2 ** (len(vcfg["block_out_channels"]) - 1)
-    fa = 2 ** (len(acfg["block_out_channels"]) - 1)
-    ua = 2 ** (len(comps["audio_unet"]["config"]["block_out_channels"]) - 1)
-    frames = max(1, int(round(duration * float(media["fps"]))))
-    step = fa * ua
-    mel_frames = max(step, int(math.ceil(duration * media["sample_rate"] / media["hop_length"] / step)) * step)
-    h, w = media["frame_size"]
-    return {"frames": frames, "mel": mel_frames, "audio_t": mel_frames // fa, "audio_m": media["n_mels"] // fa,
-            "h": h // fv, "w": w // fv, "H": h, "W": w, "vc": vcfg["latent_channels"], "ac": acfg["latent_channels"]}
+    """The latent geometry of a duration as the axis sizes the descriptions use (export.geometry is the source)."""
+    g = geometry(manifest, duration)
+    (vc, frames, h, w), (ac, audio_t, audio_m) = g.video_latent, g.audio_latent
+    H, W = g.frame_size
+    return {"frames": frames, "mel": g.mel_frames, "audio_t": audio_t, "audio_m": audio_m, "h": h, "w": w,
+            "H": H, "W": W, "vc": vc, "ac": ac}
 
 
 def _text_spec(manifest: dict, key: str) -> dict:

@@ -14,6 +14,8 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from export.files import sha256_file
+
 CACHE_FORMAT = 1
 
 
@@ -45,12 +47,7 @@ def engine_key(parts: EngineKeyParts) -> str:
     return hashlib.sha256(json.dumps(asdict(parts), sort_keys=True).encode()).hexdigest()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+_sha256 = sha256_file
 
 
 @dataclass(frozen=True)
@@ -60,8 +57,10 @@ class CacheEntry:
 
 
 def entry_paths(cache_dir: str | os.PathLike, name: str, key: str) -> CacheEntry:
+    # names built by appending: Path.with_suffix would replace the ".<key16>" part and collapse every key
+    # (fp16 and fp32, two profiles) onto one "<name>.plan"
     base = Path(cache_dir) / f"{name}.{key[:16]}"
-    return CacheEntry(base.with_suffix(".plan"), Path(str(base) + ".meta.json"))
+    return CacheEntry(Path(str(base) + ".plan"), Path(str(base) + ".meta.json"))
 
 
 def check_entry(entry: CacheEntry, key: str) -> tuple[bool, str]:
@@ -84,7 +83,7 @@ def check_entry(entry: CacheEntry, key: str) -> tuple[bool, str]:
 def write_entry(entry: CacheEntry, key: str, parts: EngineKeyParts, plan_bytes: bytes, extra: dict | None = None
                 ) -> None:
     entry.plan.parent.mkdir(parents=True, exist_ok=True)
-    tmp = entry.plan.with_suffix(".plan.tmp")
+    tmp = Path(str(entry.plan) + ".tmp")
     tmp.write_bytes(plan_bytes)
     os.replace(tmp, entry.plan)
     meta = {"key": key, "parts": asdict(parts), "plan_sha256": hashlib.sha256(plan_bytes).hexdigest(),

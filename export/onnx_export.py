@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from export.files import sha256_file  # noqa: F401  (re-exported)
 from export.descriptions import COMPONENTS, ExportDescription, Tolerance, descriptions
 
 MANIFEST_NAME = "export_manifest.json"
@@ -74,14 +75,6 @@ class ExportRecord:
     status: str  # "ok" | "cached" | "failed: ..."
     external_data: bool = False
     validation: list[dict] = field(default_factory=list)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def onnx_content_sha256(path: Path) -> str:

@@ -64,12 +64,12 @@ def main() -> None:
     ap.add_argument("--real", type=Path, default=None, help="also draw the first clip of a synthetic data folder")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    from avcli.models.bundle import load_bundle
-    from avcli.pipelines.generate import GenerateRequest, generate
+    from avcli.pipelines.generate import GenerateRequest
+    from avcli.pipelines.pipeline import JointPipeline
 
-    model = load_bundle(args.bundle)
+    pipe = JointPipeline.from_bundle(args.bundle, backend="torch")
     for k, prompt in enumerate(args.prompts):
-        clip = generate(model, GenerateRequest(prompt, seed=args.seed + k))[0]
+        clip = pipe.generate(GenerateRequest(prompt, seed=args.seed + k))[0]
         path = args.out / f"generated_{k}.png"
         figure(clip.frames, clip.audio, clip.sample_rate, clip.fps, f"generated: “{prompt}” (seed {clip.seed})", path)
         print(path)
@@ -78,7 +78,7 @@ def main() -> None:
 
         from avcli.media.ffmpeg import read_audio, read_video
 
-        geo = model.geometry()
+        geo = pipe.geometry()
         rows = [json.loads(line) for line in (args.real / "events.jsonl").read_text().splitlines() if line.strip()]
         caps = {json.loads(line)["file"]: json.loads(line)["caption"]
                 for line in (args.real / "captions.jsonl").read_text().splitlines() if line.strip()}
@@ -91,9 +91,9 @@ def main() -> None:
                row.get("events"))
         print(path)
         # the same held-out video re-sounded by `avgen foley` (its own sound never seen): onsets vs true impacts
-        from avcli.pipelines.foley import FoleyRequest, foley
+        from avcli.pipelines.foley import FoleyRequest
 
-        sound = foley(model, f, FoleyRequest(seed=args.seed))
+        sound = pipe.foley(f, FoleyRequest(seed=args.seed)).audio
         path = args.out / "foley_0.png"
         figure(frames, sound, geo.sample_rate, geo.fps, f"avgen foley on the held-out video above (seed {args.seed})",
                path, row.get("events"))

@@ -28,7 +28,7 @@ def test_bench_writes_json(tiny_bundle, tmp_path):
                 "speedup_vs_torch"} <= set(c)
         assert c["min_ms"] <= c["p50_ms"] <= c["p90_ms"]
         step = r["step"]
-        assert step["calls"] == {"video_connector": 2, "audio_connector": 2, "audio_unet": 2}  # foley: no video U-Net
+        assert step["calls"] == {"video_connector": 2, "audio_unet": 2}  # foley: no video U-Net, no audio features
         assert 0 <= step["sampler_overhead_pct"] < 100 and step["ms_per_step"] > 0
         assert r["peak_rss_mb"] > 0
         e2e = r["e2e"]  # foley end to end: decode the input, encode, denoise, vocode, mux (video stream copied)
@@ -46,7 +46,7 @@ def test_bench_rejects_unknown_backend(tiny_bundle):
 
 
 def test_percentile_and_peak():
-    from avcli.cli.bench import matmul_peak_gflops, percentile
+    from avcli.pipelines.bench import matmul_peak_gflops, percentile
 
     assert percentile([3.0, 1.0, 2.0], 0.5) == 2.0
     assert percentile([1.0, 2.0], 0.9) > 1.8

@@ -134,6 +134,22 @@ def test_cache_entry_detects_tampered_stale_and_foreign(tmp_path):
     assert entry_paths(tmp_path, "video_unet", key).plan.name.startswith("video_unet.")
 
 
+def test_engine_cache_keeps_fp16_and_fp32_plans_apart(tmp_path):
+    """Two keys give two plan files, and writing one leaves the other valid (with_suffix once collapsed every key
+    onto video_unet.plan, so fp16 and fp32 overwrote each other and read back as 'tampered')."""
+    from export.engine_cache import check_entry, entry_paths, lookup, write_entry
+
+    p16, p32 = _parts(precision="fp16"), _parts(precision="fp32")
+    e16, k16, _, _ = lookup(tmp_path, "video_unet", p16)
+    e32, k32, _, _ = lookup(tmp_path, "video_unet", p32)
+    assert k16 != k32 and e16.plan != e32.plan and e16.meta != e32.meta
+    assert e16.plan.name == f"video_unet.{k16[:16]}.plan"
+    write_entry(e16, k16, p16, b"FP16-PLAN")
+    write_entry(e32, k32, p32, b"FP32-PLAN")
+    assert check_entry(e16, k16) == (True, "cached") and check_entry(e32, k32) == (True, "cached")
+    assert e16.plan.read_bytes() == b"FP16-PLAN" and entry_paths(tmp_path, "video_unet", k32).plan.read_bytes() == b"FP32-PLAN"
+
+
 def test_trt_build_reports_missing_tensorrt(tmp_path):
     import importlib.util
 

@@ -145,7 +145,8 @@ def test_text_encoders_match_the_pipelines(pipelines, imported):
 
 
 def test_joint_sampler_reproduces_both_pipelines(pipelines, imported):
-    from avcli.pipelines.generate import GenerateRequest, generate
+    from avcli.pipelines.generate import GenerateRequest
+    from avcli.pipelines.pipeline import JointPipeline
 
     model = load_bundle(imported[1])
     g = torch.Generator().manual_seed(42)
@@ -153,7 +154,7 @@ def test_joint_sampler_reproduces_both_pipelines(pipelines, imported):
     noise_a = torch.randn((1,) + model.geometry().audio_latent, generator=g)
     steps, cfg_v, cfg_a = 3, 7.5, 2.5
     req = GenerateRequest(PROMPT, steps=steps, solver="ddim", gamma=1.0, cfg_video=cfg_v, cfg_audio=cfg_a, eta=0.0)
-    clip = generate(model, req, initial_noise=(noise_v, noise_a))[0]
+    clip = JointPipeline.from_model(model).generate(req, initial_noise=(noise_v, noise_a))[0]
 
     video, audio = pipelines["video"], pipelines["audio"]
     assert video.scheduler.init_noise_sigma == 1.0 and audio.scheduler.init_noise_sigma == 1.0

@@ -116,6 +116,7 @@ def test_foley_never_runs_video_unet_and_keeps_video(tiny_model):
     res = _run(tiny_model, 0, task="foley", comps=comps, known_video=known)
     assert comps.counts["video_unet"] == 0
     assert comps.counts["audio_unet"] == 3 and comps.counts["video_connector"] == 3
+    assert comps.counts["audio_connector"] == 0  # its features would only feed the video U-Net
     assert torch.equal(res.video, known)
     assert res.audio.shape == (1,) + geo.audio_latent
 
@@ -126,6 +127,7 @@ def test_animate_never_runs_audio_unet_and_keeps_audio(tiny_model):
     comps = _Counting(tiny_model.sampler_components())
     res = _run(tiny_model, 0, task="animate", comps=comps, known_audio=known)
     assert comps.counts["audio_unet"] == 0 and comps.counts["video_unet"] == 3
+    assert comps.counts["audio_connector"] == 3 and comps.counts["video_connector"] == 0
     assert torch.equal(res.audio, known)
 
 

@@ -12,7 +12,9 @@ from avcli.cli.common import console, human_size, print_json, stdout
 from avcli.errors import BackendUnavailable, UsageError
 
 HELP = ("Export every network of a bundle to ONNX (validated against PyTorch at two dynamic shapes), optionally "
-        "fp16, then build TensorRT engines.\n\nExamples:\n\n  avgen export --out exports/\n\n"
+        "fp16, then build TensorRT engines. The output folder is self-contained (graphs, tokenizer, bundle.json): "
+        "`--bundle OUT` runs it on ONNX Runtime or TensorRT without torch weights, diffusers or transformers."
+        "\n\nExamples:\n\n  avgen export --out engines/ && avgen generate --bundle engines/ -p \"a red ball\"\n\n"
         "  avgen export --components video_unet,audio_unet --fp16 --trt")
 
 
@@ -57,11 +59,15 @@ def export_cmd(
         raise UsageError(f"--opset must be >= 17, got {opset}")
     if trt:
         _check_trt()  # fail before minutes of ONNX export
+    from avcli.manifest import is_engine_folder, resolve_bundle
     from avcli.models.bundle import load_bundle
-    from avcli.pipelines.backends import default_export_dir
+    from avcli.pipelines.backends import default_export_dir, graph_names, write_engine_folder
     from export.onnx_export import export_all, onnx_path, read_manifest
 
+    if is_engine_folder(resolve_bundle(bundle)):
+        raise UsageError(f"{bundle}: is already an exported engine folder; export from the weights bundle")
     model = load_bundle(bundle)
+    names = graph_names(model.manifest, names)  # a shared text encoder is one graph
     out = out or default_export_dir(model)
     out.mkdir(parents=True, exist_ok=True)
     extra = {"bundle": str(getattr(model, "bundle_path", "")), "bundle_name": model.manifest.get("name")}
@@ -74,6 +80,8 @@ def export_cmd(
         missing = [n for n in names if not onnx_path(out, n).exists()]
         if missing:
             raise UsageError(f"--no-onnx: {out} lacks {', '.join(m + '.onnx' for m in missing)}")
+    if not records or all(str(r.status).startswith(("ok", "cached")) for r in records):
+        write_engine_folder(model, out)
     rows = [_row(r.__dict__) for r in records] or [
         _row(v) for v in read_manifest(out).get("components", {}).values() if v["component"] in names]
     if trt:

@@ -56,7 +56,10 @@ def foley_cmd(
     seed: int = typer.Option(0, help="Random seed; variation i uses seed + i."),
     num_samples: int = typer.Option(1, "--num-samples", min=1, max=64,
                                     help="Variations per input: <stem>.foley_1.mp4, _2, ..."),
-    backend: str = typer.Option("torch", help="torch, ort, trt or auto."),
+    backend: str = typer.Option("auto", help="torch, ort, trt or auto (an engine folder: TensorRT or ONNX Runtime; "
+                                "a weights bundle: TensorRT if usable, else PyTorch)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 or fp16 (fp16: CUDA, or ONNX Runtime graphs)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda[:N] (default: what the backend uses)."),
     bundle: Optional[str] = typer.Option(None, "--bundle", "-b",
                                          help="Bundle name or folder (default: the embedded hits-demo)."),
     fit: str = typer.Option("crop", help="How frames meet the model's frame size: crop, pad or stretch."),
@@ -81,7 +84,7 @@ def foley_cmd(
     from avcli.pipelines import batch as B
 
     inputs = list(inputs or [])
-    _check_options(inputs, output, out_dir, jobs, fit, mix, backend, recon_guidance, duration)
+    _check_options(inputs, output, out_dir, jobs, fit, mix, duration)
     single = jobs is None and len(inputs) == 1 and not inputs[0].is_dir()
     if out_dir is not None:
         B.check_writable_dir(out_dir, create=True)
@@ -104,12 +107,13 @@ def foley_cmd(
     def request(it: B.Item) -> FoleyRequest:
         return FoleyRequest(prompt=it.prompt, negative_prompt=it.negative_prompt, steps=steps, solver=solver,
                             gamma=gamma, cfg=cfg, seed=it.seed + it.sample, overlap=overlap, fit=fit,
-                            start=it.start, duration=it.duration, backend=backend, recon_guidance=recon_guidance)
+                            start=it.start, duration=it.duration, recon_guidance=recon_guidance)
 
+    _refuse_sidecars(items, save_wav, save_flac, overwrite, single)
     todo = [it for it in items if it.input_error is None and (overwrite or not it.output.exists())]
     timings = Timings()
     state: dict = {}
-    settings = {"bundle": bundle, "backend": backend, "steps": steps, "solver": solver, "cfg": cfg, "gamma": gamma,
+    settings = {"bundle": bundle, "backend": backend, "precision": precision, "steps": steps, "solver": solver, "cfg": cfg, "gamma": gamma,
                 "fit": fit, "overlap": overlap, "sample_rate": sample_rate, "mix": mix, "num_samples": num_samples,
                 "recon_guidance": recon_guidance}
 
@@ -131,8 +135,9 @@ def foley_cmd(
         outcome = None
         if todo:
             try:
-                _load(state, bundle, backend, timings, sample_rate)
-                window = state["model"].geometry().duration
+                _load(state, bundle, backend, precision, device, recon_guidance > 0, timings, sample_rate)
+                settings["backend"] = state["pipe"].backend
+                window = state["pipe"].geometry().duration
                 overlap = min(1.0, window / 2) if overlap is None else overlap
                 settings["overlap"] = overlap
                 plan_windows(window * 2, window, overlap)  # a bad --overlap fails here, once, for the whole batch
@@ -173,7 +178,7 @@ def foley_cmd(
         raise SystemExit(outcome.exit_code)
 
 
-def _check_options(inputs, output, out_dir, jobs, fit, mix, backend, recon_guidance, duration) -> None:
+def _check_options(inputs, output, out_dir, jobs, fit, mix, duration) -> None:
     from avcli.errors import UsageError
     from avcli.media.ffmpeg import FITS
     from avcli.pipelines.batch import check_output_path
@@ -192,10 +197,6 @@ def _check_options(inputs, output, out_dir, jobs, fit, mix, backend, recon_guida
         raise UsageError(f"--fit must be one of {', '.join(FITS)}, got {fit!r}")
     if mix not in ("replace", "keep"):
         raise UsageError(f"--mix must be replace or keep, got {mix!r}")
-    if backend not in ("torch", "ort", "trt", "auto"):
-        raise UsageError(f"unknown backend {backend!r}; choose torch, ort, trt or auto")
-    if recon_guidance > 0 and backend != "torch":
-        raise UsageError("--recon-guidance needs gradients through the U-Net: use it with --backend torch")
     if duration is not None and duration <= 0:
         raise UsageError(f"--duration must be > 0 seconds, got {duration:g}")
 
@@ -297,34 +298,52 @@ def _reason(msg: str, path: Path) -> str:
     return _strip_name(msg, path)
 
 
-def _load(state: dict, bundle, backend, timings, sample_rate) -> None:
-    from avcli.models.bundle import load_bundle
-    from avcli.pipelines.common import get_components
+def _load(state: dict, bundle, backend, precision, device, needs_grad, timings, sample_rate) -> None:
+    from avcli.pipelines.pipeline import JointPipeline
 
     with timings.stage("load"):
-        model = load_bundle(bundle)
-        state["model"] = model
-        state["components"] = get_components(model, backend)
-    state["bundle_path"] = str(getattr(model, "bundle_path", ""))
-    state["sr"] = model.geometry().sample_rate
+        pipe = JointPipeline.from_bundle(bundle, backend=backend, device=device, precision=precision,
+                                         needs_grad=needs_grad)
+    state["pipe"] = pipe
+    state["bundle_path"] = str(pipe.bundle_path or "")
+    state["sr"] = pipe.geometry().sample_rate
     state["sr_out"] = int(sample_rate or state["sr"])
+
+
+def _refuse_sidecars(items, save_wav: bool, save_flac: bool, overwrite: bool, single: bool) -> None:
+    """An existing .wav/.flac beside a pending output is never replaced without --overwrite: that item is refused
+    before any compute (a single input: the command is)."""
+    from avcli.errors import UsageError
+
+    if overwrite:
+        return
+    for it in items:
+        if it.input_error is not None or it.output.exists():
+            continue
+        for on, ext in ((save_wav, ".wav"), (save_flac, ".flac")):
+            side = it.output.with_suffix(ext)
+            if on and side.exists():
+                if single:
+                    raise UsageError(f"{side}: already exists (use --overwrite to replace it)")
+                it.input_error = f"{side.name} already exists (use --overwrite to replace it)"
+                break
 
 
 def _total_steps(state, info, it, steps, overlap) -> int | None:
     from avcli.errors import AvgenError
     from avcli.pipelines.foley import plan_windows
 
-    model = state.get("model")
-    if model is None or info is None:
+    pipe = state.get("pipe")
+    if pipe is None or info is None:
         return None
     total = info.duration_s - it.start
     if it.duration:
         total = min(total, it.duration)
     try:
-        n = len(plan_windows(total, model.geometry().duration, overlap).starts)
+        n = len(plan_windows(total, pipe.geometry().duration, overlap).starts)
     except AvgenError:
         return None
-    return n * int(steps or model.manifest["sampling"]["steps"])
+    return n * int(steps or pipe.default_steps)
 
 
 def resample(audio, sr_in: int, sr_out: int, n_out: int | None = None):
@@ -343,9 +362,7 @@ def resample(audio, sr_in: int, sr_out: int, n_out: int | None = None):
 
 def _process(state, it, req, timings, mix, overwrite, save_wav, save_flac, on_step) -> dict:
     from avcli.media.ffmpeg import mux_audio, write_flac, write_wav
-    from avcli.pipelines.foley import foley
-
-    audio = foley(state["model"], it.input, req, timings, on_step, state["components"])
+    audio = state["pipe"].foley(it.input, req, on_step=on_step, timings=timings).audio
     sr, sr_out = state["sr"], state["sr_out"]
     seconds = len(audio) / sr
     if sr_out != sr:
@@ -356,9 +373,9 @@ def _process(state, it, req, timings, mix, overwrite, save_wav, save_flac, on_st
     with timings.stage("mux"):
         # Side files first, the video last: an existing output video means the item is complete (resume key).
         if save_wav:
-            sidecars.append(write_wav(it.output.with_suffix(".wav"), audio, sr_out, overwrite=True))
+            sidecars.append(write_wav(it.output.with_suffix(".wav"), audio, sr_out, overwrite=overwrite))
         if save_flac:
-            sidecars.append(write_flac(it.output.with_suffix(".flac"), audio, sr_out, overwrite=True))
+            sidecars.append(write_flac(it.output.with_suffix(".flac"), audio, sr_out, overwrite=overwrite))
         mux_audio(it.input, audio, sr_out, it.output, mix=mix, start=it.start, duration=len(audio) / sr_out,
                   overwrite=overwrite)
     return {"seed": req.seed, "start_s": it.start, "duration_s": round(len(audio) / sr_out, 6),

@@ -1,4 +1,4 @@
-"""`avgen generate`: text -> video with its soundtrack, generated jointly."""
+"""`avgen generate`: text -> video with its soundtrack, generated jointly; one prompt or a batch file."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from avcli.cli.common import console, human_size, plan_outputs, print_json, refuse_existing, slug, step_progress, stdout
+from avcli.cli.common import (console, human_size, plan_outputs, print_json, refuse_existing, slug, step_progress,
+                              stdout)
 
 EXAMPLES = """
 Examples:
@@ -18,32 +19,51 @@ Examples:
 
   avgen generate -p "someone hits a wooden table with a stick" --num-samples 4 -o takes/ --seed 7
 
-  avgen generate -p "a red block dropped on glass" --steps 50 --gamma 1.5 --cfg-audio 3 --save-wav --json
+  avgen generate -p "" -o any.mp4          (an empty prompt: unconditional, text guidance off)
+
+  avgen generate --prompts shots.csv --out-dir takes/ --batch-size 4 --report report.json
+
+  avgen export --onnx --out engines/ && avgen generate --bundle engines/ -p "a red block dropped on glass"
 """
+
+BACKEND_HELP = ("torch, ort, trt or auto. auto: an exported engine folder runs on TensorRT if usable, else ONNX "
+                "Runtime; a weights bundle on TensorRT if usable, else PyTorch.")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("generate", short_help="Text -> video with its soundtrack.", help="Generate a sounding video (video + synchronized audio) from a text prompt."
-                + EXAMPLES)(generate_cmd)
+    app.command("generate", short_help="Text -> video with its soundtrack.",
+                help="Generate a sounding video (video + synchronized audio) from a text prompt, or from every row "
+                     "of a prompts file (--prompts: txt, csv or jsonl with columns prompt, negative, seed, duration, "
+                     "output; resumable, failures isolated, a JSON report)." + EXAMPLES)(generate_cmd)
 
 
 def generate_cmd(
-    prompt: str = typer.Option(..., "--prompt", "-p", help="What should be seen and heard."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="What should be seen and heard. An empty "
+                                         "prompt generates unconditionally (text guidance off)."),
+    prompts: Optional[Path] = typer.Option(None, "--prompts", help="A .txt (one prompt a line), .csv or .jsonl "
+                                           "file of prompts (columns: prompt, negative, seed, duration, output)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output",
                                           help="Output .mp4, or a directory for several samples."),
+    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Folder for a --prompts batch (default: .)."),
+    batch_size: int = typer.Option(1, "--batch-size", min=1, max=64, help="Clips per network call in a batch."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write the batch's JSON report here "
+                                          "(default: OUT_DIR/report.json)."),
     negative_prompt: str = typer.Option("", "--negative-prompt", "-n", help="What to steer away from."),
     duration: Optional[float] = typer.Option(None, help="Seconds (default: the bundle's native length)."),
     fps: Optional[float] = typer.Option(None, help="Frames per second (default: the bundle's)."),
-    steps: Optional[int] = typer.Option(None, help="Denoising steps (default: the bundle's)."),
+    steps: Optional[int] = typer.Option(None, min=1, help="Denoising steps (default: the bundle's)."),
     solver: Optional[str] = typer.Option(None, help="ddim or dpmpp2m (default: the bundle's)."),
     gamma: Optional[float] = typer.Option(None, help="Timestep adjustment gamma (seed 000 eq. 8); 1 = off."),
     cfg_video: Optional[float] = typer.Option(None, "--cfg-video", help="Classifier-free guidance for video."),
     cfg_audio: Optional[float] = typer.Option(None, "--cfg-audio", help="Classifier-free guidance for audio."),
     seed: int = typer.Option(0, help="Random seed; sample i uses seed + i."),
     num_samples: int = typer.Option(1, "--num-samples", min=1, max=64, help="How many variations."),
-    backend: str = typer.Option("torch", help="torch, ort, trt or auto."),
+    backend: str = typer.Option("auto", help=BACKEND_HELP),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 or fp16 (fp16: CUDA, or ONNX Runtime graphs)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda[:N] (default: what the backend uses)."),
     bundle: Optional[str] = typer.Option(None, "--bundle", "-b",
-                                         help="Bundle name or folder (default: the embedded hits-demo)."),
+                                         help="Bundle name or folder, or an exported engine folder (default: the "
+                                              "embedded hits-demo)."),
     save_wav: bool = typer.Option(False, "--save-wav", help="Also write the soundtrack as a .wav beside the mp4."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout (for scripts)."),
@@ -51,54 +71,146 @@ def generate_cmd(
     t_start = time.perf_counter()
     from avcli.errors import UsageError
 
-    if not prompt.strip():
-        raise UsageError("--prompt is empty")
-    outputs = plan_outputs(output, num_samples, slug(prompt) + f"_s{seed}")
+    if (prompt is None) == (prompts is None):
+        raise UsageError("give --prompt TEXT or --prompts FILE (one of them)")
+    if prompts is not None:
+        return _batch(prompts, out_dir or Path("."), report, batch_size, num_samples, t_start, overwrite, save_wav,
+                      json_out, bundle, backend, precision, device,
+                      dict(negative_prompt=negative_prompt, duration=duration, fps=fps, steps=steps, solver=solver,
+                           gamma=gamma, cfg_video=cfg_video, cfg_audio=cfg_audio, seed=seed))
+    if out_dir is not None:
+        raise UsageError("--out-dir is for --prompts batches; use -o FILE or -o FOLDER/ with --prompt")
+    outputs = plan_outputs(output, num_samples, slug(prompt or "unconditional") + f"_s{seed}")
     refuse_existing(outputs + ([p.with_suffix(".wav") for p in outputs] if save_wav else []), overwrite)
 
     t_import = time.perf_counter()
     from avcli.media.ffmpeg import write_video, write_wav
-    from avcli.models.bundle import load_bundle
     from avcli.pipelines.common import Timings
-    from avcli.pipelines.generate import GenerateRequest, generate
+    from avcli.pipelines.generate import GenerateRequest
+    from avcli.pipelines.pipeline import JointPipeline
 
     timings = Timings()
-    timings.stages["import"] = time.perf_counter() - t_import  # torch, diffusers, transformers: seconds on a CPU
+    timings.stages["import"] = time.perf_counter() - t_import  # the model's libraries load inside from_bundle
     with timings.stage("load"):
-        model = load_bundle(bundle)
+        pipe = JointPipeline.from_bundle(bundle, backend=backend, device=device, precision=precision, quiet=json_out)
     req = GenerateRequest(prompt, negative_prompt, duration, fps, steps, solver, gamma, cfg_video, cfg_audio, None,
-                          seed, num_samples, backend)
-    total_steps = (steps or model.manifest["sampling"]["steps"]) * num_samples
+                          seed, num_samples)
+    pipe.checked_geometry(duration, fps)  # before the progress bar: a bad --duration is one line, no compute
+    total_steps = (steps or pipe.default_steps) * num_samples
     with step_progress("denoising", enabled=not json_out) as progress:
         task = progress.add_task("denoising", total=total_steps)
-        clips = generate(model, req, on_step=lambda k, n: progress.advance(task), timings=timings)
+        out = pipe.generate(req, on_step=lambda k, n: progress.advance(task), timings=timings)
     rows = []
-    for clip, path in zip(clips, outputs):
+    for clip, path in zip(out.clips, outputs):
         with timings.stage("mux"):
             write_video(path, clip.frames, clip.fps, clip.audio, clip.sample_rate, overwrite=overwrite)
             if save_wav:
                 write_wav(path.with_suffix(".wav"), clip.audio, clip.sample_rate, overwrite=overwrite)
-        rows.append({"file": str(path), "seed": clip.seed, "bytes": path.stat().st_size,
-                     "duration_s": len(clip.frames) / clip.fps, "frames": len(clip.frames),
-                     "sample_rate": clip.sample_rate})
+        rows.append(_row(path, clip))
     wall = time.perf_counter() - t_start
     summary = {"outputs": rows, "timings_s": {k: round(v, 4) for k, v in timings.stages.items()},
-               "wall_s": round(wall, 3), "bundle": str(getattr(model, "bundle_path", "")),
-               "settings": {k: v for k, v in req.__dict__.items()}}
+               "wall_s": round(wall, 3), "bundle": str(pipe.bundle_path or ""), "backend": pipe.backend,
+               "precision": pipe.precision, "settings": dict(req.__dict__)}
     if json_out:
         print_json(summary)
         return
+    _print(rows, timings.stages, wall)
+
+
+def _row(path: Path, clip) -> dict:
+    return {"file": str(path), "seed": clip.seed, "bytes": path.stat().st_size,
+            "duration_s": len(clip.frames) / clip.fps, "frames": len(clip.frames), "sample_rate": clip.sample_rate}
+
+
+def _print(rows: list[dict], stages: dict, wall: float) -> None:
+    from rich.markup import escape
+
     table = Table(title="avgen generate", show_lines=False)
     table.add_column("output")
     table.add_column("seed", justify="right")
     table.add_column("length", justify="right")
     table.add_column("size", justify="right")
     for r in rows:
-        table.add_row(r["file"], str(r["seed"]), f"{r['duration_s']:.2f} s", human_size(r["bytes"]))
+        table.add_row(escape(r["file"]), str(r["seed"]), f"{r['duration_s']:.2f} s", human_size(r["bytes"]))
     stdout.print(table)
     t2 = Table(title="timings")
-    for k in timings.stages:
+    for k in stages:
         t2.add_column(k, justify="right")
     t2.add_column("wall", justify="right")
-    t2.add_row(*[f"{v:.2f} s" for v in timings.stages.values()], f"{wall:.2f} s")
+    t2.add_row(*[f"{v:.2f} s" for v in stages.values()], f"{wall:.2f} s")
     stdout.print(t2)
+
+
+def _batch(prompts: Path, out_dir: Path, report: Path | None, batch_size: int, num_samples: int, t_start: float,
+           overwrite: bool, save_wav: bool, json_out: bool, bundle, backend, precision, device, base: dict) -> None:
+    from rich.markup import escape
+
+    from avcli.pipelines import batch as B
+    from avcli.pipelines import prompt_jobs as J
+    from avcli.pipelines.generate import GenerateRequest
+
+    rows = J.read_prompts(prompts)
+    B.check_writable_dir(out_dir, create=True)
+    report = report or out_dir / "report.json"
+    items = J.plan_items(rows, out_dir, GenerateRequest("", **base), num_samples)  # collisions: refused here
+    if save_wav:
+        for it in items:
+            wav = it.output.with_suffix(".wav")
+            if it.error is None and wav.exists() and not overwrite and not it.output.exists():
+                it.error = f"row {it.row}: {wav.name} already exists (use --overwrite to replace it)"
+
+    from avcli.media.ffmpeg import write_video, write_wav
+    from avcli.pipelines.common import Timings
+    from avcli.pipelines.pipeline import JointPipeline
+
+    timings = Timings()
+    todo = [it for it in items if it.error is None and (overwrite or not it.output.exists())]
+    pipe = None
+    if todo:
+        with timings.stage("load"):
+            pipe = JointPipeline.from_bundle(bundle, backend=backend, device=device, precision=precision,
+                                             quiet=json_out)
+        J.preflight(pipe, items)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def write(it, clip) -> dict:
+        with timings.stage("mux"):
+            if save_wav:  # side file first, the video last: an existing video means the item is complete
+                write_wav(it.output.with_suffix(".wav"), clip.audio, clip.sample_rate, overwrite=overwrite)
+            write_video(it.output, clip.frames, clip.fps, clip.audio, clip.sample_rate, overwrite=overwrite)
+        return {"prompt": it.request.prompt, "seed": clip.seed, "bytes": it.output.stat().st_size}
+
+    def finish(outcome) -> dict:
+        rep = {"command": "generate", "prompts": str(prompts), **outcome.to_dict(),
+               "backend": pipe.backend if pipe else None, "batch_size": batch_size,
+               "timings_s": {k: round(v, 4) for k, v in timings.stages.items()},
+               "wall_s": round(time.perf_counter() - t_start, 3)}
+        B.write_report(report, rep)
+        return rep
+
+    steps_each = (base["steps"] or (pipe.default_steps if pipe else 0))
+    with step_progress("generating", enabled=not json_out) as progress:
+        task = progress.add_task("generating", total=steps_each * len(todo) or None)
+        outcome = J.run_prompt_items(pipe, items, write, batch_size, overwrite,
+                                     on_step=lambda k, n: progress.advance(task), timings=timings,
+                                     on_result=lambda res, out: finish(out)) if pipe else \
+            J.run_prompt_items(None, items, write, batch_size, overwrite)
+    rep = finish(outcome)
+    if json_out:
+        print_json(rep)
+    else:
+        styles = {"ok": "green", "skipped": "cyan", "failed": "bold red", "not run": "yellow"}
+        table = Table(title=f"avgen generate --prompts {escape(str(prompts))}")
+        for col in ("row", "output", "status", "seconds", "reason"):
+            table.add_column(col, overflow="fold")
+        for r in outcome.results:
+            table.add_row(r.input, escape(r.output), f"[{styles.get(r.status, '')}]{r.status}[/]",
+                          f"{r.seconds:.2f}" if r.status == "ok" else "", escape(r.reason))
+        stdout.print(table)
+        c = outcome.counts()
+        stdout.print(f"{c['ok']} ok, {c['skipped']} skipped, {c['failed']} failed, {c['not run']} not run in "
+                     f"{time.perf_counter() - t_start:.1f} s; report: {escape(str(report))}")
+    if outcome.interrupted:
+        console.print("[yellow]interrupted:[/] run the same command again to resume")
+    if outcome.exit_code:
+        raise SystemExit(outcome.exit_code)

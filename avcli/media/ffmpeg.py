@@ -181,6 +181,27 @@ def read_video(path, fps: float, size=(64, 64), fit: str = "crop", start: float 
     return np.frombuffer(r.stdout[: n * h * w * 3], dtype=np.uint8).reshape(n, h, w, 3).copy()
 
 
+def read_image(path, size=(64, 64), fit: str = "crop") -> np.ndarray:
+    """One picture (png, jpg, webp, ... or a video's first frame) fitted to size=(H, W): uint8 (H, W, 3).
+    `fit` crop fills the frame and cuts the overflow (centred), pad letterboxes with black, stretch distorts."""
+    p = _check_file(path)
+    h, w = int(size[0]), int(size[1])
+    r = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", _src(p)], capture_output=True)
+    err = r.stderr.decode(errors="replace")
+    if not _VIDEO.search(err):
+        raise MediaError(f"{p}: not an image ffmpeg can read ({_tail(err, 120)})")
+    sm = _SIZE.search(_VIDEO.search(err).group(2))
+    if sm and (int(sm.group(1)) < 2 or int(sm.group(2)) < 2):
+        raise MediaError(f"{p}: image is {sm.group(1)}x{sm.group(2)} px, too small to fit to {w}x{h}")
+    vf = _vf((h, w), fit, 1.0).split(",", 1)[1]  # no fps filter: one picture
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", _src(p), "-map", "0:v:0",
+           "-frames:v", "1", "-an", "-sn", "-dn", "-vf", vf, "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1"]
+    out = _run(cmd, p, "decode the image").stdout
+    if len(out) < h * w * 3:
+        raise MediaError(f"{p}: no picture could be decoded")
+    return np.frombuffer(out[: h * w * 3], dtype=np.uint8).reshape(h, w, 3).copy()
+
+
 def read_audio(path, sample_rate: int, start: float = 0.0, duration: float | None = None, mono: bool = True,
                required: bool = False):
     """Decode audio resampled to `sample_rate` as float32 (N,) (mono) or (N, C).

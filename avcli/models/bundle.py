@@ -7,7 +7,6 @@ fixed allow-list. A wrong, partial or corrupt bundle fails with a BundleError na
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import shutil
@@ -19,17 +18,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from avcli.errors import BundleError
-from avcli.models.joint import DIFFUSERS_CLASSES, JointModel, tokenizer_dir
-from avcli.models.presets import MANIFEST_FORMAT, MANIFEST_VERSION
+from avcli.manifest import MANIFEST_FORMAT
+from avcli.models.joint import JointModel, tokenizer_dir
 
-MANIFEST = "bundle.json"
-BUNDLES_DIR = Path(__file__).resolve().parent.parent / "bundles"
-DEFAULT_BUNDLE = "hits-demo"
-REQUIRED_KEYS = ("format", "version", "name", "media", "video", "audio", "joint", "sampling", "text", "components",
-                 "files")
-REQUIRED_MEDIA = ("fps", "frame_size", "duration", "sample_rate", "n_fft", "hop_length", "win_length", "n_mels")
-KNOWN_CLASSES = set(DIFFUSERS_CLASSES) | {"transformers.SpeechT5HifiGan", "transformers.BertModel",
-                                          "avgen.VideoConnector", "avgen.AudioConnector"}
+# re-exported: the manifest side lives in avcli.manifest (no torch there)
+from avcli.manifest import (BUNDLES_DIR, DEFAULT_BUNDLE, KNOWN_CLASSES, MANIFEST, REQUIRED_KEYS,  # noqa: F401
+                            REQUIRED_MEDIA, bundle_file, read_manifest, resolve_bundle, validate_manifest)
+from export.files import sha256_file
 
 
 def _vae_part(vae_sd: dict, prefixes: tuple[str, ...]) -> dict:
@@ -54,12 +49,7 @@ def component_state_dicts(model: JointModel) -> dict[str, dict[str, torch.Tensor
     return out
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+_sha256 = sha256_file
 
 
 def _bundle_folders(model: JointModel, folders: dict[str, Path] | None) -> dict[str, Path]:
@@ -159,73 +149,16 @@ def update_bundle(model: JointModel, path: str | os.PathLike, components: list[s
         os.replace(tmp, path / MANIFEST)
 
 
-def resolve_bundle(name_or_path: str | os.PathLike | None) -> Path:
-    """A bundle path from a name of an embedded bundle, a path, $AVGEN_BUNDLE, or the default."""
-    value = name_or_path or os.environ.get("AVGEN_BUNDLE") or DEFAULT_BUNDLE
-    p = Path(value).expanduser()
-    if p.exists():
-        return p
-    embedded = BUNDLES_DIR / str(value)
-    if embedded.exists():
-        return embedded
-    names = sorted(d.name for d in BUNDLES_DIR.iterdir() if (d / MANIFEST).exists()) if BUNDLES_DIR.exists() else []
-    raise BundleError(f"bundle {value!r} not found (not a folder; embedded bundles: {', '.join(names) or 'none'})")
-
-
-def read_manifest(path: Path) -> dict:
-    mf = path / MANIFEST
-    if not path.is_dir():
-        raise BundleError(f"{path}: not a bundle folder")
-    if not mf.exists():
-        raise BundleError(f"{path}: no {MANIFEST} (not an avgen bundle; use `avgen import` for diffusers folders)")
-    try:
-        manifest = json.loads(mf.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{mf}: corrupt manifest ({exc})") from None
-    validate_manifest(manifest, path)
-    return manifest
-
-
-def validate_manifest(manifest: dict, path: Path) -> None:
-    if not isinstance(manifest, dict):
-        raise BundleError(f"{path}: manifest is not a JSON object")
-    missing = [k for k in REQUIRED_KEYS if k not in manifest]
-    if missing:
-        raise BundleError(f"{path}: manifest lacks {', '.join(missing)}")
-    if manifest["format"] != MANIFEST_FORMAT:
-        raise BundleError(f"{path}: format {manifest['format']!r} is not {MANIFEST_FORMAT!r}")
-    if manifest["version"] != MANIFEST_VERSION:
-        raise BundleError(f"{path}: bundle version {manifest['version']} is not supported "
-                          f"(this avgen reads version {MANIFEST_VERSION})")
-    lacking = [k for k in REQUIRED_MEDIA if k not in manifest["media"]]
-    if lacking:
-        raise BundleError(f"{path}: media section lacks {', '.join(lacking)}")
-    for name, comp in manifest["components"].items():
-        if comp.get("class") not in KNOWN_CLASSES:
-            raise BundleError(f"{path}: component {name} names unknown class {comp.get('class')!r}")
-    for key in ("video", "audio"):
-        if "schedule" not in manifest[key]:
-            raise BundleError(f"{path}: {key} section lacks its noise schedule")
-    # shapes that must agree across components
-    c = manifest["components"]
-    checks = [("video_vae latent_channels", c["video_vae"]["config"]["latent_channels"],
-               "video_unet in_channels", c["video_unet"]["config"]["in_channels"]),
-              ("audio_vae latent_channels", c["audio_vae"]["config"]["latent_channels"],
-               "audio_unet in_channels", c["audio_unet"]["config"]["in_channels"]),
-              ("media n_mels", manifest["media"]["n_mels"],
-               "vocoder model_in_dim", c["vocoder"]["config"]["model_in_dim"])]
-    for a, va, b, vb in checks:
-        if va != vb:
-            raise BundleError(f"{path}: {a} ({va}) does not match {b} ({vb})")
-
-
 def _load_tensors(path: Path, name: str, entry: dict, verify: bool) -> dict[str, torch.Tensor]:
-    file = path / entry["file"]
+    file = bundle_file(path, entry["file"], f"component {name}")
+    if verify and not entry.get("sha256"):
+        raise BundleError(f"{path}: component {name} has no sha256 in the manifest (refused: its weights cannot be "
+                          f"checked; re-save the bundle with avgen)")
     if not file.exists():
         raise BundleError(f"{path}: component {name} is missing its weights file {entry['file']}")
     if file.stat().st_size != entry.get("bytes", file.stat().st_size):
         raise BundleError(f"{file}: size {file.stat().st_size} bytes, manifest says {entry['bytes']} (truncated?)")
-    if verify and entry.get("sha256") and _sha256(file) != entry["sha256"]:
+    if verify and _sha256(file) != entry["sha256"]:
         raise BundleError(f"{file}: checksum mismatch (corrupt or modified weights)")
     try:
         return load_file(str(file))

@@ -6,10 +6,7 @@ callables the joint sampler needs.
 
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel, UNetMotionModel
@@ -21,7 +18,9 @@ from avcli.models.components import (AudioVAEDecoder, AudioVAEEncoder, TextEncod
                                      VideoVAEEncoder, Vocoder)
 from avcli.models.connectors import AudioConnector, VideoConnector
 from avcli.models.joint_unet import JointAudioUNet, JointVideoUNet
+from avcli.manifest import package_dir, tokenizer_dir  # noqa: F401  (tokenizer_dir re-exported)
 from avcli.models.mel import LogMel
+from export.geometry import Geometry, geometry  # noqa: F401  (re-exported: one source for the geometry)
 
 # Only these classes can be named in a manifest: nothing is imported by name from user data.
 DIFFUSERS_CLASSES = {"diffusers.AutoencoderKL": AutoencoderKL, "diffusers.UNetMotionModel": UNetMotionModel,
@@ -31,57 +30,6 @@ TEXT_CLASSES = {"transformers.BertModel": (BertConfig, BertModel, "last_hidden_s
                 "transformers.CLIPTextModel": (CLIPTextConfig, CLIPTextModel, "last_hidden_state"),
                 "transformers.ClapTextModelWithProjection": (ClapTextConfig, ClapTextModelWithProjection,
                                                              "text_embeds_normalized")}
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """Sequence lengths and latent shapes derived in one place from the manifest (and a requested duration)."""
-
-    fps: float
-    frame_size: tuple[int, int]
-    sample_rate: int
-    hop_length: int
-    n_mels: int
-    duration: float
-    frames: int
-    mel_frames: int
-    video_latent: tuple[int, int, int, int]  # (C, F, h, w)
-    audio_latent: tuple[int, int, int]  # (C, T, m)
-    video_factor: int
-    audio_factor: int
-
-    @property
-    def samples(self) -> int:
-        return self.mel_frames * self.hop_length
-
-
-def geometry(manifest: dict, duration: float | None = None, fps: float | None = None) -> Geometry:
-    media = manifest["media"]
-    comps = manifest["components"]
-    fps = float(fps or media["fps"])
-    duration = float(duration or media["duration"])
-    vcfg, acfg = comps["video_vae"]["config"], comps["audio_vae"]["config"]
-    fv = 2 ** (len(vcfg["block_out_channels"]) - 1)
-    fa = 2 ** (len(acfg["block_out_channels"]) - 1)
-    ua = 2 ** (len(comps["audio_unet"]["config"]["block_out_channels"]) - 1)
-    frames = max(1, int(round(duration * fps)))
-    mel_per_s = media["sample_rate"] / media["hop_length"]
-    step = fa * ua  # mel frames must divide through the VAE and the U-Net down-sampling
-    mel_frames = max(step, int(math.ceil(duration * mel_per_s / step)) * step)
-    h, w = media["frame_size"]
-    return Geometry(fps, (h, w), media["sample_rate"], media["hop_length"], media["n_mels"], duration, frames,
-                    mel_frames, (vcfg["latent_channels"], frames, h // fv, w // fv),
-                    (acfg["latent_channels"], mel_frames // fa, media["n_mels"] // fa), fv, fa)
-
-
-def _package_dir(package: str, subdir: str) -> Path:
-    import importlib.util
-
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(f"text encoder package {package!r} is not installed (pip install "
-                                  f"{package.replace('_', '-')})")
-    return Path(list(spec.submodule_search_locations)[0]) / subdir
 
 
 def build_text_encoder(spec: dict) -> nn.Module:
@@ -94,7 +42,7 @@ def build_text_encoder(spec: dict) -> nn.Module:
 
         hf_logging.set_verbosity_error()  # the checkpoint's unused pooler weights are expected, not news
         hf_logging.disable_progress_bar()
-        model = BertModel.from_pretrained(str(_package_dir(spec["package"], spec.get("subdir", "model"))),
+        model = BertModel.from_pretrained(str(package_dir(spec["package"], spec.get("subdir", "model"))),
                                           add_pooling_layer=False)
         return TextEncoder(model.eval())
     if source != "bundle":
@@ -108,13 +56,6 @@ def build_text_encoder(spec: dict) -> nn.Module:
     else:
         model = model_cls(config_cls.from_dict(spec["config"]))
     return TextEncoder(model.eval(), spec.get("output", output), spec.get("use_attention_mask", True))
-
-
-def tokenizer_dir(spec: dict, bundle_dir: Path | None) -> Path:
-    tok = spec.get("tokenizer", f"package:{spec.get('package', '')}")
-    if tok.startswith("package:"):
-        return _package_dir(tok.split(":", 1)[1], spec.get("subdir", "model"))
-    return (bundle_dir or Path(".")) / tok
 
 
 class JointModel(nn.Module):

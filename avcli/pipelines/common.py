@@ -1,4 +1,7 @@
-"""Pieces every pipeline shares: tokenising and encoding prompts, building sampler inputs, decoding latents."""
+"""Pieces every pipeline shares: sampler inputs, geometry checks, encoding and decoding latents.
+
+Each helper takes the bundle's manifest, or anything that carries one (a JointModel, a JointPipeline), and named
+component callables: nothing here builds a model, so the engine-only runtime uses the same functions."""
 
 from __future__ import annotations
 
@@ -11,9 +14,11 @@ import numpy as np
 import torch
 
 from avcli.errors import UsageError
-from avcli.models.joint import Geometry, JointModel, tokenizer_dir
-from avcli.sampling.joint import ModalitySpec, SamplerConfig, TextConditioning
+from avcli.manifest import manifest_of
+from avcli.pipelines.text import PromptEncoder  # noqa: F401  (re-exported)
+from avcli.sampling.joint import ModalitySpec, SamplerConfig
 from avcli.sampling.schedules import NoiseSchedule
+from export.geometry import Geometry, geometry
 
 TORCH_COMPONENTS = ("text_encoder_video", "text_encoder_audio", "video_connector", "audio_connector", "video_unet",
                     "audio_unet", "video_vae_encoder", "video_vae_decoder", "audio_vae_encoder",
@@ -39,71 +44,19 @@ class Timings:
         return sum(self.stages.values())
 
 
-def torch_components(model: JointModel) -> dict[str, Callable]:
+def torch_components(model) -> dict[str, Callable]:
     return {name: getattr(model, name) for name in TORCH_COMPONENTS}
 
 
-def get_components(model: JointModel, backend: str = "torch") -> dict[str, Callable]:
-    """Named callables for every component on a backend (torch here; others through pipelines.backends)."""
-    if backend not in ("torch", "ort", "trt", "auto"):
-        raise UsageError(f"unknown backend {backend!r}; choose torch, ort, trt or auto")
-    if backend == "torch":
-        return torch_components(model)
-    try:
-        from avcli.pipelines.backends import load_components
-    except ModuleNotFoundError:
-        raise UsageError(f"backend {backend!r} is not available in this build; use --backend torch") from None
-    return load_components(model, backend=backend)
+def modality_specs(source, geo: Geometry, batch: int = 1) -> tuple[ModalitySpec, ModalitySpec]:
+    m = manifest_of(source)
+    return (ModalitySpec(NoiseSchedule.from_dict(m["video"]["schedule"]), (batch,) + geo.video_latent),
+            ModalitySpec(NoiseSchedule.from_dict(m["audio"]["schedule"]), (batch,) + geo.audio_latent))
 
 
-class PromptEncoder:
-    """Tokenises with each modality's tokenizer and runs its text encoder (cached per prompt)."""
-
-    def __init__(self, model: JointModel, components: Mapping[str, Callable]):
-        from transformers import AutoTokenizer
-
-        text = model.manifest["text"]
-        bundle_dir = getattr(model, "bundle_path", None)
-        video_spec = text["video"]
-        audio_spec = video_spec if "shared_with" in text["audio"] else text["audio"]
-        # a spec's own max_length (imported bundles: CLIP pads to 77, CLAP to its tokenizer's length) wins
-        self.max_length = {m: int(s.get("max_length", text["max_length"]))
-                           for m, s in (("video", video_spec), ("audio", audio_spec))}
-        self.tokenizers = {"video": AutoTokenizer.from_pretrained(str(tokenizer_dir(video_spec, bundle_dir))),
-                           "audio": AutoTokenizer.from_pretrained(str(tokenizer_dir(audio_spec, bundle_dir)))}
-        self.encoders = {"video": components["text_encoder_video"], "audio": components["text_encoder_audio"]}
-        self.shared = "shared_with" in text["audio"]
-        self._cache: dict[tuple[str, str], torch.Tensor] = {}
-
-    def tokenize(self, prompts: list[str], modality: str) -> dict[str, torch.Tensor]:
-        tok = self.tokenizers[modality](prompts, padding="max_length", truncation=True,
-                                        max_length=self.max_length[modality], return_tensors="pt")
-        return {"input_ids": tok["input_ids"].long(), "attention_mask": tok["attention_mask"].long()}
-
-    @torch.no_grad()
-    def encode(self, prompts: list[str], modality: str) -> torch.Tensor:
-        """(B, L, D) token embeddings."""
-        key_mod = "video" if self.shared else modality
-        missing = [p for p in dict.fromkeys(prompts) if (key_mod, p) not in self._cache]
-        if missing:
-            out = self.encoders[key_mod](**self.tokenize(missing, key_mod)).float()
-            for p, e in zip(missing, out):
-                self._cache[(key_mod, p)] = e
-        return torch.stack([self._cache[(key_mod, p)] for p in prompts])
-
-    def conditioning(self, prompts: list[str], negatives: list[str]) -> TextConditioning:
-        return TextConditioning(self.encode(prompts, "video"), self.encode(prompts, "audio"),
-                                self.encode(negatives, "video"), self.encode(negatives, "audio"))
-
-
-def modality_specs(model: JointModel, geo: Geometry, batch: int = 1) -> tuple[ModalitySpec, ModalitySpec]:
-    return (ModalitySpec(NoiseSchedule.from_dict(model.manifest["video"]["schedule"]), (batch,) + geo.video_latent),
-            ModalitySpec(NoiseSchedule.from_dict(model.manifest["audio"]["schedule"]), (batch,) + geo.audio_latent))
-
-
-def sampler_config(model: JointModel, **overrides) -> SamplerConfig:
+def sampler_config(source, **overrides) -> SamplerConfig:
     """The bundle's sampling defaults, with the caller's non-None overrides."""
-    d = dict(model.manifest["sampling"])
+    d = dict(manifest_of(source)["sampling"])
     d.update({k: v for k, v in overrides.items() if v is not None})
     names = SamplerConfig.__dataclass_fields__.keys()
     try:
@@ -112,8 +65,9 @@ def sampler_config(model: JointModel, **overrides) -> SamplerConfig:
         raise UsageError(str(exc)) from None
 
 
-def resolve_geometry(model: JointModel, duration: float | None, fps: float | None) -> Geometry:
-    media = model.manifest["media"]
+def resolve_geometry(source, duration: float | None, fps: float | None) -> Geometry:
+    manifest = manifest_of(source)
+    media = manifest["media"]
     max_d = float(media.get("max_duration", media["duration"]))
     if duration is not None and not 0 < duration <= max_d:
         raise UsageError(f"--duration must be in (0, {max_d:g}] s for this bundle (one window); got {duration:g}")
@@ -121,8 +75,8 @@ def resolve_geometry(model: JointModel, duration: float | None, fps: float | Non
     if fps is not None and not native / 2 <= fps <= native * 2:
         raise UsageError(f"--fps must be between {native / 2:g} and {native * 2:g} for this bundle "
                          f"(trained at {native:g} fps); got {fps:g}")
-    geo = model.geometry(duration, fps)
-    max_frames = model.manifest["components"]["video_unet"]["config"].get("motion_max_seq_length", 32)
+    geo = geometry(manifest, duration, fps)
+    max_frames = manifest["components"]["video_unet"]["config"].get("motion_max_seq_length", 32)
     if geo.frames > max_frames:
         raise UsageError(f"{geo.frames} frames exceed the video model's limit of {max_frames} "
                          f"(lower --duration or --fps)")
@@ -141,19 +95,19 @@ FADE_OUT_S = 0.01
 
 
 @torch.no_grad()
-def decode_audio(model: JointModel, components: Mapping[str, Callable], latent: torch.Tensor,
+def decode_audio(source, components: Mapping[str, Callable], latent: torch.Tensor,
                  samples: int) -> np.ndarray:
     """(B, C, T, m) latent -> (B, samples) float32 waveform in [-1, 1].
 
     The last FADE_OUT_S fade out (raised cosine): the vocoder's final frames see zero padding and often end in a
     click, the loudest sample of a whole demo clip in practice."""
     mel = components["audio_vae_decoder"](latent=latent)  # (B, 1, T, M) normalised log-mel
-    wav = components["vocoder"](mel=model.denormalize_mel(mel[:, 0].float()))  # (B, N)
+    wav = components["vocoder"](mel=denormalize_mel(source, mel[:, 0].float()))  # (B, N)
     wav = wav.float()
     if wav.shape[-1] < samples:
         wav = torch.nn.functional.pad(wav, (0, samples - wav.shape[-1]))
     wav = wav[:, :samples].clamp(-1, 1)
-    n = min(samples, int(round(FADE_OUT_S * model.manifest["media"]["sample_rate"])))
+    n = min(samples, int(round(FADE_OUT_S * manifest_of(source)["media"]["sample_rate"])))
     if n > 1:
         ramp = 0.5 * (1 + torch.cos(torch.linspace(0, torch.pi, n, device=wav.device)))  # 1 -> 0
         wav = torch.cat([wav[:, :-n], wav[:, -n:] * ramp], dim=1)
@@ -168,11 +122,33 @@ def encode_video(components: Mapping[str, Callable], frames: np.ndarray) -> torc
     return components["video_vae_encoder"](frames=x).float()
 
 
+def normalize_mel(source, logmel: torch.Tensor) -> torch.Tensor:
+    m = manifest_of(source)["media"]
+    return (logmel - m["mel_mean"]) / m["mel_std"]
+
+
+def denormalize_mel(source, mel: torch.Tensor) -> torch.Tensor:
+    m = manifest_of(source)["media"]
+    return mel * m["mel_std"] + m["mel_mean"]
+
+
+def log_mel(source):
+    """The bundle's mel front end (a torch module; avcli.models.mel needs no diffusers)."""
+    from avcli.models.mel import LogMel
+
+    logmel = getattr(source, "logmel", None)
+    if logmel is not None:
+        return logmel
+    media = manifest_of(source)["media"]
+    return LogMel(media["sample_rate"], media["n_fft"], media["hop_length"], media["win_length"], media["n_mels"],
+                  media.get("f_min", 0.0), media.get("f_max"), media.get("mel_scale", "htk"))
+
+
 @torch.no_grad()
-def encode_audio(model: JointModel, components: Mapping[str, Callable], wav: np.ndarray, mel_frames: int) -> torch.Tensor:
+def encode_audio(source, components: Mapping[str, Callable], wav: np.ndarray, mel_frames: int) -> torch.Tensor:
     """(N,) float32 waveform -> (1, C, T, m) latent, padded/trimmed to `mel_frames` mel frames."""
-    need = mel_frames * model.manifest["media"]["hop_length"]
+    need = mel_frames * manifest_of(source)["media"]["hop_length"]
     w = torch.from_numpy(np.asarray(wav, dtype=np.float32))[:need]
     w = torch.nn.functional.pad(w, (0, need - w.shape[0]))
-    mel = model.normalize_mel(model.logmel(w[None]))[:, None]  # (1, 1, T, M)
+    mel = normalize_mel(source, log_mel(source)(w[None]))[:, None]  # (1, 1, T, M)
     return components["audio_vae_encoder"](mel=mel).float()

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from avcli.errors import UsageError
-from avcli.models.joint import JointModel
-from avcli.pipelines.common import (PromptEncoder, Timings, decode_audio, encode_video, get_components,
-                                    modality_specs, sampler_config)
+from avcli.pipelines.common import Timings, decode_audio, encode_video, modality_specs, sampler_config
 from avcli.sampling.joint import sample
 
 
@@ -35,8 +33,15 @@ class FoleyRequest:
     fit: str = "crop"
     start: float = 0.0
     duration: float | None = None
-    backend: str = "torch"
     recon_guidance: float = 0.0
+
+
+@dataclass
+class FoleyOutput:
+    audio: np.ndarray  # (N,) float32 at `sample_rate`, covering the selected segment exactly
+    sample_rate: int
+    windows: int
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -68,12 +73,15 @@ def crossfade_into(out: np.ndarray, piece: np.ndarray, at: int, fade: int) -> No
     out[at + f:end] = piece[f:]
 
 
-def foley(model: JointModel, video_path, req: FoleyRequest, timings: Timings | None = None,
-          on_step: Callable[[int, int], None] | None = None, components: dict | None = None) -> np.ndarray:
+def foley(pipe, video_path, req: FoleyRequest, on_step: Callable[[int, int], None] | None = None,
+          timings: Timings | None = None) -> FoleyOutput:
     """Generate audio (float32, the bundle's sample rate) covering the selected segment of `video_path` exactly."""
     from avcli.media.ffmpeg import probe, read_video
 
     timings = timings if timings is not None else Timings()
+    if req.recon_guidance > 0 and pipe.backend != "torch":
+        raise UsageError("--recon-guidance needs gradients through the U-Net: use it with --backend torch")
+    comps = pipe.components
     info = probe(video_path)
     if not info.has_video:
         raise UsageError(f"{video_path}: no video stream")
@@ -81,20 +89,17 @@ def foley(model: JointModel, video_path, req: FoleyRequest, timings: Timings | N
     if req.start < 0 or avail <= 0:
         raise UsageError(f"{video_path}: --start {req.start:g} s is outside the video ({info.duration_s:.2f} s)")
     total = min(avail, req.duration) if req.duration else avail
-    geo = model.geometry()
+    geo = pipe.geometry()
     sr = geo.sample_rate
     overlap = min(1.0, geo.duration / 2) if req.overlap is None else req.overlap
     plan = plan_windows(total, geo.duration, overlap)
-    cfg = sampler_config(model, steps=req.steps, solver=req.solver, gamma=req.gamma, cfg_audio=req.cfg,
+    cfg = sampler_config(pipe.manifest, steps=req.steps, solver=req.solver, gamma=req.gamma, cfg_audio=req.cfg,
                          recon_guidance=req.recon_guidance)
-    with timings.stage("load"):
-        comps = components or get_components(model, req.backend)
-        prompts = PromptEncoder(model, comps)
     with timings.stage("text"):
-        text = prompts.conditioning([req.prompt], [req.negative_prompt])
-    vspec, aspec = modality_specs(model, geo)
+        text = pipe.prompts.conditioning([req.prompt], [req.negative_prompt])
+    vspec, aspec = modality_specs(pipe.manifest, geo)
     lat_T = geo.audio_latent[1]
-    lat_per_s = lat_T / geo.duration
+    lat_per_s = geo.audio_latent_per_s  # the true rate: mel frames are padded up to the down-sampling
     out = np.zeros(int(round(total * sr)), dtype=np.float32)
     prev_latent, prev_start = None, 0.0
     for k, start in enumerate(plan.starts):
@@ -120,9 +125,9 @@ def foley(model: JointModel, video_path, req: FoleyRequest, timings: Timings | N
             res = sample(comps, vspec, aspec, text, cfg, torch.Generator().manual_seed(req.seed + 1000 * k),
                          task="foley", known_video=known_v, known_audio=known_a, audio_mask=mask, on_step=on_step)
         with timings.stage("vocode"):
-            wav = decode_audio(model, comps, res.audio, int(round(geo.duration * sr)))[0]
+            wav = decode_audio(pipe.manifest, comps, res.audio, int(round(geo.duration * sr)))[0]
         at = int(round(start * sr))
         fade = int(round(plan.overlap * sr)) if k > 0 else 0
         crossfade_into(out, wav, at, fade)
         prev_latent, prev_start = res.audio, start
-    return out
+    return FoleyOutput(out, sr, len(plan.starts), dict(timings.stages))

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from avcli.sampling.noise import Generators
+from avcli.sampling.noise import randn as draw_noise
 from avcli.sampling.schedules import NoiseSchedule, global_timesteps, local_timesteps
 from avcli.sampling.solvers import make_solver
 
@@ -136,20 +138,24 @@ def sample(
     audio: ModalitySpec,
     text: TextConditioning,
     config: SamplerConfig,
-    generator: torch.Generator,
+    generator: Generators,
     task: str = "generate",
     known_video: torch.Tensor | None = None,
     known_audio: torch.Tensor | None = None,
     global_T: int | None = None,
     audio_mask: torch.Tensor | None = None,
+    video_mask: torch.Tensor | None = None,
     on_step: Callable[[int, int], None] | None = None,
     initial_noise: tuple[torch.Tensor | None, torch.Tensor | None] | None = None,
     pool: Executor | None = None,
 ) -> SampleResult:
-    """Run the joint sampler. Noise is drawn on the CPU from `generator`, so results do not depend on backend.
+    """Run the joint sampler. Noise is drawn on the CPU from `generator` (or one generator per batch row), so
+    results do not depend on the backend, and a batch row equals a single run with that row's generator.
 
     For foley, `known_audio` with `audio_mask` (1 where known, broadcastable to the audio latent) conditions the
-    free audio on a known part (e.g. the tail of the previous window of a long video) by replacement.
+    free audio on a known part (e.g. the tail of the previous window of a long video) by replacement. Animate's
+    mirror image: `known_video` with `video_mask` (1 on known frames: a given first frame, or the previous
+    window's tail) keeps those frames, re-noised to m(t) each step.
     `initial_noise` (video, audio) replaces the first draw of either latent (e.g. to start from the same noise as
     another pipeline); None entries are drawn as usual.
     `pool` (an Executor with a free worker) runs the video U-Net concurrently with the audio U-Net in generate;
@@ -161,6 +167,8 @@ def sample(
         raise ValueError("foley needs the known video latent")
     if audio_mask is not None and (task != "foley" or known_audio is None):
         raise ValueError("audio_mask needs task='foley' and known_audio")
+    if video_mask is not None and (task != "animate" or known_video is None):
+        raise ValueError("video_mask needs task='animate' and known_video")
     if task == "animate" and known_audio is None:
         raise ValueError("animate needs the known audio latent")
     if config.recon_guidance > 0 and task != "foley":
@@ -176,7 +184,7 @@ def sample(
     sa = make_solver(config.solver, audio.schedule, config.eta)
 
     def randn(shape):
-        return torch.randn(shape, generator=generator, dtype=torch.float32)
+        return draw_noise(generator, tuple(shape))
 
     x_v, x_a = randn(video.shape), randn(audio.shape)
     if initial_noise is not None:
@@ -196,10 +204,14 @@ def sample(
             x_a = _renoise(known_audio, sa, n, randn)
         if audio_mask is not None:
             x_a = audio_mask * _renoise(known_audio, sa, n, randn) + (1 - audio_mask) * x_a
+        if video_mask is not None:
+            x_v = video_mask * _renoise(known_video, sv, m, randn) + (1 - video_mask) * x_v
         sc_v = x0_v if config.self_condition else torch.zeros_like(x0_v)
         sc_a = x0_a if config.self_condition else torch.zeros_like(x0_a)
-        f_v = nets["video_connector"](latent=x_v, x0_hat=sc_v)
-        f_a = nets["audio_connector"](latent=x_a, x0_hat=sc_a)
+        # each connector feeds the *other* modality's U-Net: foley never runs the video U-Net, so it needs no audio
+        # features (and animate no video features)
+        f_v = nets["video_connector"](latent=x_v, x0_hat=sc_v) if task != "animate" else None
+        f_a = nets["audio_connector"](latent=x_a, x0_hat=sc_a) if task != "foley" else None
         # the two U-Nets of a step are independent (each sees the other's connector features, not its output):
         # both run before either solver step, concurrently when a pool is given
         run_v = (lambda: _guided(nets["video_unet"], x_v, m, text.video, text.video_negative, f_a,
@@ -221,6 +233,8 @@ def sample(
     out_a = known_audio.float() if task == "animate" else x_a
     if audio_mask is not None:
         out_a = audio_mask * known_audio.float() + (1 - audio_mask) * out_a
+    if video_mask is not None:
+        out_v = video_mask * known_video.float() + (1 - video_mask) * out_v
     return SampleResult(out_v, out_a, m_ts, n_ts, nets.seconds, time.perf_counter() - start, dict(nets.calls))
 
 

@@ -10,6 +10,8 @@ import math
 
 import torch
 
+from avcli.sampling.noise import randn
+
 from avcli.sampling.schedules import NoiseSchedule
 
 
@@ -76,7 +78,7 @@ class DDIMSolver(Solver):
         sigma = self.eta * variance.clamp(min=0).sqrt()
         x_prev = abar_prev.sqrt() * x0 + (1 - abar_prev - sigma**2).clamp(min=0).sqrt() * eps
         if self.eta > 0:
-            noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device="cpu").to(x.device)
+            noise = randn(generator, tuple(x.shape), x.dtype).to(x.device)
             x_prev = x_prev + sigma * noise
         return x_prev, x0
 

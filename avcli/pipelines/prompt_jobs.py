@@ -1,0 +1,207 @@
+"""Prompt batches for `avgen generate --prompts FILE`: read rows, plan one output per clip, refuse collisions
+before any work, skip finished outputs, batch rows through the networks, isolate failures, report.
+
+    rows = read_prompts("shots.csv")                    # txt: a prompt a line; csv/jsonl: columns below
+    items = plan_items(rows, out_dir, defaults)          # one Item per clip, outputs inside out_dir
+    outcome = run_prompt_items(pipe, items, batch_size=4, write=...)
+
+Columns: prompt, negative (or negative_prompt), seed, duration, output (a file name inside the output folder).
+The run is resumable: an item is done when its output exists (writers are atomic), exactly as foley batches.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from avcli.errors import AvgenError, UsageError
+from avcli.pipelines.batch import (STATUS_FAILED, STATUS_NOT_RUN, STATUS_OK, STATUS_SKIPPED, BatchOutcome,
+                                   ItemResult)
+from avcli.pipelines.generate import GenerateRequest
+
+PROMPT_FIELDS = ("prompt", "negative", "seed", "duration", "output")
+_ALIASES = {"negative_prompt": "negative", "caption": "prompt", "text": "prompt"}
+
+
+@dataclass
+class PromptItem:
+    row: int  # 1-based row (line) in the prompts file
+    request: GenerateRequest  # num_samples 1, the clip's own seed
+    output: Path
+    error: str | None = None
+
+
+def _coerce(raw: dict, where: str) -> dict:
+    out: dict = {}
+    for k, v in raw.items():
+        if k is None:
+            raise UsageError(f"{where}: more values than columns")
+        key = _ALIASES.get(k.strip().lower(), k.strip().lower())
+        if key not in PROMPT_FIELDS:
+            raise UsageError(f"{where}: unknown column {k!r} (known: {', '.join(PROMPT_FIELDS)})")
+        if v is None or (isinstance(v, str) and not v.strip() and key != "prompt"):
+            continue
+        out[key] = v
+    if "prompt" not in out:
+        raise UsageError(f"{where}: missing 'prompt' (an empty prompt is allowed: write \"\")")
+    return out
+
+
+def read_prompts(path: Path) -> list[tuple[int, dict]]:
+    """(row number, raw row) pairs. Values are checked per row later (a bad value fails that row only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: prompts file not found")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read the prompts file ({exc})") from None
+    suffix = path.suffix.lower()
+    rows: list[tuple[int, dict]] = []
+    if suffix == ".jsonl":
+        for i, line in enumerate(text.splitlines(), 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UsageError(f"{path}:{i}: not valid JSON ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise UsageError(f"{path}:{i}: each line must be a JSON object")
+            rows.append((i, _coerce(obj, f"{path}:{i}")))
+    elif suffix == ".csv":
+        for i, row in enumerate(csv.DictReader(text.splitlines()), 2):
+            if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
+                continue
+            rows.append((i, _coerce(row, f"{path}:{i}")))
+    elif suffix in (".txt", ""):
+        for i, line in enumerate(text.splitlines(), 1):
+            if line.strip() and not line.lstrip().startswith("#"):
+                rows.append((i, {"prompt": line.strip()}))
+    else:
+        raise UsageError(f"{path}: prompts file must be .txt, .csv or .jsonl")
+    if not rows:
+        raise UsageError(f"{path}: no prompts in the file")
+    return rows
+
+
+def default_name(prompt: str, seed: int) -> str:
+    from avcli.cli.common import slug
+
+    return f"{slug(prompt or 'unconditional')}_s{seed}.mp4"
+
+
+def plan_items(rows: list[tuple[int, dict]], out_dir: Path, base: GenerateRequest, num_samples: int = 1
+               ) -> list[PromptItem]:
+    """One item per clip (num_samples per row: seed, seed + 1, ...). A row whose values are wrong becomes an item
+    with an error (reported, the others run); two items writing one file refuse the whole batch up front."""
+    items: list[PromptItem] = []
+    for n, raw in rows:
+        err, req = None, base
+        try:
+            seed = int(raw["seed"]) if "seed" in raw else base.seed
+            duration = float(raw["duration"]) if "duration" in raw else base.duration
+            if duration is not None and not duration > 0:
+                raise ValueError(f"duration must be > 0, got {duration:g}")
+            req = replace(base, prompt=str(raw["prompt"]), negative_prompt=str(raw.get("negative", base.negative_prompt)),
+                          seed=seed, duration=duration, num_samples=1)
+        except (TypeError, ValueError) as exc:
+            err = f"row {n}: {exc}"
+        for k in range(num_samples):
+            r = replace(req, seed=req.seed + k)
+            name = raw.get("output")
+            if name:
+                p = Path(str(name))
+                if p.is_absolute() or ".." in p.parts:
+                    err = err or f"row {n}: output {name!r} must be a file name inside the output folder"
+                    p = Path(f"row{n}.mp4")
+                if p.suffix.lower() != ".mp4":
+                    err = err or f"row {n}: output {name!r} must end in .mp4"
+                out = out_dir / (p if num_samples == 1 else p.with_name(f"{p.stem}_{k + 1}{p.suffix}"))
+            else:
+                out = out_dir / default_name(r.prompt, r.seed)
+            items.append(PromptItem(n, r, out, err))
+    seen: dict[Path, int] = {}
+    for it in items:
+        key = it.output.resolve()
+        if key in seen:
+            raise UsageError(f"rows {seen[key]} and {it.row} both write {it.output.name}; give distinct 'output' "
+                             f"names or seeds (nothing was run)")
+        seen[key] = it.row
+    return items
+
+
+def preflight(pipe, items: list[PromptItem]) -> None:
+    """Per-item checks before any compute (geometry the bundle or its engines can make)."""
+    for it in items:
+        if it.error is None:
+            try:
+                pipe.checked_geometry(it.request.duration, it.request.fps)
+            except AvgenError as exc:
+                it.error = f"row {it.row}: {exc}"
+
+
+def run_prompt_items(pipe, items: list[PromptItem], write: Callable[[PromptItem, object], dict],
+                     batch_size: int = 1, overwrite: bool = False, on_step=None, timings=None,
+                     on_result: Callable[[ItemResult, BatchOutcome], None] | None = None) -> BatchOutcome:
+    """Generate every pending item, `batch_size` clips per network call, and `write(item, clip)` each one.
+    A failing chunk is retried one item at a time, so one bad row never costs its neighbours their clips."""
+    outcome = BatchOutcome([])
+    results: dict[int, ItemResult] = {}
+    pending = []
+
+    def done(idx: int, res: ItemResult) -> None:
+        results[idx] = res
+        outcome.results = [results[i] for i in sorted(results)]
+        if on_result is not None:
+            on_result(res, outcome)
+
+    for idx, it in enumerate(items):
+        if it.error is not None:
+            done(idx, ItemResult(str(it.row), str(it.output), STATUS_FAILED, 0.0, it.error))
+        elif it.output.exists() and not overwrite:
+            done(idx, ItemResult(str(it.row), str(it.output), STATUS_SKIPPED, 0.0, "output exists"))
+        else:
+            pending.append(idx)
+    try:
+        for start in range(0, len(pending), batch_size):
+            chunk = pending[start:start + batch_size]
+            _run_chunk(pipe, items, chunk, write, on_step, timings, done)
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+        for idx in pending:
+            if idx not in results:
+                results[idx] = ItemResult(str(items[idx].row), str(items[idx].output), STATUS_NOT_RUN, 0.0,
+                                          "interrupted")
+        outcome.results = [results[i] for i in sorted(results)]
+    return outcome
+
+
+def _run_chunk(pipe, items, chunk, write, on_step, timings, done) -> None:
+    t0 = time.perf_counter()
+    try:
+        clips = pipe.generate_batch([items[i].request for i in chunk], batch_size=len(chunk), on_step=on_step,
+                                    timings=timings)
+    except (AvgenError, OSError) as exc:
+        if len(chunk) > 1:  # find the row that fails; the others still get their clips
+            for i in chunk:
+                _run_chunk(pipe, items, [i], write, on_step, timings, done)
+            return
+        done(chunk[0], ItemResult(str(items[chunk[0]].row), str(items[chunk[0]].output), STATUS_FAILED,
+                                  time.perf_counter() - t0, str(exc)))
+        return
+    per = (time.perf_counter() - t0) / len(chunk)
+    for i, clip in zip(chunk, clips):
+        it = items[i]
+        t1 = time.perf_counter()
+        try:
+            extra = write(it, clip) or {}
+        except (AvgenError, OSError) as exc:
+            done(i, ItemResult(str(it.row), str(it.output), STATUS_FAILED, per, str(exc)))
+            continue
+        done(i, ItemResult(str(it.row), str(it.output), STATUS_OK, round(per + time.perf_counter() - t1, 3), "",
+                           extra))
