@@ -89,6 +89,16 @@ def read_prompts(path: Path) -> list[tuple[int, dict]]:
     return rows
 
 
+def _number(raw: dict, key: str, kind, default):
+    if key not in raw:
+        return default
+    try:
+        return kind(raw[key])
+    except (TypeError, ValueError):
+        what = "an integer" if kind is int else "a number"
+        raise ValueError(f"{key} must be {what}, got {raw[key]!r}") from None
+
+
 def default_name(prompt: str, seed: int) -> str:
     from avcli.cli.common import slug
 
@@ -103,8 +113,8 @@ def plan_items(rows: list[tuple[int, dict]], out_dir: Path, base: GenerateReques
     for n, raw in rows:
         err, req = None, base
         try:
-            seed = int(raw["seed"]) if "seed" in raw else base.seed
-            duration = float(raw["duration"]) if "duration" in raw else base.duration
+            seed = _number(raw, "seed", int, base.seed)
+            duration = _number(raw, "duration", float, base.duration)
             if duration is not None and not duration > 0:
                 raise ValueError(f"duration must be > 0, got {duration:g}")
             req = replace(base, prompt=str(raw["prompt"]), negative_prompt=str(raw.get("negative", base.negative_prompt)),
