@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 GAMMAS = (1.0, 1.25, 1.5, 1.75, 2.0)
 

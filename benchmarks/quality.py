@@ -88,7 +88,7 @@ def main() -> None:
                  "command": "python benchmarks/quality.py " + " ".join(sys.argv[1:])}
     res["eval_real"] = avgen_eval(real, *common, "--metrics", "av_align,onsets,adherence", "--truth",
                                   str(real / "events.jsonl"), "--onset-tolerance-ms", tol, "--fit-adherence",
-                                  str(args.train), "--adherence-model", str(adh))
+                                  str(args.train), "--adherence-model", str(adh), "--overwrite")
     res["eval_generate"] = avgen_eval(gen_dir, *common, "--metrics", "av_align,fd,adherence", "--reference",
                                       str(real), "--adherence-model", str(adh))
     res["eval_foley"] = avgen_eval(foley_dir, *common, "--metrics", "av_align,onsets,fd", "--truth",

@@ -94,7 +94,9 @@ class OrtEngine(Engine):
                 so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         load_from = path
         opt = optimized_path(path, first)
-        if save_optimized and not _has_external_data(path):
+        # only the CPU EP can serialise its optimised graph: with the TensorRT EP ORT refuses compiled nodes, falls
+        # back to CUDA, prints a banner on stdout (corrupting --json) and drops device_id
+        if save_optimized and first == "CPUExecutionProvider" and not _has_external_data(path):
             if opt.exists() and opt.stat().st_mtime >= path.stat().st_mtime:
                 load_from = opt  # already optimised for this provider: skip the passes
                 so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -116,28 +118,31 @@ class OrtEngine(Engine):
     def run(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         self.check_inputs(inputs)
         if self.capabilities.io_binding:
-            return self._run_bound(inputs)
+            src = next(iter(inputs.values())).device if inputs else torch.device("cpu")
+            # outputs go back where the inputs came from (the sampler keeps its latents on the CPU), as float32
+            return {n: o.to(src, torch.float32 if o.is_floating_point() else o.dtype)
+                    for n, o in self._run_bound(inputs).items()}
         feeds = {k: v.detach().to("cpu", self._in_types[k]).contiguous().numpy() for k, v in inputs.items()}
         outs = self.session.run(self.output_names, feeds)
         return {n: torch.from_numpy(np.ascontiguousarray(o)) for n, o in zip(self.output_names, outs)}
 
     def _run_bound(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """GPU path: bind torch device memory directly (no host round trip); outputs allocated by ORT."""
+        """IO binding: ORT reads torch memory in place and allocates its outputs on the engine's device (CUDA on
+        a GPU: no host round trip); the outputs come back as torch tensors through DLPack. Works on the CPU too
+        (tests exercise it there)."""
         binding = self.session.io_binding()
+        kind, index = self.device.type, self.device.index or 0
         keep = []
         for k, v in inputs.items():
             t = v.detach().to(self.device, self._in_types[k]).contiguous()
-            keep.append(t)
-            binding.bind_input(k, "cuda", self.device.index or 0, _np_dtype(t.dtype), tuple(t.shape), t.data_ptr())
+            keep.append(t)  # alive until the run is over
+            binding.bind_input(k, kind, index, _np_dtype(t.dtype), tuple(t.shape), t.data_ptr())
         for n in self.output_names:
-            binding.bind_output(n, "cuda", self.device.index or 0)
-        torch.cuda.current_stream(self.device).synchronize()
+            binding.bind_output(n, kind, index)
+        if kind == "cuda":
+            torch.cuda.current_stream(self.device).synchronize()  # inputs written on torch's stream are ready
         self.session.run_with_iobinding(binding)
-        outs = binding.get_outputs()
-        result = {}
-        for n, o in zip(self.output_names, outs):
-            result[n] = _ortvalue_to_torch(o, self.device)
-        return result
+        return {n: _ortvalue_to_torch(o, self.device) for n, o in zip(self.output_names, binding.get_outputs())}
 
 
 def _np_dtype(dtype: torch.dtype):
@@ -146,7 +151,8 @@ def _np_dtype(dtype: torch.dtype):
 
 
 def _ortvalue_to_torch(value, device: torch.device) -> torch.Tensor:
-    try:  # zero-copy through DLPack when this onnxruntime build supports it
-        return torch.utils.dlpack.from_dlpack(value.to_dlpack())
-    except Exception:
-        return torch.from_numpy(value.numpy()).to(device)
+    """Zero-copy through DLPack: onnxruntime 1.32's OrtValue has `__dlpack__` (there is no `to_dlpack()`). Builds
+    without DLPack support copy through the host."""
+    if hasattr(value, "__dlpack__"):
+        return torch.from_dlpack(value)
+    return torch.from_numpy(value.numpy()).to(device)

@@ -127,19 +127,84 @@ def _to_external(path: Path) -> None:
                     location=path.name + ".data", size_threshold=1024)
 
 
-def convert_fp16(src: Path, dst: Path, op_block_list: tuple[str, ...] = FP16_OP_BLOCK_LIST) -> None:
-    """fp16 weights/compute with fp32 inputs/outputs; blocked ops (norms, softmax, timestep embedding) stay fp32."""
-    try:
-        from onnxconverter_common import float16
-    except ImportError as exc:
-        raise ExportError("fp16 conversion needs onnxconverter-common (pip install onnxconverter-common)") from exc
+def _initializer_bytes(model) -> int:
+    return sum(len(t.raw_data) if t.raw_data else 4 * max(1, len(t.float_data)) for t in model.graph.initializer)
+
+
+def _topological_sort(graph) -> None:
+    """Reorder nodes so each comes after the producers of its inputs (the ONNX checker requires it)."""
+    available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [n for n in pending if all(i in available for i in n.input)]
+        if not ready:  # a cycle or a dangling input: leave the rest as it was, the checker will name it
+            ordered += pending
+            break
+        ids = {id(n) for n in ready}
+        for n in ready:
+            ordered.append(n)
+            available.update(n.output)
+        pending = [n for n in pending if id(n) not in ids]
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
+def _inline_identity_initializers(model) -> int:
+    """Drop Identity nodes that only rename a weight (the exporter writes them for shared parameters): the fp16
+    converter turns the weight to fp16 but leaves the Identity's output typed float, so a normalisation kept in
+    fp32 reads an fp16 tensor and ORT refuses the graph ("Type (tensor(float16)) of output arg ... does not match").
+    Consumers read the initializer directly instead. Returns how many were inlined."""
+    inits = {i.name for i in model.graph.initializer}
+    outputs = {o.name for o in model.graph.output}
+    alias, keep = {}, []
+    for n in model.graph.node:
+        if n.op_type == "Identity" and n.input[0] in inits and n.output[0] not in outputs:
+            alias[n.output[0]] = n.input[0]
+        else:
+            keep.append(n)
+    if not alias:
+        return 0
+    for n in keep:
+        for i, name in enumerate(n.input):
+            if name in alias:
+                n.input[i] = alias[name]
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
+    kept_vi = [v for v in model.graph.value_info if v.name not in alias]
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(kept_vi)
+    return len(alias)
+
+
+def convert_fp16(src: Path, dst: Path, op_block_list: tuple[str, ...] = FP16_OP_BLOCK_LIST,
+                 external_threshold: int = TWO_GB // 2) -> bool:
+    """fp16 weights/compute with fp32 inputs/outputs; blocked ops (norms, softmax, timestep embedding) stay fp32.
+    Graphs whose fp16 weights exceed `external_threshold` are written with external data (`dst.data`): the real
+    video U-Net (~1.4 B parameters, ~2.9 GB in fp16) does not fit one 2 GB protobuf. Returns whether it did."""
+    try:  # onnxruntime's fork of the converter: it keeps Cast nodes and shared weights feeding fp32 ops consistent
+        from onnxruntime.transformers import float16
+    except ImportError:
+        try:
+            from onnxconverter_common import float16
+        except ImportError as exc:
+            raise ExportError("fp16 conversion needs onnxruntime (or onnxconverter-common)") from exc
     import onnx
 
     model = onnx.load(str(src))
+    _inline_identity_initializers(model)
     blocked_nodes = [n.name for n in model.graph.node if "time_embed" in n.name or "time_proj" in n.name]
     model16 = float16.convert_float_to_float16(model, keep_io_types=True, op_block_list=list(op_block_list),
-                                               node_block_list=blocked_nodes, disable_shape_infer=False)
-    onnx.save(model16, str(dst))
+                                               node_block_list=blocked_nodes)
+    _topological_sort(model16.graph)  # the converter appends its input casts at the end
+    for f in dst.parent.glob(dst.name + ".data*"):
+        f.unlink()
+    external = _initializer_bytes(model16) > external_threshold
+    if external:
+        onnx.save_model(model16, str(dst), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=dst.name + ".data", size_threshold=1024)
+    else:
+        onnx.save(model16, str(dst))
+    return external
 
 
 def _ort_session(path: Path):
@@ -206,8 +271,9 @@ def export_component(model, name: str, out_dir: str | os.PathLike, opset: int = 
                 _to_external(fp32_path)
             _finalize(fp32_path, external)
         if fp16:
-            convert_fp16(fp32_path, path)
-            _finalize(path, False)
+            external16 = convert_fp16(fp32_path, path)
+            _finalize(path, external16)
+            external = external16
     except ExportError:
         raise
     except Exception as exc:  # the exporter raises many types; name the component and the first line

@@ -1,5 +1,11 @@
 """ONNX -> TensorRT engine with the Python builder API (no shell, no trtexec), cached by content.
 
+fp16 engines are built **strongly typed** from the fp16 ONNX graph (export.onnx_export.convert_fp16, which keeps
+normalisations, softmax and the timestep embedding in fp32): TensorRT then runs each layer in the type the graph
+gives it, instead of the deprecated BuilderFlag.FP16 (TensorRT >= 10.12), which lets the builder pick fp16 for
+norms and softmax too. A TensorRT without strong typing gets FP16 + OBEY_PRECISION_CONSTRAINTS with every
+normalisation, softmax and reduction layer pinned to fp32.
+
 tensorrt is imported lazily: this module imports (and its cache logic tests run) on machines without it.
 """
 
@@ -70,6 +76,9 @@ def _build_plan(trt, onnx_file: Path, profile: dict, fp16: bool, timing_cache: P
     flags = 0
     if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):
         flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    strongly_typed = fp16 and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+    if strongly_typed:
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_file)):  # from file: external data next to it is found
@@ -77,8 +86,10 @@ def _build_plan(trt, onnx_file: Path, profile: dict, fp16: bool, timing_cache: P
         raise TrtBuildError(f"{onnx_file.name}: ONNX parser failed: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
-    if fp16:
+    if fp16 and not strongly_typed:
         config.set_flag(trt.BuilderFlag.FP16)
+        config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+        pin_fp32_layers(trt, network)
     opt_profile = builder.create_optimization_profile()
     for i in range(network.num_inputs):
         inp = network.get_input(i)
@@ -99,3 +110,20 @@ def _build_plan(trt, onnx_file: Path, profile: dict, fp16: bool, timing_cache: P
     tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
     os.replace(tmp, timing_cache)
     return bytes(serialized)
+
+
+FP32_LAYER_TYPES = ("NORMALIZATION", "SOFTMAX", "REDUCE")
+
+
+def pin_fp32_layers(trt, network) -> int:
+    """Keep normalisations, softmax and reductions in fp32 under BuilderFlag.FP16; returns how many were pinned."""
+    kinds = {getattr(trt.LayerType, k) for k in FP32_LAYER_TYPES if hasattr(trt.LayerType, k)}
+    pinned = 0
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if layer.type in kinds:
+            layer.precision = trt.float32
+            for j in range(layer.num_outputs):
+                layer.set_output_type(j, trt.float32)
+            pinned += 1
+    return pinned

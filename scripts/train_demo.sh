@@ -64,7 +64,7 @@ OMP_NUM_THREADS=2 $A train onset --bundle "$S/bundle" --data "$W/hits" --work "$
   --steps ${ONSET_STEPS:-600} --batch 64 --lr 1e-3 > "$W/logs/onset.log" 2>&1
 OMP_NUM_THREADS=2 $A train joint --bundle "$S/bundle" --data "$W/hits" --work "$S" --json \
   --steps ${JOINT_STEPS:-800} --batch 8 --lr 3e-4 --known-p 0.5 --high-noise-weight 20 > "$W/logs/joint-shipped.log" 2>&1
-$A train finalize --bundle "$S/bundle" --work "$S" -o avcli/bundles/hits-demo --dtype float16 --name hits-demo
+$A train finalize --bundle "$S/bundle" --work "$S" -o avcli/bundles/hits-demo --dtype float16 --name hits-demo --overwrite
 # Its cross-attention twin for the ablation on the current recipe (README: "Re-run on the current recipe"; the
 # results there came from this recipe run by hand in work/k5):
 XO="$W/xattn-onset"

@@ -142,6 +142,31 @@ def test_foley_with_reconstruction_guidance_changes_audio(tiny_model):
     plain = _run(m, 0, task="foley", known_video=known)
     guided = _run(m, 0, task="foley", known_video=known, cfg=SamplerConfig(steps=3, recon_guidance=5.0))
     assert not torch.allclose(plain.audio, guided.audio)
+    # the value of one guided step, against an independent autograd of seed 001 eq. 3:
+    # x0_a' = x0_a - lambda sqrt(abar_n) d/da ||v0 - v0_hat(a)||^2
+    from avcli.sampling.joint import _recon_guidance_video
+    from avcli.sampling.solvers import make_solver
+
+    vspec, aspec = modality_specs(m, geo)
+    sv, sa = make_solver("ddim", vspec.schedule), make_solver("ddim", aspec.schedule)
+    g = torch.Generator().manual_seed(3)
+    x_v, x_a = torch.randn((1,) + geo.video_latent, generator=g), torch.randn((1,) + geo.audio_latent, generator=g)
+    text, mt, nt, lam = _text(m), 400, 500, 5.0
+    sc_v, sc_a = known, torch.zeros_like(x_a)
+    with torch.no_grad():
+        eps_a = m.audio_unet(sample=x_a, timestep=torch.tensor([nt]), text_embeds=text.audio,
+                             cross_features=m.video_connector(latent=x_v, x0_hat=sc_v))
+    got = _recon_guidance_video(m.sampler_components(), x_v, x_a, mt, nt, known, text, sv, sa, sc_v, sc_a, eps_a, lam)
+    a = x_a.clone().requires_grad_(True)
+    v_eps = m.video_unet(sample=x_v, timestep=torch.tensor([mt]), text_embeds=text.video,
+                         cross_features=m.audio_connector(latent=a, x0_hat=sc_a))
+    abar_m, abar_n = sv.abar(mt), sa.abar(nt)
+    v0_hat = (x_v - (1 - abar_m).sqrt() * v_eps) / abar_m.sqrt()
+    (grad,) = torch.autograd.grad(((known - v0_hat) ** 2).sum(), a)
+    x0_a = (x_a - (1 - abar_n).sqrt() * eps_a) / abar_n.sqrt() - lam * abar_n.sqrt() * grad
+    want = (x_a - abar_n.sqrt() * x0_a) / (1 - abar_n).sqrt()
+    assert grad.abs().max() > 0 and torch.allclose(got, want, atol=1e-4)
+    assert not torch.allclose(got, eps_a, atol=1e-4)
 
 
 def test_self_conditioning_feeds_connectors(tiny_model):

@@ -49,7 +49,13 @@ def test_resume_continues_from_saved_step(tmp_path):
     assert [r["step"] for r in rows] == sorted({r["step"] for r in rows}) and rows[-1]["step"] == 60
 
     model3, loss_fn3 = _problem()  # resuming loads the weights that were saved
+    fresh = [p.detach().clone() for p in model3.parameters()]
     train("toy", model3, loss_fn3, tmp_path, LoopConfig(steps=60, lr=1e-2), progress=False)  # nothing to do
+    from safetensors.torch import load_file
+
+    on_disk = load_file(str(tmp_path / "ckpt.safetensors"))  # what the step-60 run saved
+    assert all(torch.equal(p, on_disk[k]) for k, p in model3.state_dict().items())
+    assert not all(torch.equal(a, b) for a, b in zip(fresh, model3.parameters()))
     assert not all(torch.equal(a, b) for a, b in zip(saved, model3.parameters()))  # step 60 weights, not step 40
 
 

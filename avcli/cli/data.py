@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from avcli.cli.common import human_size, stdout
@@ -37,7 +38,7 @@ def synth_cmd(
     for c in ("folder", "clips", "total duration", "size on disk"):
         t.add_column(c)
     seconds = len(names) * round(duration * fps) / fps
-    t.add_row(str(output), str(len(names)), _human_duration(seconds), human_size(total))
+    t.add_row(escape(str(output)), str(len(names)), _human_duration(seconds), human_size(total))
     stdout.print(t)
 
 

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from avcli.cli.common import console, print_json, stdout
@@ -94,6 +95,8 @@ def eval_cmd(
                                        help="First train the adherence classifiers on this labelled folder "
                                             "(events.jsonl with colour/material attrs, e.g. from avgen data synth) "
                                             "and save them to --adherence-model."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --adherence-model file when "
+                                   "fitting."),
 ) -> None:
     from avcli.metrics.evaluate import EvalConfig, evaluate_folder, list_clips
 
@@ -107,10 +110,12 @@ def eval_cmd(
 
         if not adherence_model.parent.is_dir():
             raise UsageError(f"{adherence_model.parent}: folder for --adherence-model does not exist")
+        if adherence_model.exists() and not overwrite:  # before the minutes of fitting
+            raise UsageError(f"{adherence_model}: already exists (use --overwrite to replace it)")
         with console.status("training adherence classifiers") as status:
             model = fit_from_folder(fit_adherence, fps, on_file=lambda n: status.update(f"features of {n}"))
-        model.save(adherence_model)
-        console.print(f"adherence classifiers: {adherence_model}")
+        model.save(adherence_model, overwrite=overwrite)
+        console.print(f"adherence classifiers: {escape(str(adherence_model))}")
     elif adherence_model is not None:
         from avcli.metrics.adherence import AdherenceModel
 
@@ -123,13 +128,13 @@ def eval_cmd(
     out = csv_path or Path(generated_dir) / "eval_metrics.csv"
     _write_csv(out, result)
     for w in result.warnings:
-        console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
+        console.print(f"[yellow]warning:[/] {escape(str(w))}", soft_wrap=True)
     summary = result.summary()
     if json_out:
         print_json({"files": result.rows, "summary": summary, "set_metrics": result.set_metrics,
                     "csv": str(out), "warnings": result.warnings})
         return
-    t = Table(title=f"avgen eval: {len(result.rows)} clips in {generated_dir}")
+    t = Table(title=f"avgen eval: {len(result.rows)} clips in {escape(str(generated_dir))}")
     for c in ("metric", "mean", "std", "n"):
         t.add_column(c, justify="left" if c == "metric" else "right")
     for k, s in summary.items():
@@ -137,4 +142,4 @@ def eval_cmd(
     for k, s in result.set_metrics.items():
         t.add_row(k, _fmt(s["value"]), "", str(s["n"]))
     stdout.print(t)
-    console.print(f"per-file scores: {out}")
+    console.print(f"per-file scores: {escape(str(out))}")

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from avcli.cli.common import console, human_size, print_json, stdout
@@ -110,8 +111,9 @@ def _build_engines(model, names, out: Path, fp16: bool, force: bool) -> list[dic
     for n in names:
         console.print(f"building TensorRT engine {n}")
         try:
-            res = build_engine(onnx_path(out, n), n, descs[n].profile(model.manifest), out / "trt", fp16=fp16,
-                               force=force)
+            # fp16: strongly typed from the fp16 graph (norms/softmax kept fp32 there)
+            res = build_engine(onnx_path(out, n, "fp16" if fp16 else "fp32"), n, descs[n].profile(model.manifest),
+                               out / "trt", fp16=fp16, force=force)
         except TrtUnavailable as exc:
             raise BackendUnavailable(f"--trt: {exc}") from None
         except TrtBuildError as exc:
@@ -129,13 +131,13 @@ def _fmt_err(x) -> str:
 
 
 def _table(rows: list[dict], out: Path) -> None:
-    table = Table(title=f"export -> {out}")
+    table = Table(title=f"export -> {escape(str(out))}")
     for col, just in (("component", "left"), ("file", "left"), ("size", "right"), ("export s", "right"),
                       ("max err", "right"), ("status", "left")):
         table.add_column(col, justify=just)
     for r in rows:
         style = "" if str(r["status"]).startswith(("ok", "cached", "built")) else "red"
         label = r["component"] if r["precision"] == "fp32" else f"{r['component']} ({r['precision']})"
-        table.add_row(label, r["file"], human_size(r["size"]), f"{r['export_s']:.1f}", _fmt_err(r["max_err"]),
+        table.add_row(label, escape(r["file"]), human_size(r["size"]), f"{r['export_s']:.1f}", _fmt_err(r["max_err"]),
                       str(r["status"]), style=style)
     stdout.print(table)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -156,7 +157,7 @@ def foley_cmd(
         def on_result(res: B.ItemResult, out: B.BatchOutcome) -> None:
             progress.advance(items_task)
             if res.status == B.STATUS_FAILED:
-                progress.console.print(f"[bold red]failed:[/] {res.input}: {res.reason}", soft_wrap=True)
+                progress.console.print(f"[bold red]failed:[/] {escape(res.input)}: {escape(res.reason)}", soft_wrap=True)
             if report is not None:  # keep the report current, so a crash still leaves one
                 finish(B.BatchOutcome(out.results + [B.ItemResult(str(i.input), str(i.output), B.STATUS_NOT_RUN)
                                                      for i in items[len(out.results):]], out.interrupted))

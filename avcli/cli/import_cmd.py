@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from avcli.cli.common import console, print_json, stdout
@@ -107,7 +108,7 @@ def _short(source: str, sources: dict) -> str:
 
 def _print(s: dict) -> None:
     stdout.print(f"video: {s['sources']['video']}\naudio: {s['sources']['audio']}")
-    table = Table(title=f"avgen import -> {s['bundle']} ({s['dtype']})")
+    table = Table(title=f"avgen import -> {escape(str(s['bundle']))} ({s['dtype']})")
     table.add_column("component", no_wrap=True)
     table.add_column("class")
     table.add_column("parameters", justify="right", no_wrap=True)
@@ -125,4 +126,4 @@ def _print(s: dict) -> None:
         stdout.print(f"{side} schedule: {sc['beta_schedule']} {sc['beta_start']:g}..{sc['beta_end']:g}, "
                      f"T={sc['num_train_timesteps']}, {sc['prediction_type']}, {sc['timestep_spacing']} spacing")
     for w in s["warnings"]:
-        console.print(f"[yellow]warning:[/] {w}")
+        console.print(f"[yellow]warning:[/] {escape(str(w))}")

@@ -11,6 +11,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from avcli import __version__
 from avcli.errors import AvgenError
@@ -99,7 +100,8 @@ def run() -> None:
     except AvgenError as exc:
         if debug:
             raise
-        err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        # user file names may contain [brackets]: escaped, never read as Rich markup
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
@@ -115,8 +117,8 @@ def run() -> None:
             sys.exit(exc.exit_code)
         if debug:
             raise
-        err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (re-run with --debug for a traceback)",
-                          soft_wrap=True)
+        err_console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} (re-run with --debug "
+                          f"for a traceback)", soft_wrap=True)
         sys.exit(1)
 
 

@@ -99,10 +99,14 @@ def finalize_cmd(
     work: Optional[Path] = typer.Option(None, help="Work folder whose training_record.json is embedded."),
     dtype: str = typer.Option("float16", help="float16 or float32 storage."),
     name: Optional[str] = typer.Option(None, help="Bundle name in the manifest."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle at --output."),
 ) -> None:
     from avcli.cli.common import human_size
+    from avcli.errors import UsageError
     from avcli.models.bundle import load_bundle, save_bundle
 
+    if output.exists() and any(output.iterdir()) and not overwrite:
+        raise UsageError(f"{output}: already exists (use --overwrite to replace it)")
     model = load_bundle(bundle)
     from avcli.training.stages import training_record
 

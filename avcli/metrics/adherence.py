@@ -126,8 +126,11 @@ class AdherenceModel:
     def predict_material(self, audio: np.ndarray, sr: int) -> str:
         return self.material.predict(material_features(audio, sr))
 
-    def save(self, path) -> Path:
+    def save(self, path, overwrite: bool = False) -> Path:
+        """Atomic (temp file, rename); an existing file is replaced only with overwrite."""
         from safetensors.numpy import save_file
+
+        from avcli.media.ffmpeg import atomic_path
 
         path = Path(path)
         tensors = {f"{k}.{f}": np.ascontiguousarray(getattr(c, f), dtype=np.float64)
@@ -136,7 +139,8 @@ class AdherenceModel:
         meta = {"format": "avgen-adherence", "version": FORMAT_VERSION,
                 "colour_labels": json.dumps(list(self.colour.labels)),
                 "material_labels": json.dumps(list(self.material.labels))}
-        save_file(tensors, str(path), metadata=meta)
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
         return path
 
     @classmethod

@@ -111,7 +111,8 @@ def _trt_callables(model, names: list[str], export_dir: Path, fp16: bool, quiet:
 
     descs = descriptions(model.manifest)
     graphs = graph_names(model.manifest, names)
-    paths = ensure_onnx(model, graphs, export_dir, False, quiet)  # TensorRT makes its own fp16 from the fp32 graph
+    # fp16: the fp16 graph (norms and softmax kept fp32), built strongly typed (export.trt_build)
+    paths = ensure_onnx(model, graphs, export_dir, fp16, quiet)
     out = {}
     for n in graphs:
         try:
@@ -195,7 +196,7 @@ def engine_folder_components(folder: Path, manifest: dict, backend: str, names: 
     from engines.base import as_callable
 
     names = _names(names)
-    precision = "fp16" if fp16 and backend == "ort" else "fp32"
+    precision = "fp16" if fp16 else "fp32"  # TensorRT builds fp16 engines strongly typed from the fp16 graph
     graph = {n: graph_of(manifest, n) for n in names}
     paths = {}
     for n, g in graph.items():

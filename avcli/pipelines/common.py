@@ -17,7 +17,7 @@ from avcli.errors import UsageError
 from avcli.manifest import manifest_of
 from avcli.pipelines.text import PromptEncoder  # noqa: F401  (re-exported)
 from avcli.sampling.joint import ModalitySpec, SamplerConfig
-from avcli.sampling.schedules import NoiseSchedule
+from avcli.sampling.schedules import NoiseSchedule, global_timesteps, local_timesteps
 from export.geometry import Geometry, geometry
 
 TORCH_COMPONENTS = ("text_encoder_video", "text_encoder_audio", "video_connector", "audio_connector", "video_unet",
@@ -59,8 +59,16 @@ def sampler_config(source, **overrides) -> SamplerConfig:
     d = dict(manifest_of(source)["sampling"])
     d.update({k: v for k, v in overrides.items() if v is not None})
     names = SamplerConfig.__dataclass_fields__.keys()
+    m = manifest_of(source)
     try:
-        return SamplerConfig(**{k: v for k, v in d.items() if k in names})
+        cfg = SamplerConfig(**{k: v for k, v in d.items() if k in names})
+        # the step schedule itself (too many steps for a schedule, a gamma that leaves no distinct local steps):
+        # refused here, a usage error before sampling, not an internal error in the first step
+        sv, sa = (NoiseSchedule.from_dict(m[k]["schedule"]) for k in ("video", "audio"))
+        T = max(sv.num_train_timesteps, sa.num_train_timesteps)
+        local_timesteps(global_timesteps(cfg.steps, T, sv.timestep_spacing, sv.steps_offset), T,
+                        sv.num_train_timesteps, sa.num_train_timesteps, cfg.gamma)
+        return cfg
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 

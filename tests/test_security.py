@@ -1,0 +1,105 @@
+"""A crafted bundle cannot read or write outside its folder, unchecked weights are refused, user file names never
+become Rich markup, and usage errors from the sampler's schedule are exit 2 (issue 15)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+
+import pytest
+
+from avcli.errors import BundleError
+
+
+def _crafted(tiny_bundle, tmp_path, edit):
+    b = tmp_path / "crafted"
+    shutil.copytree(tiny_bundle, b)
+    m = json.loads((b / "bundle.json").read_text())
+    edit(m, b)
+    (b / "bundle.json").write_text(json.dumps(m))
+    return b
+
+
+def _run(monkeypatch, capsys, *args):
+    from avcli.cli.main import run
+
+    monkeypatch.setattr(sys, "argv", ["avgen", *map(str, args)])
+    try:
+        run()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+@pytest.mark.parametrize("name", ["../outside.safetensors", "/etc/passwd", "sub/../../x.safetensors"])
+def test_weights_outside_the_bundle_are_refused(tiny_bundle, tmp_path, name, monkeypatch, capsys):
+    from avcli.models.bundle import load_bundle
+
+    (tmp_path / "outside.safetensors").write_bytes((tiny_bundle / "vocoder.safetensors").read_bytes())
+    b = _crafted(tiny_bundle, tmp_path, lambda m, b: m["files"]["vocoder"].update(file=name))
+    with pytest.raises(BundleError, match="outside the bundle folder"):
+        load_bundle(b)
+    code, _, err = _run(monkeypatch, capsys, "generate", "--bundle", b, "-p", "x", "-o", tmp_path / "o.mp4")
+    assert code == 2 and "outside the bundle folder" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_a_symlink_out_of_the_bundle_is_refused(tiny_bundle, tmp_path):
+    from avcli.models.bundle import load_bundle
+
+    outside = tmp_path / "elsewhere.safetensors"
+    outside.write_bytes((tiny_bundle / "vocoder.safetensors").read_bytes())
+    b = _crafted(tiny_bundle, tmp_path, lambda m, b: None)
+    (b / "vocoder.safetensors").unlink()
+    (b / "vocoder.safetensors").symlink_to(outside)
+    with pytest.raises(BundleError, match="outside the bundle folder"):
+        load_bundle(b)
+
+
+def test_a_tokenizer_folder_outside_the_bundle_is_refused(tiny_bundle, tmp_path):
+    from avcli.manifest import read_manifest
+
+    b = _crafted(tiny_bundle, tmp_path, lambda m, b: m["text"]["video"].update(tokenizer="../../tok"))
+    with pytest.raises(BundleError, match="outside the bundle folder"):
+        read_manifest(b)
+
+
+def test_weights_without_a_checksum_are_refused(tiny_bundle, tmp_path):
+    from avcli.models.bundle import load_bundle
+
+    b = _crafted(tiny_bundle, tmp_path, lambda m, b: m["files"]["vocoder"].pop("sha256"))
+    with pytest.raises(BundleError, match="no sha256"):
+        load_bundle(b)
+    assert load_bundle(b, verify=False) is not None  # an explicit opt-out still loads (tests, own bundles)
+
+
+def test_file_names_with_brackets_are_not_markup(tmp_path, monkeypatch, capsys):
+    weird = tmp_path / "[bold red]take[/] 1 [x].mp4"
+    code, _, err = _run(monkeypatch, capsys, "foley", weird)
+    assert code == 2, err
+    assert "[bold red]take[/] 1 [x].mp4" in err and "internal error" not in err
+
+
+def test_impossible_step_schedule_is_a_usage_error(tiny_bundle, tmp_path, monkeypatch, capsys):
+    """More steps than the schedule has distinct local timesteps: exit 2 before sampling, not an internal error."""
+    code, _, err = _run(monkeypatch, capsys, "generate", "--bundle", tiny_bundle, "-p", "x", "--steps", "1000",
+                        "--gamma", "40", "-o", tmp_path / "a.mp4")
+    assert code == 2 and "internal error" not in err and "steps" in err, err
+    assert not (tmp_path / "a.mp4").exists()
+
+
+def test_foley_latent_rate_ignores_mel_padding():
+    """The audio latent's frames per second come from sample rate, hop and down-sampling; when mel frames are
+    padded up to the down-sampling step, latent frames / duration overstates the rate (tail shift in long foley)."""
+    from avcli.models.presets import get_preset
+    from export.geometry import geometry
+
+    m = get_preset("tiny")
+    m["media"]["duration"] = 1.03  # 103 mel frames, padded to a multiple of the down-sampling
+    geo = geometry(m)
+    true_rate = m["media"]["sample_rate"] / m["media"]["hop_length"] / geo.audio_factor
+    assert geo.audio_latent_per_s == pytest.approx(true_rate)
+    assert geo.audio_latent[1] / geo.duration != pytest.approx(true_rate)
