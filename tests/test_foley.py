@@ -136,9 +136,9 @@ def test_portrait_mp4_gets_exact_audio_and_untouched_video(tiny_bundle, media, t
 def test_vp9_webm(tiny_bundle, media, tmp_path):
     if not (media / "clip.webm").exists():
         pytest.skip("this ffmpeg build has no libvpx-vp9 encoder")
-    res = _foley(tiny_bundle, media / "clip.webm", "--out-dir", tmp_path, "--save-wav", "--sample-rate", "16000")
+    res = _foley(tiny_bundle, media / "clip.webm", "--out-dir", tmp_path, "--save-wav", "--sample-rate", "16000")  # keeps .webm
     assert res.exit_code == 0, res.output
-    out = tmp_path / "clip.foley.mp4"
+    out = tmp_path / "clip.foley.webm"
     assert probe(out).video_codec == "vp9" and video_packet_md5(out) == video_packet_md5(media / "clip.webm")
     got = read_audio(out, 16000)
     assert abs(len(got) - 24000) <= 1024
@@ -189,7 +189,7 @@ def test_batch_survives_a_bad_file_and_resumes(tiny_bundle, tmp_path):
     out, rep = tmp_path / "out", tmp_path / "report.json"
     res = _foley(tiny_bundle, d, "--recursive", "--out-dir", out, "--report", rep)
     assert res.exit_code == 1, res.output
-    assert (out / "a.foley.mp4").exists() and (out / "sub" / "b.foley.mp4").exists()  # sub-folders mirrored
+    assert (out / "a.foley.mp4").exists() and (out / "sub" / "b.foley.mov").exists()  # mirrored, containers kept
     report = json.loads(rep.read_text())
     by = {r["input"].rsplit("/", 1)[-1]: r for r in report["items"]}
     assert by["a.mp4"]["status"] == by["b.mov"]["status"] == "ok"

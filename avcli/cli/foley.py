@@ -71,7 +71,13 @@ def foley_cmd(
                                             "videos [default: 1.0, at most half the model's window]."),
     sample_rate: Optional[int] = typer.Option(None, "--sample-rate", min=1000, max=384000,
                                               help="Resample the generated audio (e.g. 48000)."),
-    mix: str = typer.Option("replace", help="replace the original sound, or keep it mixed under (-6 dB)."),
+    mix: str = typer.Option("replace", help="replace the original sound, or keep it mixed under (--mix-gain)."),
+    mix_gain: float = typer.Option(-6.0, "--mix-gain", min=-60.0, max=12.0,
+                                   help="Level of the original sound under the new one with --mix keep (dB)."),
+    video_codec: str = typer.Option("copy", "--video-codec",
+                                    help="copy (default: the picture bit for bit, in the input's container unless -o "
+                                         "says otherwise), h264 (yuv420p, +faststart: plays in browsers) or prores "
+                                         "(ProRes 422 HQ in .mov, PCM audio: for editing software)."),
     save_wav: bool = typer.Option(False, "--save-wav", help="Also write the generated audio as .wav."),
     save_flac: bool = typer.Option(False, "--save-flac", help="Also write the generated audio as .flac."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that already exist."),
@@ -97,7 +103,7 @@ def foley_cmd(
     items = _plan_items(inputs, jobs, output, out_dir, recursive, num_samples,
                         dict(prompt=prompt, negative_prompt=negative_prompt, seed=seed, start=start,
                              duration=duration))
-    infos = _preflight(items, single, output)
+    infos = _preflight(items, single, output, video_codec, sample_rate, _bundle_rate(bundle))
     B.mark_collisions(items)
     if single and items[0].input_error:
         raise UsageError(f"{items[0].input}: {items[0].input_error}")
@@ -111,10 +117,12 @@ def foley_cmd(
                             start=it.start, duration=it.duration, recon_guidance=recon_guidance)
 
     _refuse_sidecars(items, save_wav, save_flac, overwrite, single)
+    plans = infos.pop("_plans", {})
     todo = [it for it in items if it.input_error is None and (overwrite or not it.output.exists())]
     timings = Timings()
     state: dict = {}
-    settings = {"bundle": bundle, "backend": backend, "precision": precision, "steps": steps, "solver": solver, "cfg": cfg, "gamma": gamma,
+    settings = {"video_codec": video_codec, "mix_gain": mix_gain, "bundle": bundle, "backend": backend,
+                "precision": precision, "steps": steps, "solver": solver, "cfg": cfg, "gamma": gamma,
                 "fit": fit, "overlap": overlap, "sample_rate": sample_rate, "mix": mix, "num_samples": num_samples,
                 "recon_guidance": recon_guidance}
 
@@ -152,7 +160,8 @@ def foley_cmd(
 
         def process(it: B.Item) -> dict:
             return _process(state, it, request(it), timings, mix, overwrite, save_wav, save_flac,
-                            on_step=lambda k, n: progress.advance(steps_task))
+                            on_step=lambda k, n: progress.advance(steps_task), plan=plans.get(it.output),
+                            mix_gain=mix_gain)
 
         def on_result(res: B.ItemResult, out: B.BatchOutcome) -> None:
             progress.advance(items_task)
@@ -228,7 +237,9 @@ def _plan_items(inputs, jobs, output, out_dir, recursive, num_samples, defaults)
             elif output is not None:
                 out, err = B.numbered(output, s, num_samples), None
             else:
-                name = B.output_name(p.stem, TAG, s, num_samples)
+                from avcli.media.container import default_suffix
+
+                name = B.output_name(p.stem, TAG, s, num_samples, default_suffix(p))  # keeps the input's container
                 if out_dir is not None:
                     try:
                         rel = p.parent.relative_to(base) if recursive else Path()
@@ -244,14 +255,17 @@ def _plan_items(inputs, jobs, output, out_dir, recursive, num_samples, defaults)
     return items
 
 
-def _preflight(items, single: bool, output) -> dict:
+def _preflight(items, single: bool, output, video_codec: str = "copy", sample_rate: int | None = None,
+               sr_hint: int = 48000) -> dict:
     """Refuse bad inputs before the model loads: missing, empty, a folder, not media, no video, zero length,
-    a start past the end, an output folder we cannot write. Returns MediaInfo per readable input."""
+    a start past the end, an output folder we cannot write, a container/codec that cannot be written (checked by a
+    dry mux of the real video stream). Returns MediaInfo per readable input, and the mux plans under "_plans"."""
     from avcli.errors import AvgenError, UsageError
+    from avcli.media.container import dry_mux, plan_mux
     from avcli.media.ffmpeg import probe
     from avcli.pipelines.batch import check_writable_dir
 
-    infos, errors = {}, {}
+    infos, errors, plans, tried = {}, {}, {}, {}
     for it in items:
         if it.input_error is not None:
             continue
@@ -274,11 +288,33 @@ def _preflight(items, single: bool, output) -> dict:
         if it.start >= info.duration_s:
             it.input_error = f"--start {it.start:g} s is past the end of the video ({info.duration_s:.2f} s)"
             continue
+        key = (it.input, it.output.suffix.lower())
         try:
             check_writable_dir(it.output.parent, create=not single and output is None)
+            if key not in tried:
+                try:
+                    tried[key] = plan_mux(it.input, info.video_codec, it.output, video_codec)
+                    dry_mux(it.input, tried[key], sample_rate or sr_hint)  # milliseconds, not a failure after compute
+                except UsageError as exc:
+                    tried[key] = exc
+            if isinstance(tried[key], Exception):
+                raise tried[key]
+            plans[it.output] = tried[key]
         except UsageError as exc:
-            it.input_error = str(exc)
+            it.input_error = _reason(str(exc), it.input)
+    infos["_plans"] = plans
     return infos
+
+
+def _bundle_rate(bundle) -> int:
+    """The bundle's sample rate from its manifest (no model load): what the output's audio track will carry."""
+    from avcli.errors import AvgenError
+    from avcli.manifest import read_manifest, resolve_bundle
+
+    try:
+        return int(read_manifest(resolve_bundle(bundle))["media"]["sample_rate"])
+    except AvgenError:
+        return 48000  # the load reports a bad bundle itself
 
 
 def _empty_container(path: Path) -> bool:
@@ -361,7 +397,8 @@ def resample(audio, sr_in: int, sr_out: int, n_out: int | None = None):
     return np.pad(audio, (0, n_out - len(audio))).astype(np.float32)
 
 
-def _process(state, it, req, timings, mix, overwrite, save_wav, save_flac, on_step) -> dict:
+def _process(state, it, req, timings, mix, overwrite, save_wav, save_flac, on_step, plan=None,
+             mix_gain: float = -6.0) -> dict:
     from avcli.media.ffmpeg import mux_audio, write_flac, write_wav
     audio = state["pipe"].foley(it.input, req, on_step=on_step, timings=timings).audio
     sr, sr_out = state["sr"], state["sr_out"]
@@ -378,7 +415,7 @@ def _process(state, it, req, timings, mix, overwrite, save_wav, save_flac, on_st
         if save_flac:
             sidecars.append(write_flac(it.output.with_suffix(".flac"), audio, sr_out, overwrite=overwrite))
         mux_audio(it.input, audio, sr_out, it.output, mix=mix, start=it.start, duration=len(audio) / sr_out,
-                  overwrite=overwrite)
+                  overwrite=overwrite, plan=plan, mix_gain_db=mix_gain)
     return {"seed": req.seed, "start_s": it.start, "duration_s": round(len(audio) / sr_out, 6),
             "samples": len(audio), "sample_rate": sr_out, "extra_files": [str(p) for p in sidecars]}
 

@@ -336,13 +336,15 @@ def write_video(path, frames: np.ndarray, fps: float, audio=None, sample_rate: i
 
 
 def mux_audio(video_path, audio, sample_rate: int, out_path, mix: str = "replace", start: float = 0.0,
-              duration: float | None = None, overwrite: bool = False) -> Path:
+              duration: float | None = None, overwrite: bool = False, plan=None, mix_gain_db: float = -6.0) -> Path:
     """Put `audio` on a copy of `video_path` without re-encoding the video (`-c:v copy`), atomically.
 
     The new audio starts `start` seconds into the video and lasts `duration` seconds (default: to the end); the
     result's soundtrack always covers the whole video (silence, or the original sound, elsewhere).
-    mix="replace" drops the original audio; mix="keep" mixes it (if any) under the new one at -6 dB.
-    AAC audio (Opus for .webm outputs)."""
+    mix="replace" drops the original audio; mix="keep" mixes it (if any) under the new one at `mix_gain_db`.
+    `plan` (avcli.media.container.plan_mux) chooses the video codec (copy by default) and the container's audio
+    codec; global and per-stream metadata (timecode, language, ...) are copied, and packet timestamps kept (VFR)."""
+    from avcli.media.container import plan_mux, timecode_args
     if mix not in ("replace", "keep"):
         raise UsageError(f"--mix must be replace or keep, got {mix!r}")
     info = probe(video_path, require_video=True)
@@ -361,22 +363,26 @@ def mux_audio(video_path, audio, sample_rate: int, out_path, mix: str = "replace
     track[at:at + len(a)] = a
     track = track[:max(total, 1)]
     keep = mix == "keep" and info.has_audio
+    plan = plan or plan_mux(Path(video_path), info.video_codec, out_path)
     with tempfile.TemporaryDirectory() as td, atomic_path(out_path, overwrite) as tmp:
         import soundfile as sf
 
         wav = Path(td) / "a.wav"
         sf.write(str(wav), track, sr, subtype="FLOAT")
         cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", _src(video_path),
-               "-i", _src(wav), "-map", "0:v:0", "-c:v", "copy"]
+               "-i", _src(wav), "-map", "0:v:0", *plan.video_args]
+        if not plan.copies_video:
+            cmd += ["-fps_mode", "passthrough"]  # keep each frame's timestamp (variable frame rate survives)
         if keep:
             cmd += ["-filter_complex",
-                    f"[0:a:0]aresample={sr},volume=-6dB[orig];"
+                    f"[0:a:0]aresample={sr},volume={float(mix_gain_db):g}dB[orig];"
                     f"[1:a:0][orig]amix=inputs=2:duration=first:dropout_transition=0:normalize=0[aout]",
                     "-map", "[aout]"]
         else:
             cmd += ["-map", "1:a:0"]
-        cmd += [*_audio_codec_args(out_path.suffix), "-map_metadata", "0", *_faststart(out_path.suffix),
-                _src(tmp)]
+        cmd += [*plan.audio_args, "-map_metadata", "0", "-map_metadata:s:v:0", "0:s:v:0",
+                *timecode_args(Path(video_path), plan.suffix),
+                *(["-movflags", "+faststart"] if plan.faststart else []), "-f", plan.muxer, _src(tmp)]
         _run(cmd, video_path, "mux the audio")
     return out_path
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from avcli.errors import AvgenError, UsageError
 
-VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
-OUTPUT_EXTS = (".mp4", ".mov", ".m4v", ".mkv")  # containers that take a copied video stream + AAC audio
+VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg")
+OUTPUT_EXTS = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg")  # avcli.media.container.CONTAINERS
 JOB_FIELDS = ("input", "output", "prompt", "negative_prompt", "seed", "start", "duration")
 
 STATUS_OK, STATUS_SKIPPED, STATUS_FAILED, STATUS_NOT_RUN = "ok", "skipped", "failed", "not run"
