@@ -196,9 +196,10 @@ def read_image(path, size=(64, 64), fit: str = "crop") -> np.ndarray:
     vf = _vf((h, w), fit, 1.0).split(",", 1)[1]  # no fps filter: one picture
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", _src(p), "-map", "0:v:0",
            "-frames:v", "1", "-an", "-sn", "-dn", "-vf", vf, "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1"]
-    out = _run(cmd, p, "decode the image").stdout
-    if len(out) < h * w * 3:
-        raise MediaError(f"{p}: no picture could be decoded")
+    r = subprocess.run(cmd, capture_output=True)
+    out = r.stdout
+    if r.returncode != 0 or len(out) < h * w * 3:
+        raise MediaError(f"{p}: not an image ffmpeg can decode ({_tail(r.stderr, 120)})")
     return np.frombuffer(out[: h * w * 3], dtype=np.uint8).reshape(h, w, 3).copy()
 
 
