@@ -7,6 +7,7 @@ from the JSON files in benchmarks/results/ (nothing is typed by hand, so the REA
     quality   benchmarks/results/quality.json     (benchmarks/quality.py)
     ablation  benchmarks/results/ablation.json    (benchmarks/ablation.py)
     training  avcli/bundles/hits-demo/bundle.json  (the shipped bundle's training record)
+    fastpath  benchmarks/results/fast_path.json   (benchmarks/fast_path.py)
 
     .venv/bin/python benchmarks/report.py [--machine NAME] [--readme README.md]
 """
@@ -179,6 +180,31 @@ def training_section(manifest: dict) -> str:
             + "\n")
 
 
+def fastpath_section(f: dict) -> str:
+    """Whole commands in fresh processes (benchmarks/fast_path.py), against the targets of issue 14."""
+    e, t, b = f["generate_engine_ort"]["median"], f["generate_torch"]["median"], f["batch"]
+    m = f.get("machine", {})
+    lines = [f"Measured on {m.get('cpu', '?')}, {m.get('cpu_count', '?')} logical CPUs; produced by "
+             f"`{f['command']}` (`benchmarks/results/fast_path.json`), median of {f['repeat']} fresh processes "
+             f"each, interleaved.", ""]
+    stages = [k for k in ("import", "load", "text", "denoise", "decode", "vocode", "mux") if k in e]
+    rows = [[name, *[_f(r.get(k), ".2f") for k in stages], _f(r["import_plus_load_s"], ".2f"), _f(r["wall_s"], ".2f")]
+            for name, r in (("engine folder, ort (`--bundle DIR`)", e), ("weights bundle, torch", t))]
+    lines.append(_table(["`avgen generate` (defaults)", *stages, "import + load", "wall (s)"], rows))
+    ps = f["per_step"]
+    lines += ["", _table(["measure", "measured", "target"], [
+        ["generate wall, engine-only ort", f"{e['wall_s']:.2f} s", "<= 5 s"],
+        ["import + load, engine-only ort", f"{e['import_plus_load_s']:.2f} s", "<= 1.5 s"],
+        [f"per clip in a {b['prompts']}-prompt batch / single command", f"{b['per_clip_vs_single_command']:.2f}x "
+         f"({b['per_clip_s']:.2f} s per clip)", "<= 0.4x"],
+        ["ORT vs torch per joint generate step", f"{ps['ort']['speedup_vs_torch']:.2f}x "
+         f"({ps['ort']['ms_per_step']:.0f} vs {ps['torch']['ms_per_step']:.0f} ms)", ">= 1.5x"],
+        ["ORT vs torch end to end (whole command)", f"{f['generate_e2e_ort_vs_torch']:.2f}x", ">= 1.3x"],
+        ["video_unet under ORT, share of the matmul peak", f"{ps['ort']['video_unet_util_pct']:.0f} % "
+         f"(peak {f['matmul_peak_gflops']:.0f} GFLOP/s)", ">= 60 %"]])]
+    return "\n".join(lines) + "\n"
+
+
 def _is_perf(path: Path) -> bool:
     """A run_benchmarks.py result (the other JSON files in results/ are quality, ablation, probes...)."""
     try:
@@ -211,6 +237,8 @@ def main() -> None:
         text = replace_section(text, "quality", quality_section(json.loads((RESULTS / "quality.json").read_text())))
     if (RESULTS / "ablation.json").exists():
         text = replace_section(text, "ablation", ablation_section(json.loads((RESULTS / "ablation.json").read_text())))
+    if (RESULTS / "fast_path.json").exists() and "<!-- fastpath:begin -->" in text:
+        text = replace_section(text, "fastpath", fastpath_section(json.loads((RESULTS / "fast_path.json").read_text())))
     bundle = ROOT / "avcli" / "bundles" / "hits-demo" / "bundle.json"
     if bundle.exists():
         text = replace_section(text, "training", training_section(json.loads(bundle.read_text())))

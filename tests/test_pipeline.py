@@ -182,7 +182,7 @@ def test_batch_isolates_a_bad_row_reports_it_and_resumes(tiny_bundle, tmp_path):
     assert "duration" in reasons[3] and "seed must be an integer" in reasons[4]
     assert json.loads((out / "report.json").read_text())["counts"] == rep["counts"]
     written = sorted(p.name for p in out.glob("*.mp4"))
-    assert len(written) == 2
+    assert written == ["0002_a_red_ball_bouncing_on_a_metal_plate_s1.mp4", "0005_a_drum_struck_twice_s3.mp4"]
     mtimes = {p: p.stat().st_mtime_ns for p in out.glob("*.mp4")}
     again = json.loads(_batch(tiny_bundle, f, out).stdout)
     assert again["counts"]["skipped"] == 2 and again["counts"]["ok"] == 0
@@ -190,8 +190,8 @@ def test_batch_isolates_a_bad_row_reports_it_and_resumes(tiny_bundle, tmp_path):
 
 
 def test_batch_refuses_colliding_outputs_before_any_work(tiny_bundle, tmp_path, monkeypatch):
-    f = tmp_path / "p.txt"
-    f.write_text(f"{PROMPT}\n{PROMPT}\n")  # same prompt, same default seed: the same file name
+    f = tmp_path / "p.csv"
+    f.write_text(f"prompt,seed,output\n{PROMPT},1,take.mp4\nhits on glass,2,take.mp4\n")  # one file, two rows
     loaded = []
     monkeypatch.setattr(JointPipeline, "from_bundle", classmethod(lambda cls, *a, **k: loaded.append(1)))
     res = _batch(tiny_bundle, f, tmp_path / "out")

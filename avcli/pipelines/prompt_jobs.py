@@ -99,10 +99,11 @@ def _number(raw: dict, key: str, kind, default):
         raise ValueError(f"{key} must be {what}, got {raw[key]!r}") from None
 
 
-def default_name(prompt: str, seed: int) -> str:
+def default_name(row: int, prompt: str, seed: int) -> str:
+    """<row>_<prompt slug>_s<seed>.mp4: the row number keeps long prompts that share a beginning apart."""
     from avcli.cli.common import slug
 
-    return f"{slug(prompt or 'unconditional')}_s{seed}.mp4"
+    return f"{row:04d}_{slug(prompt or 'unconditional')}_s{seed}.mp4"
 
 
 def plan_items(rows: list[tuple[int, dict]], out_dir: Path, base: GenerateRequest, num_samples: int = 1
@@ -133,7 +134,7 @@ def plan_items(rows: list[tuple[int, dict]], out_dir: Path, base: GenerateReques
                     err = err or f"row {n}: output {name!r} must end in .mp4"
                 out = out_dir / (p if num_samples == 1 else p.with_name(f"{p.stem}_{k + 1}{p.suffix}"))
             else:
-                out = out_dir / default_name(r.prompt, r.seed)
+                out = out_dir / default_name(n, r.prompt, r.seed)
             items.append(PromptItem(n, r, out, err))
     seen: dict[Path, int] = {}
     for it in items:
