@@ -163,3 +163,28 @@ def test_vfr_input_keeps_its_packet_timestamps(tiny_bundle, tmp_path):
         return [ln.split(",")[2].strip() for ln in r.stdout.splitlines() if ln and not ln.startswith("#")]
 
     assert pts(out) == pts(src) and len(set(pts(src))) > 5
+
+
+def test_audio_deliverables_48k_24bit_stereo_sidecars(tiny_bundle, tmp_path):
+    import soundfile as sf
+
+    src = _make(tmp_path / "timecode.mp4", *FORMS["timecode.mp4"])
+    res = _foley(tiny_bundle, src, "--sample-rate", "48000", "--bit-depth", "24", "--channels", "2", "--save-wav",
+                 "--save-flac")
+    assert res.exit_code == 0, res.output
+    for ext in (".wav", ".flac"):
+        info = sf.info(str(tmp_path / f"timecode.foley{ext}"))
+        assert (info.samplerate, info.channels, info.subtype) == (48000, 2, "PCM_24"), ext
+        assert abs(info.frames / 48000 - probe(src).duration_s) < 0.05
+
+
+def test_keep_audio_tracks_and_ducking(tiny_bundle, tmp_path):
+    src = _make(tmp_path / "surround.mp4", *FORMS["surround.mp4"])
+    res = _foley(tiny_bundle, src, "--mix", "keep", "--mix-gain", "-12", "--duck", "--keep-audio-tracks")
+    assert res.exit_code == 0, res.output
+    err = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(tmp_path / "surround.foley.mp4")],
+                         capture_output=True).stderr.decode()
+    audio_streams = [ln for ln in err.splitlines() if "Audio:" in ln]
+    assert len(audio_streams) == 2 and "5.1" in audio_streams[1]  # the new mix first, the original 5.1 kept
+    bad = _foley(tiny_bundle, src, "--duck")
+    assert getattr(bad.exception, "exit_code", None) == 2 and "--mix keep" in str(bad.exception)

@@ -103,3 +103,56 @@ def test_foley_latent_rate_ignores_mel_padding():
     true_rate = m["media"]["sample_rate"] / m["media"]["hop_length"] / geo.audio_factor
     assert geo.audio_latent_per_s == pytest.approx(true_rate)
     assert geo.audio_latent[1] / geo.duration != pytest.approx(true_rate)
+
+
+# --- nothing is replaced without --overwrite ----------------------------------------------------------------------
+def test_train_finalize_refuses_to_replace_a_bundle(tiny_bundle, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "shipped"
+    shutil.copytree(tiny_bundle, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    code, _, err = _run(monkeypatch, capsys, "train", "finalize", "--bundle", tiny_bundle, "-o", out)
+    assert code == 2 and "--overwrite" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    code, _, err = _run(monkeypatch, capsys, "train", "finalize", "--bundle", tiny_bundle, "-o", out, "--overwrite",
+                        "--dtype", "float32")
+    assert code == 0, err
+
+
+def test_bench_json_is_not_replaced_without_overwrite(tiny_bundle, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "bench.json"
+    out.write_text("{}")
+    code, _, err = _run(monkeypatch, capsys, "bench", "--bundle", tiny_bundle, "--backends", "torch", "--components",
+                        "vocoder", "--steps", "1", "--repeat", "1", "--warmup", "0", "--no-e2e", "--json", out)
+    assert code == 2 and "already exists" in err and out.read_text() == "{}"  # refused before the timing
+
+
+def test_foley_sidecars_are_not_replaced_without_overwrite(tiny_bundle, tmp_path, monkeypatch, capsys):
+    import numpy as np
+
+    from avcli.media.ffmpeg import write_video
+
+    src = tmp_path / "clip.mp4"
+    write_video(src, np.zeros((4, 32, 32, 3), np.uint8), 4)
+    (tmp_path / "clip.foley.wav").write_bytes(b"mine")
+    code, _, err = _run(monkeypatch, capsys, "foley", src, "--bundle", tiny_bundle, "--steps", "1", "--save-wav")
+    assert code == 2 and "clip.foley.wav" in err and "--overwrite" in err
+    assert (tmp_path / "clip.foley.wav").read_bytes() == b"mine" and not (tmp_path / "clip.foley.mp4").exists()
+
+
+def test_adherence_model_is_not_replaced_without_overwrite(tmp_path):
+    import numpy as np
+
+    from avcli.metrics.adherence import AdherenceModel
+
+    model = AdherenceModel.__new__(AdherenceModel)
+    path = tmp_path / "adh.safetensors"
+    path.write_bytes(b"keep")
+    from avcli.errors import UsageError
+
+    clf = type("C", (), {"centroids": np.zeros((2, 3)), "mean": np.zeros(3), "scale": np.ones(3), "labels": ("a", "b")})
+    model.colour, model.material = clf, clf
+    with pytest.raises(UsageError, match="already exists"):
+        model.save(path)
+    assert path.read_bytes() == b"keep"
+    model.save(path, overwrite=True)
+    assert path.read_bytes() != b"keep"

@@ -37,6 +37,8 @@ def bench_cmd(
     repeat: int = typer.Option(10, "--repeat", min=1, help="Timed calls per component."),
     json_file: Path = typer.Option(None, "--json", help="Also write the results to this JSON file."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 or fp16 (fp16: CUDA, or ONNX Runtime graphs)."),
+    device: str = typer.Option(None, "--device", help="cpu or cuda[:N] for the torch backend."),
     threads: int = typer.Option(None, "--threads", min=1, help="CPU threads for torch and ONNX Runtime "
                                                              "(default: torch's default, ORT: physical cores)."),
     e2e: bool = typer.Option(True, "--e2e/--no-e2e", help="Also time one end-to-end run per backend, per stage "
@@ -69,7 +71,7 @@ def bench_cmd(
         check_writable_dir(json_file.parent if str(json_file.parent) else Path("."), create=True)
     model = load_bundle(bundle)
     res = run_bench(model, bk, names, task, duration, batch, steps, warmup, repeat,
-                    log=lambda m: console.print(m, style="dim"), e2e=e2e)
+                    log=lambda m: console.print(m, style="dim"), e2e=e2e, precision=precision, device=device)
     if json_file:
         json_file.parent.mkdir(parents=True, exist_ok=True)
         write_report(json_file, res)  # atomic: temp file, then rename

@@ -78,6 +78,12 @@ def foley_cmd(
                                     help="copy (default: the picture bit for bit, in the input's container unless -o "
                                          "says otherwise), h264 (yuv420p, +faststart: plays in browsers) or prores "
                                          "(ProRes 422 HQ in .mov, PCM audio: for editing software)."),
+    duck: bool = typer.Option(False, "--duck", help="With --mix keep: push the original further down while the "
+                              "new sound plays (sidechain ducking)."),
+    keep_audio_tracks: bool = typer.Option(False, "--keep-audio-tracks", help="Keep every original audio track "
+                                           "after the new one (re-encoded to the container's audio codec)."),
+    bit_depth: int = typer.Option(24, "--bit-depth", help="16 or 24-bit PCM for the .wav/.flac sidecars."),
+    channels: int = typer.Option(1, "--channels", min=1, max=2, help="1 (mono) or 2 (stereo) for the new sound."),
     save_wav: bool = typer.Option(False, "--save-wav", help="Also write the generated audio as .wav."),
     save_flac: bool = typer.Option(False, "--save-flac", help="Also write the generated audio as .flac."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that already exist."),
@@ -92,6 +98,10 @@ def foley_cmd(
 
     inputs = list(inputs or [])
     _check_options(inputs, output, out_dir, jobs, fit, mix, duration)
+    if bit_depth not in (16, 24):
+        raise UsageError(f"--bit-depth must be 16 or 24, got {bit_depth}")
+    if (duck or mix_gain != -6.0) and mix != "keep":
+        raise UsageError("--duck and --mix-gain shape the original sound: use them with --mix keep")
     single = jobs is None and len(inputs) == 1 and not inputs[0].is_dir()
     if out_dir is not None:
         B.check_writable_dir(out_dir, create=True)
@@ -121,7 +131,8 @@ def foley_cmd(
     todo = [it for it in items if it.input_error is None and (overwrite or not it.output.exists())]
     timings = Timings()
     state: dict = {}
-    settings = {"video_codec": video_codec, "mix_gain": mix_gain, "bundle": bundle, "backend": backend,
+    settings = {"video_codec": video_codec, "mix_gain": mix_gain, "duck": duck, "keep_audio_tracks": keep_audio_tracks,
+                "bit_depth": bit_depth, "channels": channels, "bundle": bundle, "backend": backend,
                 "precision": precision, "steps": steps, "solver": solver, "cfg": cfg, "gamma": gamma,
                 "fit": fit, "overlap": overlap, "sample_rate": sample_rate, "mix": mix, "num_samples": num_samples,
                 "recon_guidance": recon_guidance}
@@ -161,7 +172,8 @@ def foley_cmd(
         def process(it: B.Item) -> dict:
             return _process(state, it, request(it), timings, mix, overwrite, save_wav, save_flac,
                             on_step=lambda k, n: progress.advance(steps_task), plan=plans.get(it.output),
-                            mix_gain=mix_gain)
+                            mix_gain=mix_gain, duck=duck, keep_tracks=keep_audio_tracks, bit_depth=bit_depth,
+                            channels=channels)
 
         def on_result(res: B.ItemResult, out: B.BatchOutcome) -> None:
             progress.advance(items_task)
@@ -398,7 +410,8 @@ def resample(audio, sr_in: int, sr_out: int, n_out: int | None = None):
 
 
 def _process(state, it, req, timings, mix, overwrite, save_wav, save_flac, on_step, plan=None,
-             mix_gain: float = -6.0) -> dict:
+             mix_gain: float = -6.0, duck: bool = False, keep_tracks: bool = False, bit_depth: int = 24,
+             channels: int = 1) -> dict:
     from avcli.media.ffmpeg import mux_audio, write_flac, write_wav
     audio = state["pipe"].foley(it.input, req, on_step=on_step, timings=timings).audio
     sr, sr_out = state["sr"], state["sr_out"]
@@ -406,16 +419,22 @@ def _process(state, it, req, timings, mix, overwrite, save_wav, save_flac, on_st
     if sr_out != sr:
         with timings.stage("resample"):
             audio = resample(audio, sr, sr_out, int(round(seconds * sr_out)))
+    if channels == 2:
+        import numpy as np
+
+        audio = np.stack([audio, audio], axis=1)  # the same sound on both sides: a stereo deliverable
+    pcm = f"PCM_{bit_depth}"
     it.output.parent.mkdir(parents=True, exist_ok=True)
     sidecars = []
     with timings.stage("mux"):
         # Side files first, the video last: an existing output video means the item is complete (resume key).
         if save_wav:
-            sidecars.append(write_wav(it.output.with_suffix(".wav"), audio, sr_out, overwrite=overwrite))
+            sidecars.append(write_wav(it.output.with_suffix(".wav"), audio, sr_out, overwrite=overwrite, subtype=pcm))
         if save_flac:
-            sidecars.append(write_flac(it.output.with_suffix(".flac"), audio, sr_out, overwrite=overwrite))
+            sidecars.append(write_flac(it.output.with_suffix(".flac"), audio, sr_out, overwrite=overwrite,
+                                       subtype=pcm))
         mux_audio(it.input, audio, sr_out, it.output, mix=mix, start=it.start, duration=len(audio) / sr_out,
-                  overwrite=overwrite, plan=plan, mix_gain_db=mix_gain)
+                  overwrite=overwrite, plan=plan, mix_gain_db=mix_gain, duck=duck, keep_tracks=keep_tracks)
     return {"seed": req.seed, "start_s": it.start, "duration_s": round(len(audio) / sr_out, 6),
             "samples": len(audio), "sample_rate": sr_out, "extra_files": [str(p) for p in sidecars]}
 

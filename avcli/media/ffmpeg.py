@@ -285,8 +285,8 @@ def write_wav(path, audio, sr: int, overwrite: bool = False, subtype: str = "PCM
     return Path(path)
 
 
-def write_flac(path, audio, sr: int, overwrite: bool = False) -> Path:
-    return write_wav(path, audio, sr, overwrite, subtype="PCM_16", fmt="FLAC")
+def write_flac(path, audio, sr: int, overwrite: bool = False, subtype: str = "PCM_16") -> Path:
+    return write_wav(path, audio, sr, overwrite, subtype=subtype, fmt="FLAC")
 
 
 def _fit_len(a: np.ndarray, n: int) -> np.ndarray:
@@ -337,12 +337,15 @@ def write_video(path, frames: np.ndarray, fps: float, audio=None, sample_rate: i
 
 
 def mux_audio(video_path, audio, sample_rate: int, out_path, mix: str = "replace", start: float = 0.0,
-              duration: float | None = None, overwrite: bool = False, plan=None, mix_gain_db: float = -6.0) -> Path:
+              duration: float | None = None, overwrite: bool = False, plan=None, mix_gain_db: float = -6.0,
+              duck: bool = False, keep_tracks: bool = False) -> Path:
     """Put `audio` on a copy of `video_path` without re-encoding the video (`-c:v copy`), atomically.
 
     The new audio starts `start` seconds into the video and lasts `duration` seconds (default: to the end); the
     result's soundtrack always covers the whole video (silence, or the original sound, elsewhere).
-    mix="replace" drops the original audio; mix="keep" mixes it (if any) under the new one at `mix_gain_db`.
+    mix="replace" drops the original audio; mix="keep" mixes it (if any) under the new one at `mix_gain_db`, and
+    with `duck` the original is pushed further down while the new sound plays (a sidechain compressor).
+    `keep_tracks` appends every original audio track after the new one (re-encoded to the container's codec).
     `plan` (avcli.media.container.plan_mux) chooses the video codec (copy by default) and the container's audio
     codec; global and per-stream metadata (timecode, language, ...) are copied, and packet timestamps kept (VFR)."""
     from avcli.media.container import plan_mux, timecode_args
@@ -375,12 +378,19 @@ def mux_audio(video_path, audio, sample_rate: int, out_path, mix: str = "replace
         if not plan.copies_video:
             cmd += ["-fps_mode", "passthrough"]  # keep each frame's timestamp (variable frame rate survives)
         if keep:
+            ducked = ("[orig][side]sidechaincompress=threshold=0.02:ratio=8:attack=5:release=250[origd];"
+                      if duck else "")
             cmd += ["-filter_complex",
                     f"[0:a:0]aresample={sr},volume={float(mix_gain_db):g}dB[orig];"
-                    f"[1:a:0][orig]amix=inputs=2:duration=first:dropout_transition=0:normalize=0[aout]",
+                    + ("[1:a:0]asplit=2[new][side];" if duck else "")
+                    + ducked
+                    + f"[{'new' if duck else '1:a:0'}][{'origd' if duck else 'orig'}]"
+                      f"amix=inputs=2:duration=first:dropout_transition=0:normalize=0[aout]",
                     "-map", "[aout]"]
         else:
             cmd += ["-map", "1:a:0"]
+        if keep_tracks and info.has_audio:
+            cmd += ["-map", "0:a", "-disposition:a:0", "default"]
         cmd += [*plan.audio_args, "-map_metadata", "0", "-map_metadata:s:v:0", "0:s:v:0",
                 *timecode_args(Path(video_path), plan.suffix),
                 *(["-movflags", "+faststart"] if plan.faststart else []), "-f", plan.muxer, _src(tmp)]

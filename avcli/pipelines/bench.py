@@ -186,7 +186,8 @@ TASK_COMPONENTS = {"generate": ("video_connector", "audio_connector", "video_une
 
 def run_bench(model, backends: list[str], components: list[str], task: str = "generate", duration: float | None = None,
               batch: int = 1, steps: int = 4, warmup: int = 2, repeat: int = 10, export_dir=None,
-              log=lambda msg: None, e2e: bool = False, e2e_steps: int | None = None) -> dict:
+              log=lambda msg: None, e2e: bool = False, e2e_steps: int | None = None, precision: str = "fp32",
+              device: str | None = None) -> dict:
     """Benchmark results as a JSON-able dict: {machine, config, peak_gflops, backends: {b: {...}}}."""
     from avcli.pipelines.pipeline import JointPipeline
     from export.descriptions import descriptions, inputs_at
@@ -209,12 +210,14 @@ def run_bench(model, backends: list[str], components: list[str], task: str = "ge
             flops[n] = None
     out = {"machine": machine_info(), "config": {"task": task, "duration": duration, "batch": batch, "steps": steps,
                                                   "warmup": warmup, "repeat": repeat, "components": components,
+                                                  "precision": precision,
                                                   "bundle": model.manifest.get("name")},
            "matmul_peak_gflops": peak, "flops": flops, "backends": {}}
     for b in backends:
         log(f"[{b}] loading components")
         need = None if e2e else sorted(set(components) | set(TASK_COMPONENTS[task]))  # e2e runs every network
-        pipe = JointPipeline.from_model(model, b, export_dir=export_dir, names=need)
+        pipe = JointPipeline.from_model(model, b, export_dir=export_dir, names=need, fp16=precision == "fp16",
+                                        device=device)
         chosen, comps = pipe.backend, pipe.components
         per = {}
         for n in components:

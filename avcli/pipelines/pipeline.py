@@ -23,11 +23,6 @@ from avcli.manifest import is_engine_folder, read_manifest, resolve_bundle
 from avcli.pipelines.common import PromptEncoder, resolve_geometry
 from export.geometry import Geometry, geometry
 
-COMPONENT_NAMES = ("text_encoder_video", "text_encoder_audio", "video_connector", "audio_connector", "video_unet",
-                   "audio_unet", "video_vae_encoder", "video_vae_decoder", "audio_vae_encoder", "audio_vae_decoder",
-                   "vocoder")
-
-
 class JointPipeline:
     """A loaded bundle on one backend: `manifest`, `components` (name -> callable of named tensors), `backend`,
     `precision`, `device`, and `model` (the JointModel, or None for an engine folder)."""
@@ -78,8 +73,13 @@ class JointPipeline:
         """A pipeline around a JointModel already in memory (training, tests, benchmarks of fresh models)."""
         from avcli.pipelines.backends import load_components, resolve_backend
 
+        from avcli.pipelines.backends import check_precision
+
         t0 = time.perf_counter()
         chosen = resolve_backend(backend, needs_grad=kw.pop("needs_grad", False))
+        if kw.get("device") is None:
+            kw.pop("device", None)
+        check_precision("fp16" if kw.get("fp16") else "fp32", chosen, kw.get("device") or "cpu")
         comps = load_components(model, chosen, **kw)
         return cls(model.manifest, comps, chosen, getattr(model, "bundle_path", None), model,
                    "fp16" if kw.get("fp16") else "fp32", kw.get("device") or "cpu", False, time.perf_counter() - t0)
