@@ -112,3 +112,72 @@ def test_folder_without_captions_uses_file_stem(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     items = read_folder(tmp_path)
     assert [(i.path.name, i.caption, i.events) for i in items] == [("dog_barking-loud.mp4", "dog barking loud", None)]
+
+
+@pytest.mark.parametrize("kind", ["ball", "block", "stick"])
+def test_speed_is_largest_at_contact_in_every_arc(kind):
+    """A camera sees a strike fastest at contact: in every arc (the first drop and each flight between impacts)
+    the object's speed over the frames next to an impact is the largest of that arc (the old profile had zero
+    speed at contact and glided into the surface)."""
+    rng = np.random.default_rng(0)
+    fps = 8.0
+    for trial in range(20):
+        events = sorted(set(np.round(rng.uniform(0.3, 3.7, rng.integers(1, 6)) * fps) / fps))
+        events = [e for i, e in enumerate(events) if i == 0 or e - events[i - 1] >= 0.25]
+        t = np.arange(0, 4.0 + 1e-9, 1 / fps)
+        h, speeds = height_profile(t, events, 4.0, kind)
+        v = np.abs(np.diff(h)) * fps  # speed between consecutive frames
+        bounds = [0.0] + list(events)
+        for a, b in zip(bounds, bounds[1:]):
+            lo, hi = int(round(a * fps)), int(round(b * fps))
+            arc = v[lo:hi]  # intervals inside this arc
+            if len(arc) < 2:
+                continue
+            assert arc[-1] == arc.max() or np.isclose(arc[-1], arc.max()), (kind, a, b, arc)  # arriving at b
+            if a > 0:
+                assert np.isclose(arc[0], arc.max()), (kind, a, b, arc)  # leaving a
+        for e in events:  # contact exactly at the impact times
+            assert h[int(round(e * fps))] == 0.0
+        assert all(s > 0 for s in speeds) and len(speeds) == len(events)
+
+
+def test_impacts_lie_on_the_frame_grid_and_stay_exact():
+    for seed in range(10):
+        clip = make_clip(seed, duration=4.0, fps=16, size=(64, 64), impact_fps=8)
+        assert all(abs(e * 8 - round(e * 8)) < 1e-9 for e in clip.events)
+        h, _ = height_profile(np.array(clip.events), clip.events, 4.0, clip.attrs["object"])
+        assert np.all(h == 0)
+
+
+def test_blocks_settle_and_balls_leave_without_a_silent_contact():
+    t = np.linspace(0, 4, 4001)
+    h_block, _ = height_profile(t, [1.0, 2.0], 4.0, "block")
+    assert np.all(h_block[t > 2.0] == 0)
+    h_ball, _ = height_profile(t, [1.0, 2.0], 4.0, "ball")
+    after = h_ball[t > 2.0]
+    assert np.all(after[:-1] > 0)  # in the air until the clip ends: no contact without its sound
+
+
+def test_flow_peaks_find_the_impacts_at_the_demos_rate():
+    """On 40 fresh clips at the demo's 8 fps and 64 px, an optical-flow magnitude peak (the AV-Align procedure's
+    own peaks) lies within +-1 frame of >= 80 % of the true impacts (22 % with the old profile)."""
+    from avcli.metrics.av_align import video_peaks
+
+    hit = total = 0
+    for seed in range(1000, 1040):
+        clip = make_clip(seed, duration=4.0, fps=8, size=(64, 64))
+        peaks = video_peaks(clip.frames, 8)
+        for e in clip.events:
+            total += 1
+            hit += bool(len(peaks)) and np.min(np.abs(peaks - e)) <= 1 / 8 + 1e-9
+    assert hit / total >= 0.8, (hit, total)
+
+
+def test_motion_blur_averages_the_shutter():
+    sharp = make_clip(5, duration=2.0, fps=8, size=(64, 64))
+    blurred = make_clip(5, duration=2.0, fps=8, size=(64, 64), motion_blur=0.5)
+    assert sharp.events == blurred.events and not np.array_equal(sharp.frames, blurred.frames)
+    # blur spreads the moving object: more distinct intermediate colours in a blurred frame
+    k = int(round(sharp.events[0] * 8)) - 1
+    assert len(np.unique(blurred.frames[k].reshape(-1, 3), axis=0)) > len(np.unique(sharp.frames[k].reshape(-1, 3),
+                                                                                     axis=0))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.markup import escape
@@ -20,7 +21,9 @@ def register(app: typer.Typer) -> None:
 @data_app.command("synth", help="Synthesize N clips of objects striking surfaces (mp4 H.264 + AAC) with "
                                 "captions.jsonl and events.jsonl (true impact times). Resumable: existing clips are "
                                 "kept.\n\nExamples:\n\n  avgen data synth --n 400 -o data/hits\n\n"
-                                "  avgen data synth --n 100 -o data/hits-test --seed 1")
+                                "  avgen data synth --n 100 -o data/hits-test --seed 1\n\n"
+                                "  avgen data synth --n 800 -o data/hits --impact-fps 8 --motion-blur 0.5   "
+                                "(contacts on the 8 fps grid a demo model sees)")
 def synth_cmd(
     n: int = typer.Option(..., "--n", min=1, help="Number of clips."),
     output: Path = typer.Option(..., "-o", "--output", help="Folder to write."),
@@ -29,10 +32,17 @@ def synth_cmd(
     fps: float = typer.Option(16, min=1, max=60, help="Frames per second."),
     size: int = typer.Option(128, min=16, max=1024, help="Frame width and height in pixels."),
     sample_rate: int = typer.Option(16000, "--sample-rate", min=8000, max=48000, help="Audio sample rate."),
+    impact_fps: Optional[float] = typer.Option(None, "--impact-fps", min=1, max=60,
+                                               help="Frame grid the impacts lie on (default: --fps); a rate that "
+                                                    "divides --fps keeps every contact visible at both rates."),
+    motion_blur: float = typer.Option(0.0, "--motion-blur", min=0.0, max=1.0,
+                                      help="Shutter as a fraction of the frame interval (0: sharp; 0.5: 180 deg)."),
+    jitter: bool = typer.Option(True, "--jitter/--no-jitter", help="Small camera wobble on every frame."),
 ) -> None:
     from avcli.data.synth import write_dataset
 
-    names = write_dataset(output, n, seed, duration=duration, fps=fps, size=(size, size), sample_rate=sample_rate)
+    names = write_dataset(output, n, seed, duration=duration, fps=fps, size=(size, size), sample_rate=sample_rate,
+                          impact_fps=impact_fps, motion_blur=motion_blur, jitter=jitter)
     total = sum((output / f).stat().st_size for f in names)
     t = Table(title="avgen data synth")
     for c in ("folder", "clips", "total duration", "size on disk"):

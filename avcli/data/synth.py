@@ -1,9 +1,13 @@
 """The "hits" synthetic sounding-video domain (in the spirit of GreatestHits): objects striking surfaces.
 
 Each clip: a side view with a surface band (material-dependent look), a coloured object (ball, block or stick)
-whose height above the surface follows parabolic strikes that touch the surface exactly at the impact times, and
-a soundtrack of material-dependent modal impacts placed sample-accurately at those times (loudness from impact
-speed, a noise transient, light room reverb, faint background noise). Everything is deterministic by seed.
+moving as a camera would see it (`height_profile`): ballistic arcs between impacts (apex midway, speed largest at
+contact), a first drop that accelerates from rest, a last bounce that leaves the surface (ball, stick) or a block
+that settles; the object touches the surface exactly at the impact times, which lie on the video frame grid
+(`impact_fps`) so a frame shows each contact. Small camera jitter moves every frame a little; optional motion
+blur averages sub-frames over the shutter. The soundtrack has material-dependent modal impacts placed
+sample-accurately at those times (loudness from the contact speed, a noise transient, light room reverb, faint
+background noise). Everything is deterministic by seed.
 """
 
 from __future__ import annotations
@@ -45,8 +49,10 @@ class Clip:
     contact_rows: list[int] = field(default_factory=list)  # per event: lowest object row in the event's frame
 
 
-def _impact_times(rng: np.random.Generator, duration: float, margin: float = 0.2, min_gap: float = 0.3) -> list[float]:
-    """1-6 impact times, at least `min_gap` apart, none within `margin` of either end (fewer if the clip is short)."""
+def _impact_times(rng: np.random.Generator, duration: float, margin: float = 0.2, min_gap: float = 0.3,
+                  grid_fps: float | None = None) -> list[float]:
+    """1-6 impact times, at least `min_gap` apart, none within `margin` of either end (fewer if the clip is short);
+    with `grid_fps`, rounded onto that frame grid (distinct times kept)."""
     lo, hi = margin, duration - margin
     if hi <= lo:
         return [duration / 2]
@@ -55,28 +61,77 @@ def _impact_times(rng: np.random.Generator, duration: float, margin: float = 0.2
     # n sorted points with gaps >= min_gap: sample in the shrunken span, then add k * min_gap to the k-th
     slack = (hi - lo) - (n - 1) * min_gap
     t = np.sort(rng.uniform(0.0, slack, n)) + lo + np.arange(n) * min_gap
+    if grid_fps:
+        t = np.unique(np.round(t * grid_fps)) / grid_fps
     return [float(x) for x in t]
 
 
-def height_profile(t: np.ndarray, events: list[float], duration: float) -> tuple[np.ndarray, list[float]]:
-    """Height above the surface (0..1) at times t: parabolic strikes landing exactly at each event.
+GRAVITY = 7.2  # in object travels per s^2: a 1 s arc peaks at 0.9 of the travel
+RESTITUTION = (0.55, 0.8)
+MIN_ARC, MAX_ARC = 0.12, 1.0  # apex heights (travels): short arcs stay visible, long ones stay in the frame
 
-    Returns heights and the impact speed of each event (relative units) for loudness."""
-    h = np.zeros_like(t)
+
+def _arc(duration_s: float) -> float:
+    return float(np.clip(GRAVITY * duration_s**2 / 8, MIN_ARC, MAX_ARC))
+
+
+def height_profile(t: np.ndarray, events: list[float], duration: float, kind: str = "ball",
+                   restitution: float = 0.7) -> tuple[np.ndarray, list[float]]:
+    """Height above the surface (0..1 of the travel) at times t, and each impact's contact speed (travels/s).
+
+    Physics a camera sees: before the first impact the object falls from rest, h = H0 (1 - (t/t0)^2), fastest at
+    contact; between impacts a ballistic arc h = H 4u(1-u) (u from 0 at one impact to 1 at the next: apex midway,
+    speed 4H/dt at both contacts, the largest of the arc) with H = g dt^2 / 8, clipped to stay visible and in frame;
+    after the last impact a ball or stick leaves on a restitution-shortened arc that does not land within the clip,
+    and a block settles. Contacts happen exactly at `events`."""
+    h = np.zeros_like(t, dtype=np.float64)
+    ev = [float(e) for e in events]
     speeds = []
-    ev = list(events)
-    bounds = [0.0] + [(a + b) / 2 for a, b in zip(ev, ev[1:])] + [duration]
-    for k, te in enumerate(ev):
-        d_in = te - bounds[k] if k > 0 else te  # time since apex (or since clip start)
-        d_out = bounds[k + 1] - te
-        peak_in = min(1.0, 3.0 * d_in**2 + (0.3 if k == 0 else 0.0))  # the first drop starts well above
-        peak_out = min(1.0, 3.0 * d_out**2) if k + 1 < len(ev) else 1.0
-        before = (t >= bounds[k]) & (t <= te)
-        after = (t > te) & (t <= bounds[k + 1])
-        h[before] = peak_in * ((te - t[before]) / max(d_in, 1e-6)) ** 2
-        h[after] = peak_out * np.clip((t[after] - te) / max(d_out, 1e-6), 0, 1) ** 2
-        speeds.append(2 * peak_in / max(d_in, 1e-6))
+    if not ev:
+        return h, speeds
+    t0 = ev[0]
+    H0 = float(np.clip(GRAVITY * t0**2 / 2, 0.3, MAX_ARC))
+    pre = t <= t0
+    h[pre] = H0 * (1 - (t[pre] / max(t0, 1e-6)) ** 2)
+    speeds.append(2 * H0 / max(t0, 1e-6))
+    for a, b in zip(ev, ev[1:]):
+        dt = b - a
+        H = _arc(dt)
+        seg = (t > a) & (t <= b)
+        u = (t[seg] - a) / dt
+        h[seg] = H * 4 * u * (1 - u)
+        speeds.append(4 * H / dt)
+    last = ev[-1]
+    tail = t > last
+    if kind == "block":
+        h[tail] = 0.0  # it settles
+    else:
+        prev = ev[-1] - ev[-2] if len(ev) > 1 else max(0.3, t0)
+        dt = max(restitution * prev, 1.25 * (duration - last) + 1e-3)  # lands after the clip ends: no silent contact
+        H = _arc(restitution * prev) if len(ev) > 1 else _arc(dt)
+        u = (t[tail] - last) / dt
+        h[tail] = H * 4 * u * (1 - u)
     return np.clip(h, 0, 1), speeds
+
+
+def _jitter(rng, n: int, size: tuple[int, int]) -> np.ndarray:
+    """(n, 2) integer camera offsets (dy, dx): a slow wobble of about a pixel per 64 px, never twice the same for
+    long, so a static frame is not the norm."""
+    amp = max(1.0, size[1] / 64)
+    phase = rng.uniform(0, 2 * np.pi, 2)
+    f = rng.uniform(0.3, 0.9, 2)  # cycles per clip-second at 8 fps
+    k = np.arange(n)[:, None]
+    wobble = amp * 0.8 * np.sin(2 * np.pi * f * k / 8.0 + phase) + rng.normal(0, 0.25 * amp, (n, 2))
+    return np.round(wobble).astype(int)
+
+
+def _shift(img: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    if dy == 0 and dx == 0:
+        return img
+    H, W = img.shape[:2]
+    p = max(abs(dy), abs(dx))
+    padded = np.pad(img, ((p, p), (p, p), (0, 0)), mode="edge")
+    return padded[p - dy:p - dy + H, p - dx:p - dx + W]
 
 
 def _surface_texture(rng, material: str, h: int, w: int) -> np.ndarray:
@@ -103,11 +158,20 @@ def _surface_texture(rng, material: str, h: int, w: int) -> np.ndarray:
     return np.clip(tex, 0, 255)
 
 
-def render(rng, attrs: dict, events: list[float], duration: float, fps: float, size: tuple[int, int]):
+def render(rng, attrs: dict, events: list[float], duration: float, fps: float, size: tuple[int, int],
+           motion_blur: float = 0.0, jitter: bool = True):
+    """Frames, contact speeds, the object's lowest row in each event's frame, and the surface row. `motion_blur`
+    is the shutter as a fraction of the frame interval (0: a sharp instant; 0.5: a 180-degree shutter, 3 sub-frames
+    averaged)."""
     H, W = size
     n = int(round(duration * fps))
     t = np.arange(n) / fps
-    heights, speeds = height_profile(t, events, duration)
+    restitution = float(rng.uniform(*RESTITUTION))
+    heights, speeds = height_profile(t, events, duration, attrs["object"], restitution)
+    subs = 3 if motion_blur > 0 else 1
+    offsets = (np.linspace(-0.5, 0.5, subs) * motion_blur / fps) if subs > 1 else np.zeros(1)
+    sub_heights = [height_profile(np.clip(t + o, 0, duration), events, duration, attrs["object"], restitution)[0]
+                   for o in offsets]
     zoom = rng.uniform(0.9, 1.1)
     surf_top = int(H * rng.uniform(0.68, 0.76))
     r = max(3, int(W * 0.085 * zoom))
@@ -124,29 +188,40 @@ def render(rng, attrs: dict, events: list[float], duration: float, fps: float, s
     base[:] = bg * shade
     base[surf_top:] = surface
     bottoms = []
+    shake = _jitter(rng, n, size) if jitter else np.zeros((n, 2), int)
     for i in range(n):
-        img = base.copy()
-        bottom = surf_top - heights[i] * travel  # y of the object's lowest point (surface top = contact)
-        cx = x0 + drift * t[i]
-        if attrs["object"] == "ball":
-            cy = bottom - r
-            mask = (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
-        elif attrs["object"] == "block":
-            mask = (np.abs(xx - cx) <= r) & (yy >= bottom - 2 * r) & (yy <= bottom)
-        else:  # stick: a bar from a pivot at the upper left whose tip strikes the surface
-            px, py = W * 0.12, H * 0.12
-            tx, ty = cx, bottom
-            dx, dy = tx - px, ty - py
-            length = np.hypot(dx, dy)
-            u = ((xx - px) * dx + (yy - py) * dy) / (length**2)
-            dist = np.abs((xx - px) * dy - (yy - py) * dx) / length
-            mask = (u >= 0) & (u <= 1) & (dist <= max(1.5, r * 0.35)) & (yy <= bottom)
-        img[mask] = colour * (0.85 + 0.15 * shade[mask])
-        frames[i] = np.clip(img, 0, 255).astype(np.uint8)
-        rows = np.nonzero(mask.any(axis=1))[0]
-        bottoms.append(int(rows.max()) if len(rows) else -1)
+        acc = np.zeros((H, W, 3))
+        for k, o in enumerate(offsets):
+            img, mask = _draw(base, attrs, sub_heights[k][i], surf_top, travel, x0 + drift * (t[i] + o), r, colour,
+                              shade, xx, yy, W, H)
+            acc += img
+            if k == len(offsets) // 2:
+                rows = np.nonzero(mask.any(axis=1))[0]
+                bottoms.append(int(rows.max()) if len(rows) else -1)
+        frames[i] = _shift(np.clip(acc / len(offsets), 0, 255).astype(np.uint8), *shake[i])
     contact = [bottoms[min(n - 1, int(round(e * fps)))] for e in events]
     return frames, speeds, contact, surf_top
+
+
+def _draw(base, attrs, height, surf_top, travel, cx, r, colour, shade, xx, yy, W, H):
+    """One sharp instant: the object at `height` over the background and surface; (image, object mask)."""
+    img = base.copy()
+    bottom = surf_top - height * travel  # y of the object's lowest point (surface top = contact)
+    if attrs["object"] == "ball":
+        cy = bottom - r
+        mask = (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
+    elif attrs["object"] == "block":
+        mask = (np.abs(xx - cx) <= r) & (yy >= bottom - 2 * r) & (yy <= bottom)
+    else:  # stick: a bar from a pivot at the upper left whose tip strikes the surface
+        px, py = W * 0.12, H * 0.12
+        tx, ty = cx, bottom
+        dx, dy = tx - px, ty - py
+        length = np.hypot(dx, dy)
+        u = ((xx - px) * dx + (yy - py) * dy) / (length**2)
+        dist = np.abs((xx - px) * dy - (yy - py) * dx) / length
+        mask = (u >= 0) & (u <= 1) & (dist <= max(1.5, r * 0.35)) & (yy <= bottom)
+    img[mask] = colour * (0.85 + 0.15 * shade[mask])
+    return img, mask
 
 
 MODES = {  # (f0 range Hz, partial ratios, decay range s, noise share)
@@ -225,14 +300,17 @@ def caption_for(rng, attrs: dict) -> str:
 
 
 def make_clip(seed: int, duration: float = 4.0, fps: float = 16, size: tuple[int, int] = (128, 128),
-              sample_rate: int = 16000) -> Clip:
+              sample_rate: int = 16000, impact_fps: float | None = None, motion_blur: float = 0.0,
+              jitter: bool = True) -> Clip:
+    """`impact_fps` (default: `fps`) is the frame grid the impacts lie on: a rate that divides `fps` (e.g. 8 for
+    16 fps clips a model sees at 8 fps) makes every contact visible at both rates."""
     rng = np.random.default_rng(seed)
-    events = _impact_times(rng, duration)
+    events = _impact_times(rng, duration, grid_fps=impact_fps or fps)
     bg_idx = int(rng.integers(len(BACKGROUNDS)))
     attrs = {"object": str(rng.choice(OBJECTS)), "colour": str(rng.choice(list(COLOURS))),
              "material": str(rng.choice(MATERIALS)), "background": bg_idx,
              "background_rgb": list(BACKGROUNDS[bg_idx]), "n_impacts": len(events)}
-    frames, speeds, contact, surf_top = render(rng, attrs, events, duration, fps, size)
+    frames, speeds, contact, surf_top = render(rng, attrs, events, duration, fps, size, motion_blur, jitter)
     attrs["surface_top"] = surf_top
     audio = synth_audio(rng, attrs, events, speeds, duration, sample_rate)
     return Clip(frames, audio, events, attrs, caption_for(rng, attrs), fps, sample_rate, contact)
