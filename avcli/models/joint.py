@@ -93,7 +93,7 @@ class JointModel(nn.Module):
                                          dim, mode, heads, comps["audio_unet"].get("text_mode", "cross_attention"))
         self.logmel = LogMel(media["sample_rate"], media["n_fft"], media["hop_length"], media["win_length"],
                              media["n_mels"], media.get("f_min", 0.0), media.get("f_max"),
-                             media.get("mel_scale", "htk"))
+                             media.get("mel_scale", "htk"), media.get("log_floor", 1e-5))
         self.eval()
 
     # --- groups of parameters -------------------------------------------------------------------------------

@@ -47,8 +47,9 @@ def mel_filterbank(sr: int, n_fft: int, n_mels: int, f_min: float, f_max: float,
 
 class LogMel(nn.Module):
     def __init__(self, sample_rate: int, n_fft: int, hop_length: int, win_length: int, n_mels: int,
-                 f_min: float = 0.0, f_max: float | None = None, mel_scale: str = "htk"):
+                 f_min: float = 0.0, f_max: float | None = None, mel_scale: str = "htk", log_floor: float = 1e-5):
         super().__init__()
+        self.log_floor = float(log_floor)  # 1e-5 (AudioLDM, our bundles); HiFi-GAN's own front end uses 1e-7
         self.hop_length, self.n_fft, self.win_length = hop_length, n_fft, win_length
         fb = mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max or sample_rate / 2, mel_scale)
         self.register_buffer("fb", fb, persistent=False)
@@ -60,4 +61,4 @@ class LogMel(nn.Module):
         spec = torch.stft(wav, self.n_fft, self.hop_length, self.win_length, self.window, center=True,
                           pad_mode="reflect", return_complex=True).abs()  # (B, F, frames + 1)
         mel = torch.matmul(self.fb, spec[..., :frames])  # (B, n_mels, T)
-        return torch.log(torch.clamp(mel, min=1e-5)).transpose(1, 2)
+        return torch.log(torch.clamp(mel, min=self.log_floor)).transpose(1, 2)

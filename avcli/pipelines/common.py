@@ -149,7 +149,7 @@ def log_mel(source):
         return logmel
     media = manifest_of(source)["media"]
     return LogMel(media["sample_rate"], media["n_fft"], media["hop_length"], media["win_length"], media["n_mels"],
-                  media.get("f_min", 0.0), media.get("f_max"), media.get("mel_scale", "htk"))
+                  media.get("f_min", 0.0), media.get("f_max"), media.get("mel_scale", "htk"), media.get("log_floor", 1e-5))
 
 
 @torch.no_grad()
