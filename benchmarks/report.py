@@ -8,6 +8,7 @@ from the JSON files in benchmarks/results/ (nothing is typed by hand, so the REA
     ablation  benchmarks/results/ablation.json    (benchmarks/ablation.py)
     training  avcli/bundles/hits-demo/bundle.json  (the shipped bundle's training record)
     fastpath  benchmarks/results/fast_path.json   (benchmarks/fast_path.py)
+    vocoder   benchmarks/results/vocoder_resynthesis.json (benchmarks/vocoder_resynthesis.py)
 
     .venv/bin/python benchmarks/report.py [--machine NAME] [--readme README.md]
 """
@@ -205,6 +206,16 @@ def fastpath_section(f: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def vocoder_section(v: dict) -> str:
+    rows = [[name, _f(r["mr_stft"], ".3f"), _f(r["mel_l1"], ".3f"), _f(r["onset_f1"], ".3f"), _f(r["floor_db"], ".1f")]
+            for name, r in v["summary"].items()]
+    return (f"Real audio of {v['clips']} held-out clips -> each vocoder's own mel front end -> the vocoder, scored at "
+            f"16 kHz against the original (noise floor: the stretch before the first impact, {v['floor_clips']} "
+            f"clips). Produced by `{v['command']}`.\n\n"
+            + _table(["path", "MR-STFT distance", "mel L1", "onset F1 vs true impacts", "noise floor (dBFS)"], rows)
+            + "\n")
+
+
 def _is_perf(path: Path) -> bool:
     """A run_benchmarks.py result (the other JSON files in results/ are quality, ablation, probes...)."""
     try:
@@ -239,6 +250,9 @@ def main() -> None:
         text = replace_section(text, "ablation", ablation_section(json.loads((RESULTS / "ablation.json").read_text())))
     if (RESULTS / "fast_path.json").exists() and "<!-- fastpath:begin -->" in text:
         text = replace_section(text, "fastpath", fastpath_section(json.loads((RESULTS / "fast_path.json").read_text())))
+    if (RESULTS / "vocoder_resynthesis.json").exists() and "<!-- vocoder:begin -->" in text:
+        text = replace_section(text, "vocoder",
+                               vocoder_section(json.loads((RESULTS / "vocoder_resynthesis.json").read_text())))
     bundle = ROOT / "avcli" / "bundles" / "hits-demo" / "bundle.json"
     if bundle.exists():
         text = replace_section(text, "training", training_section(json.loads(bundle.read_text())))
