@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -188,3 +189,37 @@ def test_keep_audio_tracks_and_ducking(tiny_bundle, tmp_path):
     assert len(audio_streams) == 2 and "5.1" in audio_streams[1]  # the new mix first, the original 5.1 kept
     bad = _foley(tiny_bundle, src, "--duck")
     assert getattr(bad.exception, "exit_code", None) == 2 and "--mix keep" in str(bad.exception)
+
+
+def test_colour_metadata_and_chapters_survive(tiny_bundle, tmp_path):
+    meta = tmp_path / "chapters.txt"
+    meta.write_text(";FFMETADATA1\ntitle=take 7\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=700\ntitle=approach\n"
+                    "[CHAPTER]\nTIMEBASE=1/1000\nSTART=700\nEND=1500\ntitle=impact\n")
+    src = tmp_path / "graded.mkv"
+    cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *LAVFI, "-i", str(meta), "-t", "1.5",
+           "-map", "0:v", "-map", "1:a", "-map_metadata", "2", "-map_chapters", "2", "-c:v", "libx264", "-pix_fmt",
+           "yuv420p", "-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709", "-color_range",
+           "tv", "-c:a", "aac", str(src)]
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    res = _foley(tiny_bundle, src)
+    assert res.exit_code == 0, res.output
+    err = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(tmp_path / "graded.foley.mkv")],
+                         capture_output=True).stderr.decode()
+    video = next(ln for ln in err.splitlines() if "Video:" in ln)
+    assert "bt709" in video and "tv" in video, video
+    assert "approach" in err and "impact" in err and "take 7" in err  # chapters and global tags
+
+
+def test_a_minute_of_audio_is_animated_to_its_full_length(tiny_bundle, tiny_model, tmp_path):
+    from avcli.media.ffmpeg import write_wav
+
+    sr = 8000
+    t = np.arange(60 * sr) / sr
+    write_wav(tmp_path / "minute.wav", (0.3 * np.sin(2 * np.pi * 220 * t) * (t % 0.7 < 0.05)).astype(np.float32), sr)
+    res = runner.invoke(app, ["animate", str(tmp_path / "minute.wav"), "--bundle", str(tiny_bundle), "--steps", "1",
+                              "-o", str(tmp_path / "minute.mp4"), "--json"])
+    assert res.exit_code == 0, res.output
+    geo = tiny_model.geometry()
+    row = json.loads(res.stdout)["outputs"][0]
+    assert abs(row["frames"] - 60 * geo.fps) <= 1
+    assert abs(probe(tmp_path / "minute.mp4").duration_s - 60.0) <= 1.0 / geo.fps + 0.05
