@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Demo v2 (issue 13), in legs that each fit a session; every leg resumes from its checkpoint when run again.
+# Decisions so far (README "Demo v2"): new-physics data with impacts on the 8 fps grid; the bundle keeps its own
+# 16 kHz vocoder, audio VAE and audio U-Net (resynthesis shows no buzz there; the universal HiFi-GAN is 57x the
+# decode FLOPs), so only the video side is retrained on the new motion before the joint stages.
+# Usage: bash scripts/train_demo_v2.sh LEG [WORK_DIR]   (LEG: 1 | 2 | 3; default work dir work/v2)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LEG=${1:?give the leg: 1, 2 or 3}
+W=${2:-work/v2}
+A=.venv/bin/avgen
+mkdir -p "$W/logs"
+[ -f "$W/bundle/bundle.json" ] || cp -r avcli/bundles/hits-demo "$W/bundle"
+common=(--bundle "$W/bundle" --data "$W/hits" --work "$W" --json)
+case "$LEG" in
+  1)  # data (~5 min for 900 clips), then the video U-Net fine-tuned on the new motion (1 thread: ~40 min)
+    [ -f "$W/hits/events.jsonl" ] || OMP_NUM_THREADS=1 $A data synth --n 800 -o "$W/hits" --seed 0 --impact-fps 8
+    [ -f "$W/hits-test/events.jsonl" ] || OMP_NUM_THREADS=1 $A data synth --n 100 -o "$W/hits-test" --seed 1 --impact-fps 8
+    OMP_NUM_THREADS=1 $A train unet-video "${common[@]}" --steps ${VUNET_STEPS:-1500} --batch 4 --lr 1e-4 ;;
+  2)  # the onset pretext of the video connector on the new data (seed 003), then joint training
+    OMP_NUM_THREADS=2 $A train onset "${common[@]}" --steps ${ONSET_STEPS:-600} --batch 64 --lr 1e-3
+    OMP_NUM_THREADS=2 $A train joint "${common[@]}" --steps ${JOINT_STEPS:-800} --batch 8 --lr 3e-4 \
+      --known-p 0.5 --high-noise-weight 20 ;;
+  3)  # measure before shipping: the quality table on the new held-out clips
+    .venv/bin/python benchmarks/quality.py --bundle "$W/bundle" --train "$W/hits" --test "$W/hits-test" --n 100 ;;
+  *) echo "unknown leg $LEG" >&2; exit 2 ;;
+esac
