@@ -39,3 +39,20 @@ def tiny_bundle(tiny_model, tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("AVGEN_CACHE", str(tmp_path / "cache"))
+
+
+def run_cli(monkeypatch, capsys, *args):
+    """The console entry point in-process (`avgen ARGS`): exit code, stdout and stderr exactly as a user sees them
+    (errors mapped to one line and an exit code by avcli.cli.main.run)."""
+    import sys
+
+    from avcli.cli.main import run
+
+    monkeypatch.setattr(sys, "argv", ["avgen", *map(str, args)])
+    try:
+        run()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err

@@ -55,17 +55,10 @@ def _foley(bundle, *args):
 
 
 def _run_cli(monkeypatch, capsys, *args):
-    """The console entry point in-process: exit code and stderr exactly as a user sees them."""
-    from avcli.cli.main import run
+    """`avgen foley ARGS` through the console entry point (conftest.run_cli)."""
+    from conftest import run_cli
 
-    monkeypatch.setattr(sys, "argv", ["avgen", "foley", *map(str, args)])
-    try:
-        run()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
+    return run_cli(monkeypatch, capsys, "foley", *args)
 
 
 # --- windows and crossfade ------------------------------------------------------------------------------------

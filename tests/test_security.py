@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 
 import pytest
 
@@ -22,16 +21,9 @@ def _crafted(tiny_bundle, tmp_path, edit):
 
 
 def _run(monkeypatch, capsys, *args):
-    from avcli.cli.main import run
+    from conftest import run_cli
 
-    monkeypatch.setattr(sys, "argv", ["avgen", *map(str, args)])
-    try:
-        run()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
+    return run_cli(monkeypatch, capsys, *args)
 
 
 @pytest.mark.parametrize("name", ["../outside.safetensors", "/etc/passwd", "sub/../../x.safetensors"])

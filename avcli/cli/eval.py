@@ -29,12 +29,13 @@ def register(app: typer.Typer) -> None:
     app.command("eval", short_help="Alignment and quality metrics for generated clips.", help=HELP)(eval_cmd)
 
 
-def _parse_metrics(text: str | None, has_ref: bool, has_truth: bool, has_model: bool) -> tuple[str, ...]:
+def _parse_metrics(text: str | None, has_ref: bool, has_truth: bool, has_model: bool,
+                   has_sync: bool = False) -> tuple[str, ...]:
     from avcli.metrics.evaluate import METRICS
 
     if text is None:  # everything the given inputs allow
         auto = ["av_align"] + (["aa_align", "beats", "fd"] if has_ref else []) + (["onsets"] if has_truth else [])
-        return tuple(auto + (["adherence"] if has_model else []))
+        return tuple(auto + (["adherence"] if has_model else []) + (["relsync"] if has_sync and has_ref else []))
     names = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
     bad = [m for m in names if m not in METRICS]
     if bad or not names:
@@ -79,7 +80,7 @@ def eval_cmd(
     truth: Path = typer.Option(None, "--truth",
                                help="events.jsonl: one JSON object per line with file and events (seconds)."),
     metrics: str = typer.Option(None, "--metrics",
-                                help="Comma list of av_align,aa_align,beats,onsets,fd,adherence "
+                                help="Comma list of av_align,aa_align,beats,onsets,fd,adherence,relsync "
                                      "[default: all the given inputs allow]."),
     variant: str = typer.Option("seed000", "--variant", help="AV-Align variant: seed000|official|legacy|all."),
     fps: float = typer.Option(8.0, "--fps", min=0.1, help="Frame rate the video is resampled to for flow peaks."),
@@ -95,15 +96,25 @@ def eval_cmd(
                                        help="First train the adherence classifiers on this labelled folder "
                                             "(events.jsonl with colour/material attrs, e.g. from avgen data synth) "
                                             "and save them to --adherence-model."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --adherence-model file when "
-                                   "fitting."),
+    sync_model: Path = typer.Option(None, "--sync-model", help="Sync classifier (.safetensors) for RelSync "
+                                    "(seed 002): generated videos against the --reference videos of the same audio."),
+    fit_sync: Path = typer.Option(None, "--fit-sync", help="First train the sync classifier on this folder of real "
+                                  "clips (shifted pairs of the same clip) and save it to --sync-model."),
+    sync_steps: int = typer.Option(1500, "--sync-steps", min=1, help="Training steps for --fit-sync."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --adherence-model or "
+                                   "--sync-model file when fitting."),
 ) -> None:
     from avcli.metrics.evaluate import EvalConfig, evaluate_folder, list_clips
 
     list_clips(generated_dir)  # fail fast, before heavy imports
     if fit_adherence is not None and adherence_model is None:
         raise UsageError("--fit-adherence needs --adherence-model FILE (where the classifiers are saved)")
-    names = _parse_metrics(metrics, reference is not None, truth is not None, adherence_model is not None)
+    if fit_sync is not None and sync_model is None:
+        raise UsageError("--fit-sync needs --sync-model FILE (where the classifier is saved)")
+    if fit_sync is not None and sync_model.exists() and not overwrite:
+        raise UsageError(f"{sync_model}: already exists (use --overwrite to replace it)")
+    names = _parse_metrics(metrics, reference is not None, truth is not None, adherence_model is not None,
+                           sync_model is not None)
     model = None
     if fit_adherence is not None:
         from avcli.metrics.adherence import fit_from_folder
@@ -120,11 +131,26 @@ def eval_cmd(
         from avcli.metrics.adherence import AdherenceModel
 
         model = AdherenceModel.load(adherence_model)
+    sync = None
+    if fit_sync is not None:
+        from avcli.metrics.sync import fit_from_folder as fit_sync_folder
+
+        with console.status("training the sync classifier") as status:
+            sync, sync_report = fit_sync_folder(fit_sync, steps=sync_steps,
+                                                on_file=lambda n: status.update(f"features of {n}"))
+        sync.save(sync_model, overwrite=overwrite)
+        console.print(f"sync classifier: {escape(str(sync_model))}; held-out shift accuracy "
+                      f"{sync_report['accuracy']:.2f} (chance {sync_report['chance']:.2f}, "
+                      f"{sync_report['clips']} clips)")
+    elif sync_model is not None:
+        from avcli.metrics.sync import SyncClassifier
+
+        sync = SyncClassifier.load(sync_model)
     cfg = EvalConfig(metrics=names, variants=_parse_variants(variant), fps=fps,
                      onset_tolerance=tolerance_ms / 1000.0, resolution_aware=resolution_aware)
     with console.status("evaluating") as status:
         result = evaluate_folder(generated_dir, cfg, reference=reference, truth=truth, adherence_model=model,
-                                 on_file=lambda n: status.update(f"evaluating {n}"))
+                                 on_file=lambda n: status.update(f"evaluating {n}"), sync_model=sync)
     out = csv_path or Path(generated_dir) / "eval_metrics.csv"
     _write_csv(out, result)
     for w in result.warnings:

@@ -15,8 +15,8 @@ import numpy as np
 
 from avcli.errors import UsageError
 
-METRICS = ("av_align", "aa_align", "beats", "onsets", "fd", "adherence")
-NEEDS_REFERENCE = ("aa_align", "beats", "fd")
+METRICS = ("av_align", "aa_align", "beats", "onsets", "fd", "adherence", "relsync")
+NEEDS_REFERENCE = ("aa_align", "beats", "fd", "relsync")
 AUDIO_SR = 16000
 
 
@@ -146,7 +146,7 @@ def _ref_audio(ref: Path) -> tuple[np.ndarray, int]:
 
 
 def evaluate_folder(gen_dir, cfg: EvalConfig, reference=None, truth=None, adherence_model=None,
-                    on_file=None) -> EvalResult:
+                    on_file=None, sync_model=None) -> EvalResult:
     """Compute per-file metrics for every *.mp4 in gen_dir. `on_file(name)` is called before each file."""
     from avcli.metrics import (aa_align, audio_onsets, beat_hit_rate, beat_times, onset_accuracy, video_peaks)
     from avcli.metrics.av_align import SCORERS
@@ -166,6 +166,8 @@ def evaluate_folder(gen_dir, cfg: EvalConfig, reference=None, truth=None, adhere
     captions = load_captions(gen_dir) if "adherence" in cfg.metrics else {}
     if "adherence" in cfg.metrics and adherence_model is None:
         raise UsageError("metric adherence needs --adherence-model FILE")
+    if "relsync" in cfg.metrics and sync_model is None:
+        raise UsageError("metric relsync needs --sync-model FILE (train one with --fit-sync DATA_DIR)")
 
     rows, feats, messages = [], {"gen_a": [], "ref_a": [], "gen_v": [], "ref_v": []}, []
     for clip in clips:
@@ -203,6 +205,12 @@ def evaluate_folder(gen_dir, cfg: EvalConfig, reference=None, truth=None, adhere
                         row["colourflow_l2"] = float(np.linalg.norm(fv - rv))
                         feats["gen_v"].append(fv)
                         feats["ref_v"].append(rv)
+            if "relsync" in cfg.metrics and ref is not None and ref.suffix.lower() == ".mp4":
+                from avcli.metrics.sync import clip_features, rel_sync
+
+                ref_a, ref_v = clip_features(ref)  # the audio the video was made for, and the real video
+                _, gen_v = clip_features(clip)
+                row["relsync"] = rel_sync(sync_model, ref_a, gen_v, ref_v)
             if "onsets" in cfg.metrics:
                 if clip.name in events:
                     s = onset_accuracy(onsets, events[clip.name], cfg.onset_tolerance)

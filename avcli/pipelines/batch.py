@@ -138,6 +138,28 @@ def _coerce(row: dict, where: str) -> dict:
     return out
 
 
+def table_rows(path: Path, text: str) -> list[tuple[int, dict]]:
+    """(line number, raw row) of a .jsonl (one JSON object a line; blank and # lines skipped) or .csv (a header
+    row; blank rows skipped) file: the one reader of row files (foley jobs, generate prompts)."""
+    rows: list[tuple[int, dict]] = []
+    if path.suffix.lower() == ".jsonl":
+        for i, line in enumerate(text.splitlines(), 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UsageError(f"{path}:{i}: not valid JSON ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise UsageError(f"{path}:{i}: each line must be a JSON object")
+            rows.append((i, obj))
+    else:
+        for i, row in enumerate(csv.DictReader(text.splitlines()), 2):
+            if any((v or "").strip() for v in row.values() if isinstance(v, str)):
+                rows.append((i, row))
+    return rows
+
+
 def read_jobs(path: Path) -> list[dict]:
     """Rows of a jobs file (.jsonl: one JSON object a line; .csv: a header row). Relative paths in it are taken
     relative to the jobs file's folder, so a jobs file can travel with its media."""
@@ -149,23 +171,8 @@ def read_jobs(path: Path) -> list[dict]:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot read the jobs file ({exc})") from None
-    if path.suffix.lower() == ".jsonl":
-        for i, line in enumerate(text.splitlines(), 1):
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UsageError(f"{path}:{i}: not valid JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise UsageError(f"{path}:{i}: each line must be a JSON object")
-            rows.append(_coerce(obj, f"{path}:{i}"))
-    elif path.suffix.lower() == ".csv":
-        reader = csv.DictReader(text.splitlines())
-        for i, row in enumerate(reader, 2):
-            if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
-                continue
-            rows.append(_coerce(row, f"{path}:{i}"))
+    if path.suffix.lower() in (".jsonl", ".csv"):
+        rows = [_coerce(raw, f"{path}:{i}") for i, raw in table_rows(path, text)]
     else:
         raise UsageError(f"{path}: jobs file must be .jsonl or .csv")
     if not rows:

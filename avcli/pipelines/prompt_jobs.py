@@ -11,8 +11,6 @@ The run is resumable: an item is done when its output exists (writers are atomic
 
 from __future__ import annotations
 
-import csv
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -20,7 +18,7 @@ from pathlib import Path
 
 from avcli.errors import AvgenError, UsageError
 from avcli.pipelines.batch import (STATUS_FAILED, STATUS_NOT_RUN, STATUS_OK, STATUS_SKIPPED, BatchOutcome,
-                                   ItemResult)
+                                   ItemResult, table_rows)
 from avcli.pipelines.generate import GenerateRequest
 
 PROMPT_FIELDS = ("prompt", "negative", "seed", "duration", "output")
@@ -62,22 +60,8 @@ def read_prompts(path: Path) -> list[tuple[int, dict]]:
         raise UsageError(f"{path}: cannot read the prompts file ({exc})") from None
     suffix = path.suffix.lower()
     rows: list[tuple[int, dict]] = []
-    if suffix == ".jsonl":
-        for i, line in enumerate(text.splitlines(), 1):
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UsageError(f"{path}:{i}: not valid JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise UsageError(f"{path}:{i}: each line must be a JSON object")
-            rows.append((i, _coerce(obj, f"{path}:{i}")))
-    elif suffix == ".csv":
-        for i, row in enumerate(csv.DictReader(text.splitlines()), 2):
-            if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
-                continue
-            rows.append((i, _coerce(row, f"{path}:{i}")))
+    if suffix in (".jsonl", ".csv"):
+        rows = [(i, _coerce(raw, f"{path}:{i}")) for i, raw in table_rows(path, text)]
     elif suffix in (".txt", ""):
         for i, line in enumerate(text.splitlines(), 1):
             if line.strip() and not line.lstrip().startswith("#"):
