@@ -9,6 +9,7 @@ from the JSON files in benchmarks/results/ (nothing is typed by hand, so the REA
     training  avcli/bundles/hits-demo/bundle.json  (the shipped bundle's training record)
     fastpath  benchmarks/results/fast_path.json   (benchmarks/fast_path.py)
     vocoder   benchmarks/results/vocoder_resynthesis.json (benchmarks/vocoder_resynthesis.py)
+    animatesync benchmarks/results/animate_sync.json (benchmarks/animate_sync.py)
 
     .venv/bin/python benchmarks/report.py [--machine NAME] [--readme README.md]
 """
@@ -216,6 +217,18 @@ def vocoder_section(v: dict) -> str:
             + "\n")
 
 
+def animate_sync_section(a: dict) -> str:
+    c = a["sync_classifier"]
+    rows = [[k, _f(v, ".3f")] for k, v in a["relsync"].items()] + [["real video (reference)", "0.500"]]
+    return (f"Produced by `{a['command']}` (`benchmarks/results/animate_sync.json`): {a['clips']} held-out clips, "
+            f"their real audio animated with the shipped bundle (default settings). The sync classifier, trained "
+            f"on {c['train_clips']} real clips ({c['steps']} steps), picks the true alignment among "
+            f"{2 * 6 + 1} shifts (+-1 frame) on {c['clips']} held-out clips with accuracy {c['accuracy']:.2f} "
+            f"(chance {c['chance']:.2f}). First frame in mode (a): {a['first_frame_psnr_db']:.1f} dB PSNR against "
+            f"the given picture (decoded).\n\n" + _table(["animate", "RelSync (0.5 = as in sync as the real video)"],
+                                                         rows) + "\n")
+
+
 def _is_perf(path: Path) -> bool:
     """A run_benchmarks.py result (the other JSON files in results/ are quality, ablation, probes...)."""
     try:
@@ -253,6 +266,9 @@ def main() -> None:
     if (RESULTS / "vocoder_resynthesis.json").exists() and "<!-- vocoder:begin -->" in text:
         text = replace_section(text, "vocoder",
                                vocoder_section(json.loads((RESULTS / "vocoder_resynthesis.json").read_text())))
+    if (RESULTS / "animate_sync.json").exists() and "<!-- animatesync:begin -->" in text:
+        text = replace_section(text, "animatesync",
+                               animate_sync_section(json.loads((RESULTS / "animate_sync.json").read_text())))
     bundle = ROOT / "avcli" / "bundles" / "hits-demo" / "bundle.json"
     if bundle.exists():
         text = replace_section(text, "training", training_section(json.loads(bundle.read_text())))
