@@ -33,8 +33,8 @@ def _package_generator(data):
             self.__dict__ = self
 
     gen = mod.Generator(AttrDict(json.loads((data / "config.json").read_text())))
-    gen.load_state_dict(torch.load(data / "generator_universal.pth.tar", map_location="cpu",
-                                   weights_only=True)["generator"])
+    ckpt = data / "generator_universal.pth.tar"
+    gen.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["generator"])
     gen.eval()
     gen.remove_weight_norm()
     return gen
