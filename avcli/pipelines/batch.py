@@ -166,7 +166,6 @@ def read_jobs(path: Path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"{path}: jobs file not found")
-    rows: list[dict] = []
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
