@@ -5,7 +5,6 @@ GPU: tests/test_gpu.py (-m gpu)."""
 from __future__ import annotations
 
 import dataclasses
-import sys
 import types
 
 import numpy as np
@@ -335,4 +334,3 @@ def test_gpu_setup_keeps_the_cpu_path_and_never_mixes_onnxruntime_packages():
     assert "--gpu" in text and "onnxruntime-gpu" in text and "pip uninstall" in text and "tensorrt" in text
     cpu_line = [ln for ln in text.splitlines() if '"torch==2.13.0"' in ln]
     assert cpu_line, "the CPU path still pins torch 2.13.0"
-    assert sys.version_info >= (3, 11)
