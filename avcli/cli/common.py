@@ -24,8 +24,8 @@ def human_size(n: float) -> str:
     return f"{n:.1f} TB"
 
 
-def step_progress(description: str, enabled: bool = True) -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
+def step_progress(description: str, enabled: bool = True, unit: str = "steps") -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True,
                     disable=not enabled or not console.is_terminal)
 
@@ -60,3 +60,40 @@ def refuse_existing(paths: list[Path], overwrite: bool) -> None:
 
 def print_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+RAY_HELP = ("Run the batch on Ray: no value starts a local Ray instance; auto joins the cluster this machine is "
+            "part of; ray://HOST:PORT or HOST:PORT a remote head. Outputs must be on storage every node shares.")
+WORKERS_HELP = "Ray actors, each loading the model once [default: one per GPU, else one per --cpus-per-worker CPUs]."
+GPUS_HELP = "GPUs per Ray actor [default: 1 on a cluster with GPUs, else 0]."
+CPUS_HELP = "CPUs per Ray actor (its torch/ONNX threads) [default: 1]."
+RETRIES_HELP = "Times an item is retried on a fresh actor after its worker died; then it is reported failed."
+
+
+def ray_options(address: str | None, workers: int | None, gpus_per_worker: float | None, cpus_per_worker: float,
+                retries: int):
+    """RayOptions from the CLI flags, checked before any compute (None: no --ray, run locally)."""
+    if address is None:
+        return None
+    from avcli.pipelines.ray_runner import RayOptions, check_options
+
+    opts = RayOptions(address, workers, gpus_per_worker, cpus_per_worker, retries)
+    check_options(opts)
+    return opts
+
+
+def expand_optional_values(argv: list[str]) -> list[str]:
+    """`--ray` takes an optional value (click options cannot): a bare `--ray` (followed by an option, an input
+    path or nothing) becomes `--ray local`."""
+    if "--ray" not in argv:
+        return argv
+    from avcli.pipelines.ray_runner import is_address
+
+    out = []
+    for i, a in enumerate(argv):
+        out.append(a)
+        if a == "--ray":
+            nxt = argv[i + 1] if i + 1 < len(argv) else None
+            if nxt is None or nxt.startswith("-") or not is_address(nxt):
+                out.append("local")
+    return out

@@ -9,8 +9,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from avcli.cli.common import (console, human_size, plan_outputs, print_json, refuse_existing, slug, step_progress,
-                              stdout)
+from avcli.cli.common import (CPUS_HELP, GPUS_HELP, RAY_HELP, RETRIES_HELP, WORKERS_HELP, console, human_size,
+                              plan_outputs, print_json, ray_options, refuse_existing, slug, step_progress, stdout)
 
 EXAMPLES = """
 Examples:
@@ -22,6 +22,8 @@ Examples:
   avgen generate -p "" -o any.mp4          (an empty prompt: unconditional, text guidance off)
 
   avgen generate --prompts shots.csv --out-dir takes/ --batch-size 4 --report report.json
+
+  avgen generate --prompts shots.csv --out-dir /shared/takes --ray auto      (on a Ray cluster, one actor per GPU)
 
   avgen export --onnx --out engines/ && avgen generate --bundle engines/ -p "a red block dropped on glass"
 """
@@ -72,22 +74,31 @@ def generate_cmd(
                                       "as .latents.safetensors beside the mp4 (for post-processing and checks)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout (for scripts)."),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="[ADDRESS]", help=RAY_HELP + " (with --prompts)"),
+    workers: Optional[int] = typer.Option(None, "--workers", help=WORKERS_HELP),
+    gpus_per_worker: Optional[float] = typer.Option(None, "--gpus-per-worker", help=GPUS_HELP),
+    cpus_per_worker: float = typer.Option(1.0, "--cpus-per-worker", help=CPUS_HELP),
+    retries: int = typer.Option(2, "--retries", help=RETRIES_HELP),
 ) -> None:
     t_start = time.perf_counter()
     from avcli.errors import UsageError
+    from avcli.pipelines.prompt_jobs import side_path, sidecars as sidecar_exts, write_clip
 
     if (prompt is None) == (prompts is None):
         raise UsageError("give --prompt TEXT or --prompts FILE (one of them)")
+    if ray is not None and prompts is None:
+        raise UsageError("--ray runs a --prompts batch; give --prompts FILE")
     if prompts is not None:
+        opts = ray_options(ray, workers, gpus_per_worker, cpus_per_worker, retries)
         return _batch(prompts, out_dir or Path("."), report, batch_size, num_samples, t_start, overwrite,
-                      _sidecars(save_wav, save_latents), json_out, bundle, backend, precision, device,
+                      sidecar_exts(save_wav, save_latents), json_out, bundle, backend, precision, device,
                       dict(negative_prompt=negative_prompt, duration=duration, fps=fps, steps=steps, solver=solver,
-                           gamma=gamma, cfg_video=cfg_video, cfg_audio=cfg_audio, seed=seed))
+                           gamma=gamma, cfg_video=cfg_video, cfg_audio=cfg_audio, seed=seed), opts)
     if out_dir is not None:
         raise UsageError("--out-dir is for --prompts batches; use -o FILE or -o FOLDER/ with --prompt")
     outputs = plan_outputs(output, num_samples, slug(prompt or "unconditional") + f"_s{seed}")
-    sidecars = _sidecars(save_wav, save_latents)
-    refuse_existing(outputs + [_side(p, ext) for p in outputs for ext in sidecars], overwrite)
+    sidecars = sidecar_exts(save_wav, save_latents)
+    refuse_existing(outputs + [side_path(p, ext) for p in outputs for ext in sidecars], overwrite)
 
     t_import = time.perf_counter()
     from avcli.pipelines.common import Timings
@@ -120,30 +131,6 @@ def generate_cmd(
     _print(rows, timings.stages, wall)
 
 
-def _sidecars(save_wav: bool, save_latents: bool) -> tuple[str, ...]:
-    return tuple(ext for on, ext in ((save_wav, ".wav"), (save_latents, ".latents.safetensors")) if on)
-
-
-def _side(path: Path, ext: str) -> Path:
-    return path.with_name(path.stem + ext)
-
-
-def write_clip(path: Path, clip, sidecars: tuple[str, ...], overwrite: bool) -> None:
-    """Side files first, the video last (each atomic): an existing video means the clip is complete."""
-    from avcli.media.ffmpeg import atomic_path, write_video, write_wav
-
-    for ext in sidecars:
-        if ext == ".wav":
-            write_wav(_side(path, ext), clip.audio, clip.sample_rate, overwrite=overwrite)
-        else:
-            from safetensors.torch import save_file
-
-            with atomic_path(_side(path, ext), overwrite=overwrite) as tmp:
-                save_file({"video_latent": clip.video_latent.contiguous(), "audio_latent": clip.audio_latent.contiguous()},
-                          str(tmp), metadata={"seed": str(clip.seed)})
-    write_video(path, clip.frames, clip.fps, clip.audio, clip.sample_rate, overwrite=overwrite)
-
-
 def _row(path: Path, clip) -> dict:
     return {"file": str(path), "seed": clip.seed, "bytes": path.stat().st_size,
             "duration_s": len(clip.frames) / clip.fps, "frames": len(clip.frames), "sample_rate": clip.sample_rate}
@@ -170,56 +157,55 @@ def _print(rows: list[dict], stages: dict, wall: float) -> None:
 
 def _batch(prompts: Path, out_dir: Path, report: Path | None, batch_size: int, num_samples: int, t_start: float,
            overwrite: bool, sidecars: tuple[str, ...], json_out: bool, bundle, backend, precision, device,
-           base: dict) -> None:
+           base: dict, ray_opts=None) -> None:
     from rich.markup import escape
 
+    from avcli.media.ffmpeg import remove_stale_parts
     from avcli.pipelines import batch as B
     from avcli.pipelines import prompt_jobs as J
+    from avcli.pipelines.common import Timings
     from avcli.pipelines.generate import GenerateRequest
+    from avcli.pipelines.pipeline import LoadSpec
 
     rows = J.read_prompts(prompts)
     B.check_writable_dir(out_dir, create=True)
     report = report or out_dir / "report.json"
     items = J.plan_items(rows, out_dir, GenerateRequest("", **base), num_samples)  # collisions: refused here
-    for it in items:
-        for ext in sidecars:
-            side = _side(it.output, ext)
-            if it.error is None and side.exists() and not overwrite and not it.output.exists():
-                it.error = f"row {it.row}: {side.name} already exists (use --overwrite to replace it)"
-
-    from avcli.pipelines.common import Timings
-    from avcli.pipelines.pipeline import JointPipeline
-
+    J.refuse_sidecars(items, sidecars, overwrite)
+    spec = LoadSpec(bundle, backend, device, precision, quiet=json_out)
     timings = Timings()
-    todo = [it for it in items if it.error is None and (overwrite or not it.output.exists())]
-    pipe = None
-    if todo:
-        with timings.stage("load"):
-            pipe = JointPipeline.from_bundle(bundle, backend=backend, device=device, precision=precision,
-                                             quiet=json_out)
-        J.preflight(pipe, items)
+    chunks = J.pending_chunks(items, batch_size, overwrite)
+    files_of = (lambda it: [it.output] + [J.side_path(it.output, e) for e in sidecars])  # noqa: E731
+    remove_stale_parts([p for c in chunks for i in c for p in files_of(items[i])])  # left by a killed run
     out_dir.mkdir(parents=True, exist_ok=True)
-
-    def write(it, clip) -> dict:
-        with timings.stage("mux"):
-            write_clip(it.output, clip, sidecars, overwrite)
-        return {"prompt": it.request.prompt, "seed": clip.seed, "bytes": it.output.stat().st_size}
+    state: dict = {"backend": None}
 
     def finish(outcome) -> dict:
         rep = {"command": "generate", "prompts": str(prompts), **outcome.to_dict(),
-               "backend": pipe.backend if pipe else None, "batch_size": batch_size,
+               "backend": state["backend"], "batch_size": batch_size,
                "timings_s": {k: round(v, 4) for k, v in timings.stages.items()},
                "wall_s": round(time.perf_counter() - t_start, 3)}
+        if "ray" in state:
+            rep["ray"] = state["ray"]
         B.write_report(report, rep)
         return rep
 
-    steps_each = (base["steps"] or (pipe.default_steps if pipe else 0))
-    with step_progress("generating", enabled=not json_out) as progress:
-        task = progress.add_task("generating", total=steps_each * len(todo) or None)
-        outcome = J.run_prompt_items(pipe, items, write, batch_size, overwrite,
-                                     on_step=lambda k, n: progress.advance(task), timings=timings,
-                                     on_result=lambda res, out: finish(out)) if pipe else \
-            J.run_prompt_items(None, items, write, batch_size, overwrite)
+    steps_each = base["steps"]
+    with step_progress("generating", enabled=not json_out, unit="clips" if ray_opts else "steps") as progress:
+        if ray_opts is not None:
+            outcome = _batch_on_ray(items, batch_size, spec, sidecars, overwrite, ray_opts, bundle, progress,
+                                    finish, files_of, state)
+        elif chunks:
+            worker = J.GenerateWorker(spec, sidecars, overwrite, timings)
+            state["backend"] = worker.pipe.backend
+            J.preflight(worker.pipe.checked_geometry, items)
+            task = progress.add_task("generating", total=(steps_each or worker.pipe.default_steps) *
+                                     sum(len(c) for c in chunks))
+            outcome = J.run_prompt_items(worker.pipe, items, worker.write, batch_size, overwrite,
+                                         on_step=lambda k, n: progress.advance(task), timings=timings,
+                                         on_result=lambda res, out: finish(out))
+        else:
+            outcome = J.run_prompt_items(None, items, None, batch_size, overwrite)
     rep = finish(outcome)
     if json_out:
         print_json(rep)
@@ -233,9 +219,45 @@ def _batch(prompts: Path, out_dir: Path, report: Path | None, batch_size: int, n
                           f"{r.seconds:.2f}" if r.status == "ok" else "", escape(r.reason))
         stdout.print(table)
         c = outcome.counts()
+        retried = sum(1 for e in state.get("ray", {}).get("events", []) if e["then"] == "retried")
         stdout.print(f"{c['ok']} ok, {c['skipped']} skipped, {c['failed']} failed, {c['not run']} not run in "
-                     f"{time.perf_counter() - t_start:.1f} s; report: {escape(str(report))}")
+                     f"{time.perf_counter() - t_start:.1f} s" + (f", {retried} retried after a worker died"
+                                                                 if retried else "") +
+                     f"; report: {escape(str(report))}")
     if outcome.interrupted:
         console.print("[yellow]interrupted:[/] run the same command again to resume")
     if outcome.exit_code:
         raise SystemExit(outcome.exit_code)
+
+
+def _batch_on_ray(items, batch_size, spec, sidecars, overwrite, opts, bundle, progress, finish, files_of, state):
+    """The same items and chunks as the local batch, one chunk per Ray actor call; results as they come."""
+    from avcli.manifest import read_manifest, resolve_bundle
+    from avcli.pipelines import prompt_jobs as J
+    from avcli.pipelines.batch import STATUS_NOT_RUN, BatchOutcome, ItemResult
+    from avcli.pipelines.common import resolve_geometry
+    from avcli.pipelines.ray_runner import run_items_on_ray
+
+    manifest = read_manifest(resolve_bundle(bundle))  # the bundle is checked on the driver before Ray starts
+    J.preflight(lambda d, f: resolve_geometry(manifest, d, f), items)
+    chunks = J.pending_chunks(items, batch_size, overwrite)  # after the preflight, as run_prompt_items makes them
+    results = J.settled(items, chunks)  # refused rows (failed) and finished ones (skipped)
+    task = progress.add_task("clips", total=len(items), completed=len(results))
+
+    def done(idx: int, res: ItemResult) -> None:
+        results[idx] = res
+        progress.advance(task)
+        finish(BatchOutcome([results[i] for i in sorted(results)]))
+
+    if chunks:
+        run = run_items_on_ray(items, chunks, J.GenerateWorker, (spec, sidecars, overwrite), opts, done, files_of,
+                               on_status=lambda m: progress.update(task, description=m))
+        state["ray"] = run.to_dict()
+        backends = {w.get("backend") for w in run.workers if w.get("backend")}
+        state["backend"] = backends.pop() if len(backends) == 1 else sorted(backends) or None
+        interrupted = run.interrupted
+    else:
+        interrupted = False
+    for i, it in enumerate(items):
+        results.setdefault(i, ItemResult(str(it.row), str(it.output), STATUS_NOT_RUN, 0.0, "interrupted"))
+    return BatchOutcome([results[i] for i in sorted(results)], interrupted)

@@ -94,7 +94,10 @@ def run() -> None:
     """Console-script entry: run the app, mapping our errors to a clean line and exit code."""
     debug = "--debug" in sys.argv or os.environ.get("AVGEN_DEBUG") == "1"
     try:
-        code = app(standalone_mode=False)  # non-standalone click returns typer.Exit codes instead of exiting
+        from avcli.cli.common import expand_optional_values
+
+        # non-standalone click returns typer.Exit codes instead of exiting
+        code = app(args=expand_optional_values(sys.argv[1:]), standalone_mode=False)
         if isinstance(code, int) and code != 0:
             sys.exit(code)
     except AvgenError as exc:

@@ -264,6 +264,28 @@ def atomic_path(path, overwrite: bool = False):
             tmp.unlink()
 
 
+def stale_parts(path) -> list[Path]:
+    """Temp files that `atomic_path` made for `path` and never renamed: left by a process that was killed (a dead
+    batch worker). The name pattern is atomic_path's own: .<stem>.<8 random chars>.part<suffix>."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    pat = re.compile(rf"^\.{re.escape(path.stem)}\.[A-Za-z0-9_]{{8}}\.part{re.escape(path.suffix)}$")
+    return [p for p in path.parent.iterdir() if pat.match(p.name)]
+
+
+def remove_stale_parts(paths) -> int:
+    n = 0
+    for p in paths:
+        for tmp in stale_parts(p):
+            try:
+                tmp.unlink()
+                n += 1
+            except OSError:
+                pass
+    return n
+
+
 def _audio_2d(audio) -> np.ndarray:
     a = np.asarray(audio, dtype=np.float32)
     if a.ndim == 1:

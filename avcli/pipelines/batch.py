@@ -40,6 +40,7 @@ class Item:
     duration: float | None = None
     sample: int = 0  # 0-based variation index (seed offset)
     input_error: str | None = None
+    plan: object = None  # how the output is muxed (foley: avcli.media.container.MuxPlan), set by the preflight
 
 
 @dataclass

@@ -16,12 +16,30 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from avcli.errors import UsageError
 from avcli.manifest import is_engine_folder, read_manifest, resolve_bundle
 from avcli.pipelines.common import PromptEncoder, resolve_geometry
 from export.geometry import Geometry, geometry
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """How to load a pipeline, as plain data: a batch worker (in this process or a Ray actor on another machine)
+    receives this and calls `.load()` once, so every worker runs the same bundle on the same backend."""
+
+    bundle: str | None = None
+    backend: str = "auto"
+    device: str | None = None
+    precision: str = "fp32"
+    needs_grad: bool = False
+    quiet: bool = False
+
+    def load(self) -> "JointPipeline":
+        return JointPipeline.from_bundle(self.bundle, backend=self.backend, device=self.device,
+                                         precision=self.precision, needs_grad=self.needs_grad, quiet=self.quiet)
+
 
 class JointPipeline:
     """A loaded bundle on one backend: `manifest`, `components` (name -> callable of named tensors), `backend`,

@@ -130,14 +130,103 @@ def plan_items(rows: list[tuple[int, dict]], out_dir: Path, base: GenerateReques
     return items
 
 
-def preflight(pipe, items: list[PromptItem]) -> None:
-    """Per-item checks before any compute (geometry the bundle or its engines can make)."""
+def preflight(check: Callable, items: list[PromptItem]) -> None:
+    """Per-item checks before any compute: `check(duration, fps)` raises for a geometry the bundle (or its
+    engines) cannot make (`pipe.checked_geometry`, or the manifest's geometry on a Ray driver)."""
     for it in items:
         if it.error is None:
             try:
-                pipe.checked_geometry(it.request.duration, it.request.fps)
+                check(it.request.duration, it.request.fps)
             except AvgenError as exc:
                 it.error = f"row {it.row}: {exc}"
+
+
+def sidecars(save_wav: bool, save_latents: bool) -> tuple[str, ...]:
+    return tuple(ext for on, ext in ((save_wav, ".wav"), (save_latents, ".latents.safetensors")) if on)
+
+
+def side_path(path: Path, ext: str) -> Path:
+    return path.with_name(path.stem + ext)
+
+
+def refuse_sidecars(items: list[PromptItem], exts: tuple[str, ...], overwrite: bool) -> None:
+    """An existing side file of a pending clip is never replaced without --overwrite: that row is refused."""
+    for it in items:
+        for ext in exts:
+            side = side_path(it.output, ext)
+            if it.error is None and side.exists() and not overwrite and not it.output.exists():
+                it.error = f"row {it.row}: {side.name} already exists (use --overwrite to replace it)"
+
+
+def write_clip(path: Path, clip, exts: tuple[str, ...], overwrite: bool) -> None:
+    """Side files first, the video last (each atomic): an existing video means the clip is complete."""
+    from avcli.media.ffmpeg import atomic_path, write_video, write_wav
+
+    for ext in exts:
+        if ext == ".wav":
+            write_wav(side_path(path, ext), clip.audio, clip.sample_rate, overwrite=overwrite)
+        else:
+            from safetensors.torch import save_file
+
+            with atomic_path(side_path(path, ext), overwrite=overwrite) as tmp:
+                save_file({"video_latent": clip.video_latent.contiguous(),
+                           "audio_latent": clip.audio_latent.contiguous()}, str(tmp), metadata={"seed": str(clip.seed)})
+    write_video(path, clip.frames, clip.fps, clip.audio, clip.sample_rate, overwrite=overwrite)
+
+
+class GenerateWorker:
+    """A loaded pipeline for a prompts batch: `write(item, clip)` and `run(chunk)` are what the local batch and
+    every Ray actor call, so a clip is the same bytes wherever it was made."""
+
+    def __init__(self, spec, exts: tuple[str, ...] = (), overwrite: bool = False, timings=None):
+        from avcli.pipelines.common import Timings
+
+        self.exts, self.overwrite = exts, overwrite
+        self.timings = timings if timings is not None else Timings()
+        with self.timings.stage("load"):
+            self.pipe = spec.load()
+
+    def write(self, it: PromptItem, clip) -> dict:
+        with self.timings.stage("mux"):
+            write_clip(it.output, clip, self.exts, self.overwrite)
+        return {"prompt": it.request.prompt, "seed": clip.seed, "bytes": it.output.stat().st_size}
+
+    def run(self, chunk: list[PromptItem]) -> list[ItemResult]:
+        """One network batch (the local batch's chunk): results in the chunk's order."""
+        preflight(self.pipe.checked_geometry, chunk)  # the engines' own limits (TensorRT profiles) are known here
+        got: dict[int, ItemResult] = {}
+        todo = []
+        for i, it in enumerate(chunk):
+            if it.error is not None:
+                got[i] = ItemResult(str(it.row), str(it.output), STATUS_FAILED, 0.0, it.error)
+            elif it.output.exists() and not self.overwrite:
+                got[i] = ItemResult(str(it.row), str(it.output), STATUS_SKIPPED, 0.0, "output exists")
+            else:
+                todo.append(i)
+        if todo:
+            _run_chunk(self.pipe, chunk, todo, self.write, None, self.timings, got.__setitem__)
+        return [got[i] for i in range(len(chunk))]
+
+    def describe(self) -> dict:
+        return {"backend": self.pipe.backend, "bundle": str(self.pipe.bundle_path or "")}
+
+
+def settled(items: list[PromptItem], chunks: list[list[int]]) -> dict[int, ItemResult]:
+    """The rows that need no network: refused ones (failed) and finished ones (skipped), by index."""
+    pending = {i for c in chunks for i in c}
+    out = {}
+    for idx, it in enumerate(items):
+        if it.error is not None:
+            out[idx] = ItemResult(str(it.row), str(it.output), STATUS_FAILED, 0.0, it.error)
+        elif idx not in pending:
+            out[idx] = ItemResult(str(it.row), str(it.output), STATUS_SKIPPED, 0.0, "output exists")
+    return out
+
+
+def pending_chunks(items: list[PromptItem], batch_size: int, overwrite: bool) -> list[list[int]]:
+    """Indices of the items to make, in network batches: the same chunks locally and on Ray."""
+    pending = [i for i, it in enumerate(items) if it.error is None and (overwrite or not it.output.exists())]
+    return [pending[k:k + batch_size] for k in range(0, len(pending), batch_size)]
 
 
 def run_prompt_items(pipe, items: list[PromptItem], write: Callable[[PromptItem, object], dict],
@@ -147,7 +236,6 @@ def run_prompt_items(pipe, items: list[PromptItem], write: Callable[[PromptItem,
     A failing chunk is retried one item at a time, so one bad row never costs its neighbours their clips."""
     outcome = BatchOutcome([])
     results: dict[int, ItemResult] = {}
-    pending = []
 
     def done(idx: int, res: ItemResult) -> None:
         results[idx] = res
@@ -155,20 +243,16 @@ def run_prompt_items(pipe, items: list[PromptItem], write: Callable[[PromptItem,
         if on_result is not None:
             on_result(res, outcome)
 
-    for idx, it in enumerate(items):
-        if it.error is not None:
-            done(idx, ItemResult(str(it.row), str(it.output), STATUS_FAILED, 0.0, it.error))
-        elif it.output.exists() and not overwrite:
-            done(idx, ItemResult(str(it.row), str(it.output), STATUS_SKIPPED, 0.0, "output exists"))
-        else:
-            pending.append(idx)
+    chunks = pending_chunks(items, batch_size, overwrite)
+    pending = {i for c in chunks for i in c}
+    for idx, res in settled(items, chunks).items():
+        done(idx, res)
     try:
-        for start in range(0, len(pending), batch_size):
-            chunk = pending[start:start + batch_size]
+        for chunk in chunks:
             _run_chunk(pipe, items, chunk, write, on_step, timings, done)
     except KeyboardInterrupt:
         outcome.interrupted = True
-        for idx in pending:
+        for idx in sorted(pending):
             if idx not in results:
                 results[idx] = ItemResult(str(items[idx].row), str(items[idx].output), STATUS_NOT_RUN, 0.0,
                                           "interrupted")
