@@ -22,6 +22,8 @@ case "$LEG" in
     OMP_NUM_THREADS=2 $A train joint "${common[@]}" --steps ${JOINT_STEPS:-800} --batch 8 --lr 3e-4 \
       --known-p 0.5 --high-noise-weight 20 ;;
   3)  # measure before shipping: the quality table on the new held-out clips
-    .venv/bin/python benchmarks/quality.py --bundle "$W/bundle" --train "$W/hits" --test "$W/hits-test" --n 100 ;;
+    # (writes $W/quality/quality.json, beside the shipped bundle's benchmarks/results/quality.json, not over it)
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/quality.py --bundle "$W/bundle" --train "$W/hits" \
+      --test "$W/hits-test" --n 100 --out "$W/quality/clips" ;;
   *) echo "unknown leg $LEG" >&2; exit 2 ;;
 esac

@@ -64,9 +64,9 @@ def print_json(obj) -> None:
 
 RAY_HELP = ("Run the batch on Ray: no value starts a local Ray instance; auto joins the cluster this machine is "
             "part of; ray://HOST:PORT or HOST:PORT a remote head. Outputs must be on storage every node shares.")
-WORKERS_HELP = "Ray actors, each loading the model once [default: one per GPU, else one per --cpus-per-worker CPUs]."
-GPUS_HELP = "GPUs per Ray actor [default: 1 on a cluster with GPUs, else 0]."
-CPUS_HELP = "CPUs per Ray actor (its torch/ONNX threads) [default: 1]."
+WORKERS_HELP = "Ray actors, each loading the model once (default: one per GPU, else one per --cpus-per-worker CPUs)."
+GPUS_HELP = "GPUs per Ray actor (default: 1 on a cluster with GPUs, else 0)."
+CPUS_HELP = "CPUs per Ray actor (its torch/ONNX threads)."
 RETRIES_HELP = "Times an item is retried on a fresh actor after its worker died; then it is reported failed."
 
 
