@@ -46,6 +46,10 @@ def animate_cmd(
     solver: Optional[str] = typer.Option(None, help="ddim or dpmpp2m (default: the bundle's)."),
     gamma: Optional[float] = typer.Option(None, help="Timestep adjustment gamma (seed 000 eq. 8); 1 = off."),
     cfg: Optional[float] = typer.Option(None, "--cfg", help="Classifier-free guidance for video."),
+    audio_guidance: Optional[float] = typer.Option(None, "--audio-guidance", min=0.0,
+                                                   help="Classifier-free audio guidance eta (seed 002): > 1 follows "
+                                                   "the sound more closely, at one more video U-Net call per step; "
+                                                   "1 = off. Meant for bundles trained with --audio-dropout."),
     seed: int = typer.Option(0, help="Random seed; sample i uses seed + i."),
     num_samples: int = typer.Option(1, "--num-samples", min=1, max=64, help="How many variations."),
     backend: str = typer.Option("auto", help="torch, ort, trt or auto (see avgen generate --help)."),
@@ -68,7 +72,7 @@ def animate_cmd(
     outputs = plan_outputs(output, num_samples, slug(prompt or audio_path.stem) + f"_s{seed}")
     refuse_existing(outputs, overwrite)
     req = AnimateRequest(prompt, negative_prompt, steps, solver, gamma, cfg, seed, start, duration, overlap,
-                         str(image) if image is not None else None, fit)
+                         str(image) if image is not None else None, fit, audio_guidance)
     timings = Timings()
     with timings.stage("load"):
         pipe = JointPipeline.from_bundle(bundle, backend=backend, device=device, precision=precision,

@@ -218,6 +218,10 @@ def train_joint(
     high_noise_weight: float = typer.Option(1.0, min=1.0,
                                             help="Weigh noisy steps up to this many times more (their loss "
                                                  "measured on the clean latent, capped); 1 = the plain loss."),
+    audio_dropout: float = typer.Option(0.0, "--audio-dropout", min=0.0, max=1.0,
+                                        help="Share of samples whose video U-Net sees null (zero) audio features "
+                                             "(seed 002), so that `animate --audio-guidance` can steer by the "
+                                             "sound. 0 = off."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     from avcli.training.loop import LoopConfig
@@ -225,7 +229,8 @@ def train_joint(
 
     opts = StageOptions(bundle, data, work, batch, limit, cfg_dropout=cfg_dropout, unfreeze_motion=unfreeze_motion,
                         progress=not json_out, ema_decay=ema_decay, mixed_precision=mixed_precision,
-                        contrastive_weight=contrastive_weight, known_p=known_p, high_noise_weight=high_noise_weight)
+                        contrastive_weight=contrastive_weight, known_p=known_p, high_noise_weight=high_noise_weight,
+                        audio_dropout=audio_dropout)
     cfg = LoopConfig(steps=steps, lr=lr, seed=seed, ckpt_every=ckpt_every, resume=resume, grad_clip=grad_clip,
                      weight_decay=weight_decay)
     _run("joint", opts, cfg, json_out)

@@ -40,6 +40,7 @@ class AnimateRequest:
     overlap: float | None = None  # seconds shared by consecutive windows (None: 1 s, at most half a window)
     image: str | None = None  # the first frame: an image file, fitted to the bundle's frame size
     fit: str = "crop"
+    audio_guidance: float | None = None  # seed 002's eta (None: the bundle's, else 1 = off)
 
 
 @dataclass
@@ -93,7 +94,8 @@ def animate(pipe, audio_path, req: AnimateRequest, on_step: Callable[[int, int],
     sr, fps = geo.sample_rate, geo.fps
     plan = plan_windows(seconds, geo.duration, _overlap(geo.duration, req.overlap))
     total_frames = max(1, int(round(seconds * fps)))
-    cfg = sampler_config(pipe.manifest, steps=req.steps, solver=req.solver, gamma=req.gamma, cfg_video=req.cfg)
+    cfg = sampler_config(pipe.manifest, steps=req.steps, solver=req.solver, gamma=req.gamma, cfg_video=req.cfg,
+                         audio_guidance=req.audio_guidance)
     with timings.stage("decode-audio"):
         wav = read_audio(audio_path, sr, req.start, seconds, required=True)  # the model's view (mono, its rate)
         orig_sr = info.audio_sample_rate or sr

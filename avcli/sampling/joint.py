@@ -44,6 +44,7 @@ class SamplerConfig:
     cfg_audio: float = 2.5
     self_condition: bool = True
     recon_guidance: float = 0.0  # seed 001 eq. 3 weight (lambda); torch backend only, conditional tasks only
+    audio_guidance: float = 1.0  # seed 002's eta on the video U-Net: eps(null audio) + eta (eps(audio) - ...); 1 = off
 
     def __post_init__(self) -> None:
         if self.solver not in ("ddim", "dpmpp2m"):
@@ -56,6 +57,8 @@ class SamplerConfig:
             raise ValueError("guidance scales must be >= 0")
         if self.recon_guidance < 0:
             raise ValueError("recon_guidance must be >= 0")
+        if self.audio_guidance < 0:
+            raise ValueError(f"audio guidance must be >= 0, got {self.audio_guidance:g}")
 
 
 @dataclass
@@ -96,6 +99,18 @@ def _guided(unet: Callable, x, t_index: int, text_pos, text_neg, cross, scale: f
                cross_features=torch.cat([cross, cross]))
     neg, pos = out.chunk(2)
     return neg + scale * (pos - neg)
+
+
+def audio_guided(unet: Callable, x, t_index: int, text_pos, text_neg, cross, scale: float, eta: float
+                 ) -> torch.Tensor:
+    """Seed 002's classifier-free audio guidance on top of text guidance: eps(null audio) + eta (eps(audio) -
+    eps(null audio)), the null audio being zero connector features (what training with audio dropout shows the
+    U-Net). eta = 1 is the conditional prediction itself, with no extra call."""
+    cond = _guided(unet, x, t_index, text_pos, text_neg, cross, scale)
+    if eta == 1.0:
+        return cond
+    null = _guided(unet, x, t_index, text_pos, text_neg, torch.zeros_like(cross), scale)
+    return null + eta * (cond - null)
 
 
 class _Timed:
@@ -214,8 +229,8 @@ def sample(
         f_a = nets["audio_connector"](latent=x_a, x0_hat=sc_a) if task != "foley" else None
         # the two U-Nets of a step are independent (each sees the other's connector features, not its output):
         # both run before either solver step, concurrently when a pool is given
-        run_v = (lambda: _guided(nets["video_unet"], x_v, m, text.video, text.video_negative, f_a,
-                                 config.cfg_video)) if task != "foley" else None
+        run_v = (lambda: audio_guided(nets["video_unet"], x_v, m, text.video, text.video_negative, f_a,
+                                      config.cfg_video, config.audio_guidance)) if task != "foley" else None
         run_a = (lambda: _guided(nets["audio_unet"], x_a, n, text.audio, text.audio_negative, f_v,
                                  config.cfg_audio)) if task != "animate" else None
         eps_v, eps_a = _run_pair(run_v, run_a, pool)

@@ -33,7 +33,7 @@ class JointObjective(nn.Module):
 
     def __init__(self, model: JointModel, geo: Geometry, self_condition_p: float = 0.5,
                  contrastive_weight: float = 0.0, contrastive_shift: tuple[float, float] = (0.2, 0.4),
-                 known_p: float = 0.0, high_noise_weight: float = 1.0):
+                 known_p: float = 0.0, high_noise_weight: float = 1.0, audio_dropout: float = 0.0):
         super().__init__()
         for name in JOINT_COMPONENTS:
             setattr(self, name, getattr(model, name))
@@ -45,12 +45,13 @@ class JointObjective(nn.Module):
         self.shift_v = shift_frames(contrastive_shift, geo.fps)
         self.shift_a = shift_frames(contrastive_shift, geo.audio_latent[1] / geo.duration)
         self.negative_kinds = NEGATIVE_KINDS
-        self.known_p, self.high_noise_weight = known_p, high_noise_weight
+        self.known_p, self.high_noise_weight, self.audio_dropout = known_p, high_noise_weight, audio_dropout
 
     def forward(self, video0, audio0, text_v, text_a, generator, other_v=None, other_a=None):
         if other_v is None:
             return joint_loss(self, video0, audio0, text_v, text_a, self.sv, self.sa, self.abar_v, self.abar_a,
-                              generator, self.self_condition_p, self.known_p, self.high_noise_weight)
+                              generator, self.self_condition_p, self.known_p, self.high_noise_weight,
+                              self.audio_dropout)
         return contrastive_joint_loss(self, video0, audio0, other_v, other_a, text_v, text_a, self.sv, self.sa,
                                       self.abar_v, self.abar_a, generator, self.contrastive_weight, self.shift_v,
                                       self.shift_a, self.self_condition_p, self.negative_kinds)
@@ -91,7 +92,7 @@ def stage_joint(opts, cfg: LoopConfig) -> dict:
     data = cached_latents(model, mine, geo, opts.work / "cache", accel.device, opts.progress and main)
     model.freeze_bases(unfreeze_motion=opts.unfreeze_motion)
     objective = JointObjective(model, geo, opts.self_condition_p, opts.contrastive_weight, opts.contrastive_shift,
-                               opts.known_p, opts.high_noise_weight)
+                               opts.known_p, opts.high_noise_weight, opts.audio_dropout)
     if len(data) < 2:
         objective.negative_kinds = ("shift",)  # segment and swap negatives need another clip
     del model  # VAEs, vocoder and text encoders are not needed any more
@@ -116,7 +117,7 @@ def stage_joint(opts, cfg: LoopConfig) -> dict:
     total = torch.tensor(n, device=dev)
     result["clips"] = int(accel.reduce(total, "sum")) if disjoint and accel.num_processes > 1 else n
     result.update(processes=accel.num_processes, mixed_precision=accel.mixed_precision, ema_decay=opts.ema_decay,
-                  known_p=opts.known_p, high_noise_weight=opts.high_noise_weight)
+                  known_p=opts.known_p, high_noise_weight=opts.high_noise_weight, audio_dropout=opts.audio_dropout)
     if main:
         write_joint(opts.bundle, ema.shadow if ema is not None else _trainable(objective))
     accel.wait_for_everyone()

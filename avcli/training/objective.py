@@ -65,18 +65,20 @@ def base_loss(unet, x0: torch.Tensor, text: torch.Tensor, schedule: NoiseSchedul
 def joint_loss(model, video0: torch.Tensor, audio0: torch.Tensor, text_v: torch.Tensor, text_a: torch.Tensor,
                video_schedule: NoiseSchedule, audio_schedule: NoiseSchedule, abar_v: torch.Tensor,
                abar_a: torch.Tensor, generator: torch.Generator | None = None, self_condition_p: float = 0.5,
-               known_p: float = 0.0, high_noise_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+               known_p: float = 0.0, high_noise_weight: float = 1.0, audio_dropout: float = 0.0
+               ) -> tuple[torch.Tensor, dict[str, float]]:
     """Eq. 9-10: L_v + L_a with t_v, t_a drawn independently, so any gamma works at inference.
 
     Self-conditioning (Chen et al. 2022): with probability p a first pass without gradient estimates x0 for both
     modalities, and the connectors see it; otherwise they see zeros, as at the first sampling step.
     known_p and high_noise_weight (both off by default, = the seed's recipe): see `known_modality` and
-    `high_noise_weights`.
+    `high_noise_weights`. audio_dropout: the share of samples whose video U-Net sees null (zero) audio features,
+    so that sampling can guide by the audio (seed 002, `--audio-guidance`).
     """
     nv = add_noise(video0, video_schedule, abar_v, generator)
     na = add_noise(audio0, audio_schedule, abar_a, generator)
     pv, pa = joint_predict(model, nv, na, text_v, text_a, video_schedule, audio_schedule, generator,
-                           self_condition_p, known=(video0, audio0, known_p))
+                           self_condition_p, known=(video0, audio0, known_p), audio_dropout=audio_dropout)
     lv = _weighted_mse(pv, nv, video_schedule, high_noise_weight)
     la = _weighted_mse(pa, na, audio_schedule, high_noise_weight)
     return lv + la, {"loss_video": float(lv.detach()), "loss_audio": float(la.detach())}
@@ -113,7 +115,7 @@ def _weighted_mse(pred: torch.Tensor, nb: NoisedBatch, schedule: NoiseSchedule, 
 
 def joint_predict(model, nv: NoisedBatch, na: NoisedBatch, text_v, text_a, video_schedule: NoiseSchedule,
                   audio_schedule: NoiseSchedule, generator: torch.Generator | None, self_condition_p: float,
-                  known: tuple[torch.Tensor, torch.Tensor, float] | None = None):
+                  known: tuple[torch.Tensor, torch.Tensor, float] | None = None, audio_dropout: float = 0.0):
     """Both U-Nets' predictions for noised batches, with self-conditioning drawn with probability p."""
     sc_v, sc_a = torch.zeros_like(nv.x_t), torch.zeros_like(na.x_t)
     if self_condition_p > 0 and float(torch.rand((), generator=generator)) < self_condition_p:
@@ -123,7 +125,10 @@ def joint_predict(model, nv: NoisedBatch, na: NoisedBatch, text_v, text_a, video
             sc_a = predict_x0_eps(pa.float(), na.x_t, na.abar, audio_schedule.prediction_type)[0]
     if known is not None and known[2] > 0:
         sc_v, sc_a = known_modality(sc_v, sc_a, known[0], known[1], known[2], generator)
-    return _joint_forward(model, nv, na, sc_v, sc_a, text_v, text_a)
+    keep_a = None
+    if audio_dropout > 0:  # 1 keeps a sample's audio features for the video U-Net, 0 replaces them by the null
+        keep_a = (torch.rand(nv.x_t.shape[0], generator=generator) >= audio_dropout).float()
+    return _joint_forward(model, nv, na, sc_v, sc_a, text_v, text_a, keep_a)
 
 
 def known_modality(sc_v: torch.Tensor, sc_a: torch.Tensor, video0: torch.Tensor, audio0: torch.Tensor, p: float,
@@ -138,9 +143,11 @@ def known_modality(sc_v: torch.Tensor, sc_a: torch.Tensor, video0: torch.Tensor,
     return torch.where(kv, video0.to(sc_v.dtype), sc_v), torch.where(ka, audio0.to(sc_a.dtype), sc_a)
 
 
-def _joint_forward(model, nv: NoisedBatch, na: NoisedBatch, sc_v, sc_a, text_v, text_a):
+def _joint_forward(model, nv: NoisedBatch, na: NoisedBatch, sc_v, sc_a, text_v, text_a, keep_a=None):
     f_v = model.video_connector(latent=nv.x_t, x0_hat=sc_v)
     f_a = model.audio_connector(latent=na.x_t, x0_hat=sc_a)
+    if keep_a is not None:
+        f_a = f_a * keep_a.to(f_a.device, f_a.dtype).view(-1, *([1] * (f_a.dim() - 1)))
     pv = model.video_unet(sample=nv.x_t, timestep=nv.t, text_embeds=text_v, cross_features=f_a)
     pa = model.audio_unet(sample=na.x_t, timestep=na.t, text_embeds=text_a, cross_features=f_v)
     return pv, pa

@@ -50,6 +50,7 @@ class StageOptions:
     contrastive_shift: tuple[float, float] = (0.2, 0.4)
     known_p: float = 0.0
     high_noise_weight: float = 1.0
+    audio_dropout: float = 0.0  # seed 002: null audio features for the video U-Net, for --audio-guidance
 
 
 def _prep(opts: StageOptions):
