@@ -240,7 +240,10 @@ def _run(ray, RayActorError, RayTaskError, run, units, factory, args, opts, on_r
                     idle.append((actor, entry))
                     continue
                 if "_info" in entry:
-                    entry.update(ray.get(entry.pop("_info")))
+                    try:
+                        entry.update(ray.get(entry.pop("_info"), timeout=60))
+                    except Exception as exc:  # its unit came back, so the label is all that is missing
+                        entry["error"] = _first_line(exc)
                 for i, res in enumerate(results):
                     res.extra = {**res.extra, "worker": f"{entry.get('host')}:{entry.get('pid')}",
                                  "attempts": attempts[u] + 1}
