@@ -8,6 +8,9 @@
    trained on the training clips (`--fit-adherence`).
 
     .venv/bin/python benchmarks/quality.py --train work/hits --test work/hits-test --n 100
+
+`--parts foley` makes and scores only the foley side (onsets, AV-Align, FD), what the training levers are compared
+on (benchmarks/levers.py); the real clips are then scored for onsets and AV-Align only.
 """
 
 from __future__ import annotations
@@ -45,7 +48,11 @@ def main() -> None:
     ap.add_argument("--test", type=Path, required=True, help="held-out clips: captions, videos, true events")
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "quality")
+    ap.add_argument("--parts", default="generate,foley", help="generate,foley (default) or foley")
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
+    if not parts or parts - {"generate", "foley"} or "foley" not in parts:
+        raise SystemExit("--parts: generate,foley or foley")
 
     from avcli.media.ffmpeg import mux_audio, write_video
     from avcli.models.bundle import load_bundle
@@ -66,7 +73,7 @@ def main() -> None:
         name = row["file"]
         if not (real / name).exists():  # the same n real clips, by link: eval scores whole folders
             (real / name).symlink_to((args.test / name).resolve())
-        if not (gen_dir / name).exists():
+        if "generate" in parts and not (gen_dir / name).exists():
             t0 = time.perf_counter()
             clip = pipe.generate(GenerateRequest(row["caption"], seed=i))[0]
             write_video(gen_dir / name, clip.frames, clip.fps, clip.audio, clip.sample_rate)
@@ -86,19 +93,24 @@ def main() -> None:
     common = ["--fps", f"{geo.fps:g}", "--variant", "all"]
     res: dict = {"n": len(caps), "bundle": str(model.bundle_path), "fps": geo.fps, "sample_rate": geo.sample_rate,
                  "command": "python benchmarks/quality.py " + " ".join(sys.argv[1:])}
-    res["eval_real"] = avgen_eval(real, *common, "--metrics", "av_align,onsets,adherence", "--truth",
-                                  str(real / "events.jsonl"), "--onset-tolerance-ms", tol, "--fit-adherence",
-                                  str(args.train), "--adherence-model", str(adh), "--overwrite")
-    res["eval_generate"] = avgen_eval(gen_dir, *common, "--metrics", "av_align,fd,adherence", "--reference",
-                                      str(real), "--adherence-model", str(adh))
-    res["eval_foley"] = avgen_eval(foley_dir, *common, "--metrics", "av_align,onsets,fd", "--truth",
-                                   str(real / "events.jsonl"), "--onset-tolerance-ms", tol, "--reference", str(real))
+    res["parts"] = sorted(parts)
+    truth_args = ["--truth", str(real / "events.jsonl"), "--onset-tolerance-ms", tol]
+    if "generate" in parts:
+        res["eval_real"] = avgen_eval(real, *common, "--metrics", "av_align,onsets,adherence", *truth_args,
+                                      "--fit-adherence", str(args.train), "--adherence-model", str(adh),
+                                      "--overwrite")
+        res["eval_generate"] = avgen_eval(gen_dir, *common, "--metrics", "av_align,fd,adherence", "--reference",
+                                          str(real), "--adherence-model", str(adh))
+    else:
+        res["eval_real"] = avgen_eval(real, *common, "--metrics", "av_align,onsets", *truth_args, "--overwrite")
+    res["eval_foley"] = avgen_eval(foley_dir, *common, "--metrics", "av_align,onsets,fd", *truth_args,
+                                   "--reference", str(real))
     mean = lambda name, key: res[f"eval_{name}"]["summary"].get(key, {}).get("mean")  # noqa: E731
-    for name in ("real", "generate", "foley"):
+    for name in ("real", "generate", "foley") if "generate" in parts else ("real", "foley"):
         res[f"av_align_{name}"] = {v: mean(name, f"av_align_{v}") for v in ("seed000", "official", "legacy")}
     for name in ("real", "foley"):
         res[f"onsets_{name}"] = {k: mean(name, f"onset_{k}") for k in ("precision", "recall", "f1")}
-    for name in ("real", "generate"):
+    for name in ("real", "generate") if "generate" in parts else ():
         res[f"adherence_{name}"] = {"colour": mean(name, "colour_ok"), "material": mean(name, "material_ok")}
     res["seconds_per_clip"] = {k: (sum(v) / len(v) if v else None) for k, v in seconds.items()}
     (args.out.parent / "quality.json").write_text(json.dumps(res, indent=1) + "\n")

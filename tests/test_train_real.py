@@ -159,3 +159,39 @@ def test_torchrun_two_processes_on_cpu(tiny_bundle, real_data, tmp_path):
     record = json.loads((work / "records/joint.json").read_text())
     assert len(record) == 1 and record[0]["clips"] == 4  # the two shards together
     assert json.loads((work / "runs/joint/state.json").read_text())["step"] == 2
+
+
+def test_joint_with_onset_aux_and_concat_keeps_the_head_out_of_the_bundle(tiny_bundle, real_data, tmp_path,
+                                                                          monkeypatch, capsys):
+    """--onset-weight trains an onset head beside the connectors (started from the onset stage's head in --work)
+    and --concat-p mixes clips; the bundle gets connector weights only and still loads."""
+    from avcli.models.bundle import load_bundle
+
+    bundle, work = tmp_path / "b", tmp_path / "w"
+    shutil.copytree(tiny_bundle, bundle)
+    res = runner.invoke(app, ["train", "onset", "--bundle", str(bundle), "--data", str(real_data), "--work",
+                              str(work), "--steps", "2", "--batch", "2", "--json"])
+    if res.exit_code != 0 and "no onsets found" in res.output:
+        pytest.skip("the tiny bundle's audio VAE finds no onsets in this data")
+    assert res.exit_code == 0, res.output
+    head0 = {k: v for k, v in load_file(str(work / "runs/onset/ckpt.safetensors")).items() if k.startswith("head.")}
+    res = _joint(bundle, real_data, work, 3, "--onset-weight", "0.5", "--concat-p", "0.5")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["onset_weight"] == 0.5 and out["concat_p"] == 0.5
+    assert out["onset_head_from"].endswith("ckpt.safetensors")
+    ckpt = load_file(str(work / "runs/joint/ckpt.safetensors"))
+    heads = {k: v for k, v in ckpt.items() if k.startswith("onset_head.")}
+    assert set(heads) == {f"onset_{k}" for k in head0}  # the onset stage's head, trained on
+    assert any(not torch.equal(heads[f"onset_{k}"], v) for k, v in head0.items())
+    names = set().union(*(load_file(str(p)).keys() for p in bundle.glob("*.safetensors")))
+    assert not any("onset_head" in n for n in names)
+    load_bundle(bundle)  # verifies hashes: a valid bundle
+    log = json.loads((work / "runs/joint/log.json").read_text())
+    assert any("loss_onset" in row for row in (log if isinstance(log, list) else log.get("rows", [])))
+    from conftest import run_cli
+
+    code, _, err = run_cli(monkeypatch, capsys, "train", "joint", "--bundle", bundle, "--data", real_data, "--work",
+                           tmp_path / "w2", "--onset-weight", "0.5", "--contrastive-weight", "1e-3")
+    assert code == 2 and "cannot be combined" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "w2" / "cache").exists()  # refused before any encoding

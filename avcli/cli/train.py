@@ -222,6 +222,13 @@ def train_joint(
                                         help="Share of samples whose video U-Net sees null (zero) audio features "
                                              "(seed 002), so that `animate --audio-guidance` can steer by the "
                                              "sound. 0 = off."),
+    onset_weight: float = typer.Option(0.0, "--onset-weight", min=0.0,
+                                       help="Keep seed 003's onset loss on the video connector's features during "
+                                            "joint training, at this weight (its head starts from the onset stage "
+                                            "in --work). 0 = off."),
+    concat_p: float = typer.Option(0.0, "--concat-p", min=0.0, max=1.0,
+                                   help="Share of samples made of two clips cut at one instant (seed 004's concat "
+                                        "augmentation; empty prompt). 0 = off."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     from avcli.training.loop import LoopConfig
@@ -230,7 +237,7 @@ def train_joint(
     opts = StageOptions(bundle, data, work, batch, limit, cfg_dropout=cfg_dropout, unfreeze_motion=unfreeze_motion,
                         progress=not json_out, ema_decay=ema_decay, mixed_precision=mixed_precision,
                         contrastive_weight=contrastive_weight, known_p=known_p, high_noise_weight=high_noise_weight,
-                        audio_dropout=audio_dropout)
+                        audio_dropout=audio_dropout, onset_weight=onset_weight, concat_p=concat_p)
     cfg = LoopConfig(steps=steps, lr=lr, seed=seed, ckpt_every=ckpt_every, resume=resume, grad_clip=grad_clip,
                      weight_decay=weight_decay)
     _run("joint", opts, cfg, json_out)

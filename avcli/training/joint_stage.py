@@ -3,8 +3,10 @@
 Data: a folder of real or synthetic files, cut into windows of the bundle's duration; latents and caption
 embeddings are cached on disk after the first run (avcli/training/latents.py). One process or many (accelerate,
 DDP): each process encodes and trains on its own share of the files with its own random stream. Optional: EMA of
-the trained weights (what the bundle gets), mixed precision, the motion layers unfrozen, and the contrastive term
-of seed 001 (eq. 6).
+the trained weights (what the bundle gets), mixed precision, the motion layers unfrozen, the contrastive term
+of seed 001 (eq. 6), seed 003's onset loss kept on as an auxiliary term (`--onset-weight`; its head starts from
+the onset stage's in the same work folder and is not part of the bundle) and seed 004's concat augmentation
+(`--concat-p`, augment.py).
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from avcli.errors import UsageError
 from avcli.models.bundle import load_bundle, update_bundle
 from avcli.models.joint import Geometry, JointModel
 from avcli.sampling.schedules import NoiseSchedule
+from avcli.training.augment import concat_augment
 from avcli.training.contrastive import NEGATIVE_KINDS, contrastive_joint_loss, shift_frames
 from avcli.training.loop import LoopConfig, _trainable, train
-from avcli.training.objective import drop_text, joint_loss
+from avcli.training.objective import OnsetAux, drop_text, joint_loss
+from avcli.training.onset import OnsetHead
 
 JOINT_COMPONENTS = ("video_connector", "audio_connector", "video_unet", "audio_unet")
 
@@ -33,7 +37,8 @@ class JointObjective(nn.Module):
 
     def __init__(self, model: JointModel, geo: Geometry, self_condition_p: float = 0.5,
                  contrastive_weight: float = 0.0, contrastive_shift: tuple[float, float] = (0.2, 0.4),
-                 known_p: float = 0.0, high_noise_weight: float = 1.0, audio_dropout: float = 0.0):
+                 known_p: float = 0.0, high_noise_weight: float = 1.0, audio_dropout: float = 0.0,
+                 onset_head: OnsetHead | None = None, onset_weight: float = 0.0, onset_pos_weight: float = 1.0):
         super().__init__()
         for name in JOINT_COMPONENTS:
             setattr(self, name, getattr(model, name))
@@ -46,12 +51,17 @@ class JointObjective(nn.Module):
         self.shift_a = shift_frames(contrastive_shift, geo.audio_latent[1] / geo.duration)
         self.negative_kinds = NEGATIVE_KINDS
         self.known_p, self.high_noise_weight, self.audio_dropout = known_p, high_noise_weight, audio_dropout
+        self.onset_head = onset_head  # trained beside the connectors; write_joint leaves it out of the bundle
+        self.onset_weight, self.onset_pos_weight = onset_weight, onset_pos_weight
 
-    def forward(self, video0, audio0, text_v, text_a, generator, other_v=None, other_a=None):
+    def forward(self, video0, audio0, text_v, text_a, generator, other_v=None, other_a=None, onset_labels=None):
         if other_v is None:
+            onset = None
+            if self.onset_head is not None and onset_labels is not None:
+                onset = OnsetAux(self.onset_head, onset_labels, self.onset_weight, self.onset_pos_weight)
             return joint_loss(self, video0, audio0, text_v, text_a, self.sv, self.sa, self.abar_v, self.abar_a,
                               generator, self.self_condition_p, self.known_p, self.high_noise_weight,
-                              self.audio_dropout)
+                              self.audio_dropout, onset)
         return contrastive_joint_loss(self, video0, audio0, other_v, other_a, text_v, text_a, self.sv, self.sa,
                                       self.abar_v, self.abar_a, generator, self.contrastive_weight, self.shift_v,
                                       self.shift_a, self.self_condition_p, self.negative_kinds)
@@ -74,6 +84,18 @@ def write_joint(bundle: Path, weights: dict[str, torch.Tensor]) -> None:
     update_bundle(fresh, bundle, list(JOINT_COMPONENTS))
 
 
+def onset_head_from(work: Path, dim: int) -> tuple[OnsetHead, str | None]:
+    """The onset head of the onset stage run in this work folder (its checkpoint's `head.*`), else a fresh one."""
+    from safetensors.torch import load_file
+
+    head, ckpt = OnsetHead(dim), work / "runs" / "onset" / "ckpt.safetensors"
+    if not ckpt.is_file():
+        return head, None
+    state = {k[len("head."):]: v for k, v in load_file(str(ckpt)).items() if k.startswith("head.")}
+    head.load_state_dict(state)
+    return head, str(ckpt)
+
+
 def stage_joint(opts, cfg: LoopConfig) -> dict:
     from avcli.data.folder import read_folder
     from avcli.training.distributed import (PRECISION_DTYPES, close_process_group, hold_frozen_in, make_accelerator,
@@ -83,6 +105,8 @@ def stage_joint(opts, cfg: LoopConfig) -> dict:
 
     if not opts.data.is_dir():
         raise UsageError(f"{opts.data}: data folder not found")
+    if opts.onset_weight > 0 and opts.contrastive_weight > 0:
+        raise UsageError("--onset-weight and --contrastive-weight cannot be combined yet; train with one of them")
     accel = make_accelerator(opts.mixed_precision)
     main = accel.is_main_process
     model = load_bundle(opts.bundle, verify=False)
@@ -90,9 +114,17 @@ def stage_joint(opts, cfg: LoopConfig) -> dict:
     items = read_folder(opts.data)[: opts.limit or None]
     mine, disjoint = shard(items, accel.process_index, accel.num_processes)
     data = cached_latents(model, mine, geo, opts.work / "cache", accel.device, opts.progress and main)
+    labels, head, head_from, pos_weight = None, None, None, 1.0
+    if opts.onset_weight > 0:
+        from avcli.training.onset import balanced_pos_weight, labels_from_latents
+
+        labels = labels_from_latents(model, data.audio)  # the onset stage's pseudo-labels, from the cached audio
+        pos_weight = balanced_pos_weight(labels)
+        head, head_from = onset_head_from(opts.work, model.manifest["joint"]["connector_dim"])
     model.freeze_bases(unfreeze_motion=opts.unfreeze_motion)
     objective = JointObjective(model, geo, opts.self_condition_p, opts.contrastive_weight, opts.contrastive_shift,
-                               opts.known_p, opts.high_noise_weight, opts.audio_dropout)
+                               opts.known_p, opts.high_noise_weight, opts.audio_dropout, head, opts.onset_weight,
+                               pos_weight)
     if len(data) < 2:
         objective.negative_kinds = ("shift",)  # segment and swap negatives need another clip
     del model  # VAEs, vocoder and text encoders are not needed any more
@@ -106,10 +138,19 @@ def stage_joint(opts, cfg: LoopConfig) -> dict:
         own = data.owner[idx]
         tv = drop_text(data.text_video[own], data.empty_video, opts.cfg_dropout, gen)
         ta = drop_text(data.text_audio[own], data.empty_audio, opts.cfg_dropout, gen)
-        others = []
+        v0, a0 = data.video[idx], data.audio[idx]
+        lab = labels[idx] if labels is not None else None
+        if opts.concat_p > 0:  # seed 004: two clips cut at one instant; the mixed window gets the empty prompt
+            j = _others(idx, n, gen)
+            v0, a0, lab, mixed = concat_augment(v0, a0, data.video[j], data.audio[j], opts.concat_p, gen, lab,
+                                                labels[j] if labels is not None else None)
+            tv = torch.where(mixed.view(-1, 1, 1), data.empty_video.expand_as(tv), tv)
+            ta = torch.where(mixed.view(-1, 1, 1), data.empty_audio.expand_as(ta), ta)
         if opts.contrastive_weight > 0:
             others = [data.video[_others(idx, n, gen)].to(dev), data.audio[_others(idx, n, gen)].to(dev)]
-        return prepared(data.video[idx].to(dev), data.audio[idx].to(dev), tv.to(dev), ta.to(dev), gen, *others)
+            return prepared(v0.to(dev), a0.to(dev), tv.to(dev), ta.to(dev), gen, *others)
+        return prepared(v0.to(dev), a0.to(dev), tv.to(dev), ta.to(dev), gen,
+                        onset_labels=lab.to(dev) if lab is not None else None)
 
     ema = EMA(opts.ema_decay) if opts.ema_decay > 0 and main else None
     result = train("joint", objective, loss_fn, opts.work / "runs" / "joint", cfg, progress=opts.progress,
@@ -117,9 +158,11 @@ def stage_joint(opts, cfg: LoopConfig) -> dict:
     total = torch.tensor(n, device=dev)
     result["clips"] = int(accel.reduce(total, "sum")) if disjoint and accel.num_processes > 1 else n
     result.update(processes=accel.num_processes, mixed_precision=accel.mixed_precision, ema_decay=opts.ema_decay,
-                  known_p=opts.known_p, high_noise_weight=opts.high_noise_weight, audio_dropout=opts.audio_dropout)
+                  known_p=opts.known_p, high_noise_weight=opts.high_noise_weight, audio_dropout=opts.audio_dropout,
+                  onset_weight=opts.onset_weight, onset_head_from=head_from, concat_p=opts.concat_p)
     if main:
-        write_joint(opts.bundle, ema.shadow if ema is not None else _trainable(objective))
+        weights = ema.shadow if ema is not None else _trainable(objective)
+        write_joint(opts.bundle, {k: v for k, v in weights.items() if not k.startswith("onset_head.")})
     accel.wait_for_everyone()
     close_process_group()
     return result

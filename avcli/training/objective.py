@@ -10,9 +10,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from avcli.sampling.schedules import NoiseSchedule
 from avcli.sampling.solvers import predict_x0_eps
+from avcli.training.onset import onset_loss
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,16 @@ class NoisedBatch:
     t: torch.Tensor  # (B,) int64 local timestep indices
     target: torch.Tensor
     abar: torch.Tensor  # (B, 1, ...) broadcastable
+
+
+@dataclass(frozen=True)
+class OnsetAux:
+    """Seed 003's onset pretext kept as an auxiliary loss during joint training: BCE between the onset head's logits
+    from the video connector's features (the audio U-Net's cross-modal input) and this batch's onset labels."""
+    head: nn.Module
+    labels: torch.Tensor  # (B, T) {0, 1} on the audio latent's frames
+    weight: float
+    pos_weight: float
 
 
 def add_noise(x0: torch.Tensor, schedule: NoiseSchedule, alphas_cumprod: torch.Tensor,
@@ -65,23 +77,32 @@ def base_loss(unet, x0: torch.Tensor, text: torch.Tensor, schedule: NoiseSchedul
 def joint_loss(model, video0: torch.Tensor, audio0: torch.Tensor, text_v: torch.Tensor, text_a: torch.Tensor,
                video_schedule: NoiseSchedule, audio_schedule: NoiseSchedule, abar_v: torch.Tensor,
                abar_a: torch.Tensor, generator: torch.Generator | None = None, self_condition_p: float = 0.5,
-               known_p: float = 0.0, high_noise_weight: float = 1.0, audio_dropout: float = 0.0
-               ) -> tuple[torch.Tensor, dict[str, float]]:
+               known_p: float = 0.0, high_noise_weight: float = 1.0, audio_dropout: float = 0.0,
+               onset: OnsetAux | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Eq. 9-10: L_v + L_a with t_v, t_a drawn independently, so any gamma works at inference.
 
     Self-conditioning (Chen et al. 2022): with probability p a first pass without gradient estimates x0 for both
     modalities, and the connectors see it; otherwise they see zeros, as at the first sampling step.
     known_p and high_noise_weight (both off by default, = the seed's recipe): see `known_modality` and
     `high_noise_weights`. audio_dropout: the share of samples whose video U-Net sees null (zero) audio features,
-    so that sampling can guide by the audio (seed 002, `--audio-guidance`).
+    so that sampling can guide by the audio (seed 002, `--audio-guidance`). onset: the auxiliary onset loss
+    (`OnsetAux`), added with its weight.
     """
     nv = add_noise(video0, video_schedule, abar_v, generator)
     na = add_noise(audio0, audio_schedule, abar_a, generator)
-    pv, pa = joint_predict(model, nv, na, text_v, text_a, video_schedule, audio_schedule, generator,
-                           self_condition_p, known=(video0, audio0, known_p), audio_dropout=audio_dropout)
+    pv, pa, f_v = joint_predict(model, nv, na, text_v, text_a, video_schedule, audio_schedule, generator,
+                                self_condition_p, known=(video0, audio0, known_p), audio_dropout=audio_dropout,
+                                features=True)
     lv = _weighted_mse(pv, nv, video_schedule, high_noise_weight)
     la = _weighted_mse(pa, na, audio_schedule, high_noise_weight)
-    return lv + la, {"loss_video": float(lv.detach()), "loss_audio": float(la.detach())}
+    logs = {"loss_video": float(lv.detach()), "loss_audio": float(la.detach())}
+    loss = lv + la
+    if onset is not None and onset.weight > 0:
+        lo = onset_loss(onset.head(f_v.float(), onset.labels.shape[1]), onset.labels.to(f_v.device),
+                        onset.pos_weight)
+        loss = loss + onset.weight * lo
+        logs["loss_onset"] = float(lo.detach())
+    return loss, logs
 
 
 def high_noise_weights(abar: torch.Tensor, prediction_type: str, cap: float) -> torch.Tensor:
@@ -115,12 +136,14 @@ def _weighted_mse(pred: torch.Tensor, nb: NoisedBatch, schedule: NoiseSchedule, 
 
 def joint_predict(model, nv: NoisedBatch, na: NoisedBatch, text_v, text_a, video_schedule: NoiseSchedule,
                   audio_schedule: NoiseSchedule, generator: torch.Generator | None, self_condition_p: float,
-                  known: tuple[torch.Tensor, torch.Tensor, float] | None = None, audio_dropout: float = 0.0):
-    """Both U-Nets' predictions for noised batches, with self-conditioning drawn with probability p."""
+                  known: tuple[torch.Tensor, torch.Tensor, float] | None = None, audio_dropout: float = 0.0,
+                  features: bool = False):
+    """Both U-Nets' predictions for noised batches, with self-conditioning drawn with probability p.
+    features=True also returns the video connector's output f_v (what the audio U-Net got)."""
     sc_v, sc_a = torch.zeros_like(nv.x_t), torch.zeros_like(na.x_t)
     if self_condition_p > 0 and float(torch.rand((), generator=generator)) < self_condition_p:
         with torch.no_grad():
-            pv, pa = _joint_forward(model, nv, na, sc_v, sc_a, text_v, text_a)
+            pv, pa, _ = _joint_forward(model, nv, na, sc_v, sc_a, text_v, text_a)
             sc_v = predict_x0_eps(pv.float(), nv.x_t, nv.abar, video_schedule.prediction_type)[0]
             sc_a = predict_x0_eps(pa.float(), na.x_t, na.abar, audio_schedule.prediction_type)[0]
     if known is not None and known[2] > 0:
@@ -128,7 +151,8 @@ def joint_predict(model, nv: NoisedBatch, na: NoisedBatch, text_v, text_a, video
     keep_a = None
     if audio_dropout > 0:  # 1 keeps a sample's audio features for the video U-Net, 0 replaces them by the null
         keep_a = (torch.rand(nv.x_t.shape[0], generator=generator) >= audio_dropout).float()
-    return _joint_forward(model, nv, na, sc_v, sc_a, text_v, text_a, keep_a)
+    pv, pa, f_v = _joint_forward(model, nv, na, sc_v, sc_a, text_v, text_a, keep_a)
+    return (pv, pa, f_v) if features else (pv, pa)
 
 
 def known_modality(sc_v: torch.Tensor, sc_a: torch.Tensor, video0: torch.Tensor, audio0: torch.Tensor, p: float,
@@ -150,4 +174,4 @@ def _joint_forward(model, nv: NoisedBatch, na: NoisedBatch, sc_v, sc_a, text_v, 
         f_a = f_a * keep_a.to(f_a.device, f_a.dtype).view(-1, *([1] * (f_a.dim() - 1)))
     pv = model.video_unet(sample=nv.x_t, timestep=nv.t, text_embeds=text_v, cross_features=f_a)
     pa = model.audio_unet(sample=na.x_t, timestep=na.t, text_embeds=text_a, cross_features=f_v)
-    return pv, pa
+    return pv, pa, f_v

@@ -68,6 +68,12 @@ def labels_from_latents(model, audio_latents: torch.Tensor, batch: int = 64) -> 
     return onset_labels(torch.cat(mels), audio_latents.shape[2], media["sample_rate"], media["hop_length"])
 
 
+def balanced_pos_weight(labels: torch.Tensor) -> float:
+    """BCE weight of the positive (onset) frames: the negatives-to-positives ratio, capped at 50."""
+    rate = float(labels.float().mean())
+    return min(50.0, (1 - rate) / rate) if rate > 0 else 1.0
+
+
 def onset_loss(logits: torch.Tensor, labels: torch.Tensor, pos_weight: float) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, labels, pos_weight=torch.tensor(pos_weight))
 

@@ -51,6 +51,8 @@ class StageOptions:
     known_p: float = 0.0
     high_noise_weight: float = 1.0
     audio_dropout: float = 0.0  # seed 002: null audio features for the video U-Net, for --audio-guidance
+    onset_weight: float = 0.0  # seed 003: the onset pretext's BCE kept on during joint training, this weight
+    concat_p: float = 0.0  # seed 004: share of samples made of two clips cut at one instant
 
 
 def _prep(opts: StageOptions):
@@ -270,7 +272,7 @@ def stage_onset(opts: StageOptions, cfg: LoopConfig) -> dict:
     from avcli.data.folder import read_folder
     from avcli.training.latents import cached_latents
     from avcli.training.objective import add_noise
-    from avcli.training.onset import OnsetHead, labels_from_latents, onset_f1, onset_loss
+    from avcli.training.onset import OnsetHead, balanced_pos_weight, labels_from_latents, onset_f1, onset_loss
 
     if not opts.data.is_dir():
         raise UsageError(f"{opts.data}: data folder not found")
@@ -284,7 +286,7 @@ def stage_onset(opts: StageOptions, cfg: LoopConfig) -> dict:
     rate = float(labels.mean())
     if rate == 0:
         raise UsageError(f"{opts.data}: no onsets found in the audio; the onset stage has nothing to learn")
-    pos_weight = min(50.0, (1 - rate) / rate)
+    pos_weight = balanced_pos_weight(labels)
     n_val = max(1, len(data) // 10)
     train_idx, val_idx = torch.arange(len(data) - n_val), torch.arange(len(data) - n_val, len(data))
     schedule = NoiseSchedule.from_dict(model.manifest["video"]["schedule"])
