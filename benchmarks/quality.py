@@ -5,7 +5,8 @@
 3. `avgen eval` on the real held-out clips, the generated clips and the foley outputs: AV-Align (all three
    variants), onset accuracy against the true impact times (foley and real; +-1 video frame), Fréchet distances
    against the real clips, and prompt adherence (object colour from frames, material from audio) by classifiers
-   trained on the training clips (`--fit-adherence`).
+   trained on the training clips (`--fit-adherence`), the agreement of the sound's onsets with the contacts seen
+   in the frames (generate and real; metrics/contact.py) and the noise floor before the first impact.
 
     .venv/bin/python benchmarks/quality.py --train work/hits --test work/hits-test --n 100
 
@@ -96,14 +97,15 @@ def main() -> None:
     res["parts"] = sorted(parts)
     truth_args = ["--truth", str(real / "events.jsonl"), "--onset-tolerance-ms", tol]
     if "generate" in parts:
-        res["eval_real"] = avgen_eval(real, *common, "--metrics", "av_align,onsets,adherence", *truth_args,
+        res["eval_real"] = avgen_eval(real, *common, "--metrics", "av_align,onsets,adherence,contact,floor", *truth_args,
                                       "--fit-adherence", str(args.train), "--adherence-model", str(adh),
                                       "--overwrite")
-        res["eval_generate"] = avgen_eval(gen_dir, *common, "--metrics", "av_align,fd,adherence", "--reference",
-                                          str(real), "--adherence-model", str(adh))
+        res["eval_generate"] = avgen_eval(gen_dir, *common, "--metrics", "av_align,fd,adherence,contact,floor",
+                                          "--onset-tolerance-ms", tol, "--reference", str(real),
+                                          "--adherence-model", str(adh))
     else:
-        res["eval_real"] = avgen_eval(real, *common, "--metrics", "av_align,onsets", *truth_args, "--overwrite")
-    res["eval_foley"] = avgen_eval(foley_dir, *common, "--metrics", "av_align,onsets,fd", *truth_args,
+        res["eval_real"] = avgen_eval(real, *common, "--metrics", "av_align,onsets,floor", *truth_args)
+    res["eval_foley"] = avgen_eval(foley_dir, *common, "--metrics", "av_align,onsets,fd,floor", *truth_args,
                                    "--reference", str(real))
     mean = lambda name, key: res[f"eval_{name}"]["summary"].get(key, {}).get("mean")  # noqa: E731
     for name in ("real", "generate", "foley") if "generate" in parts else ("real", "foley"):
@@ -112,6 +114,10 @@ def main() -> None:
         res[f"onsets_{name}"] = {k: mean(name, f"onset_{k}") for k in ("precision", "recall", "f1")}
     for name in ("real", "generate") if "generate" in parts else ():
         res[f"adherence_{name}"] = {"colour": mean(name, "colour_ok"), "material": mean(name, "material_ok")}
+    for name in ("real", "generate") if "generate" in parts else ():  # sound onsets vs contacts seen in frames
+        res[f"contact_{name}"] = {k: mean(name, f"contact_{k}") for k in ("precision", "recall", "f1")}
+    for name in ("real", "generate", "foley") if "generate" in parts else ("real", "foley"):
+        res[f"noise_floor_db_{name}"] = mean(name, "noise_floor_db")
     res["seconds_per_clip"] = {k: (sum(v) / len(v) if v else None) for k, v in seconds.items()}
     (args.out.parent / "quality.json").write_text(json.dumps(res, indent=1) + "\n")
     print(json.dumps({k: v for k, v in res.items() if not k.startswith("eval_")}, indent=1))

@@ -49,14 +49,6 @@ def mr_stft(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(out))
 
 
-def noise_floor_db(x: np.ndarray, sr: int, first_event: float) -> float | None:
-    end = int((first_event - 0.05) * sr)
-    if end < int(0.3 * sr):
-        return None
-    seg = x[:end].astype(np.float64)
-    return float(20 * np.log10(np.sqrt(np.mean(seg**2)) + 1e-12))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--test", type=Path, required=True)
@@ -66,6 +58,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import avcli.metrics as M
+    from avcli.metrics.contact import noise_floor_db
     from avcli.media.ffmpeg import read_audio
     from avcli.models.bundle import load_bundle
     from avcli.models.hifigan import MEDIA, load_hifigan

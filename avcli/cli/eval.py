@@ -80,8 +80,10 @@ def eval_cmd(
     truth: Path = typer.Option(None, "--truth",
                                help="events.jsonl: one JSON object per line with file and events (seconds)."),
     metrics: str = typer.Option(None, "--metrics",
-                                help="Comma list of av_align,aa_align,beats,onsets,fd,adherence,relsync "
-                                     "[default: all the given inputs allow]."),
+                                help="Comma list of av_align,aa_align,beats,onsets,fd,adherence,relsync, "
+                                     "and for the synthetic hits domain contact (sound onsets vs contacts seen in "
+                                     "the frames) and floor (noise floor before the first impact) "
+                                     "[default: all the given inputs allow, hits-only ones left out]."),
     variant: str = typer.Option("seed000", "--variant", help="AV-Align variant: seed000|official|legacy|all."),
     fps: float = typer.Option(8.0, "--fps", min=0.1, help="Frame rate the video is resampled to for flow peaks."),
     tolerance_ms: float = typer.Option(50.0, "--onset-tolerance-ms", min=0.1,

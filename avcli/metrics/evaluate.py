@@ -15,7 +15,7 @@ import numpy as np
 
 from avcli.errors import UsageError
 
-METRICS = ("av_align", "aa_align", "beats", "onsets", "fd", "adherence", "relsync")
+METRICS = ("av_align", "aa_align", "beats", "onsets", "fd", "adherence", "relsync", "contact", "floor")
 NEEDS_REFERENCE = ("aa_align", "beats", "fd", "relsync")
 AUDIO_SR = 16000
 
@@ -218,6 +218,8 @@ def evaluate_folder(gen_dir, cfg: EvalConfig, reference=None, truth=None, adhere
                                onset_offset_ms=s.offset_ms)
                 else:
                     warnings.warn(f"{clip.name} has no line in the events file", RuntimeWarning)
+            if "contact" in cfg.metrics or "floor" in cfg.metrics:
+                row.update(_contact_floor(cfg, frames, audio, sr, onsets, (events or {}).get(clip.name)))
             if "adherence" in cfg.metrics:
                 row.update(_adherence(adherence_model, captions.get(clip.name), frames, audio, sr, clip.name))
         messages += [f"{clip.name}: {w.message}" for w in caught]
@@ -234,6 +236,25 @@ def evaluate_folder(gen_dir, cfg: EvalConfig, reference=None, truth=None, adhere
                 warnings.warn(f"{name} needs at least 2 paired clips, found {len(feats[g])}", RuntimeWarning)
     result.warnings += [str(w.message) for w in caught]
     return result
+
+
+def _contact_floor(cfg: EvalConfig, frames, audio, sr, onsets, true_events) -> dict:
+    """contact: the audio's onsets against the contacts seen in the frames (metrics/contact.py), +-tolerance;
+    floor: the level before the first impact (the true one when --truth has the clip, else the first contact)."""
+    from avcli.metrics import onset_accuracy
+    from avcli.metrics.contact import frame_contacts, noise_floor_db
+
+    contacts = frame_contacts(frames, cfg.fps)
+    row: dict = {}
+    if "contact" in cfg.metrics:
+        s = onset_accuracy(onsets, contacts, cfg.onset_tolerance)
+        row.update(contact_precision=s.precision, contact_recall=s.recall, contact_f1=s.f1, n_contacts=len(contacts))
+    if "floor" in cfg.metrics:
+        first = true_events[0] if true_events else (float(contacts[0]) if len(contacts) else len(audio) / sr)
+        level = noise_floor_db(audio, sr, first)
+        if level is not None:
+            row["noise_floor_db"] = level
+    return row
 
 
 def _adherence(model, caption, frames, audio, sr, name) -> dict:
