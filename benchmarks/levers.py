@@ -28,6 +28,8 @@ LEVERS = {  # name: (what it is, its extra `avgen train joint` options)
     "control": ("more joint steps (the recipe alone)", []),
     "onset_aux": ("seed 003: onset loss kept on during joint, weight 0.5", ["--onset-weight", "0.5"]),
     "concat": ("seed 004: concat augmentation, 30 % of samples", ["--concat-p", "0.3"]),
+    "attentive_pool": ("seed 003: attentive-pooled global video feature beside the local ones",
+                       ["--attentive-pool"]),
     "contrastive": ("seed 001: contrastive term, eta 5e-5 (batch x3)", ["--contrastive-weight", "5e-5"]),
 }
 

@@ -301,3 +301,51 @@ def test_decoded_audio_fades_out_to_silence_and_keeps_its_length(tiny_model):
     raw = comps["vocoder"](mel=tiny_model.denormalize_mel(mel[:, 0].float()))[0, :samples].clamp(-1, 1).numpy()
     assert (wav[:-n] == raw[:-n]).all()  # untouched before the fade
     assert abs(wav[-n // 2]) <= abs(raw[-n // 2]) + 1e-7
+
+
+@torch.no_grad()
+def test_attentive_pool_adds_the_softmax_weighted_clip_feature_and_starts_as_a_no_op(tiny_model, tmp_path):
+    """seed 003's global feature: out = x + W (sum_f softmax_f(s(x_f)) x_f) + b, recomputed by hand; zero W at first,
+    so a bundle that gains it generates what it did; the export still matches torch (onnxruntime)."""
+    import copy
+
+    from avcli.models.bundle import load_bundle, save_bundle
+    from avcli.training.joint_stage import add_global_pool
+    from export.onnx_export import export_all
+
+    model = copy.deepcopy(tiny_model)
+    g = torch.Generator().manual_seed(0)
+    lat = torch.randn(2, 4, *tiny_model.geometry().video_latent[1:], generator=g)
+    before = model.video_connector(latent=lat, x0_hat=lat)
+    path = tmp_path / "b"
+    save_bundle(model, path)
+    assert add_global_pool(model, path) and not add_global_pool(model, path)
+    assert torch.equal(model.video_connector(latent=lat, x0_hat=lat), before)  # zero projection: a no-op
+    pool = model.video_connector.global_pool
+    pool.proj.weight.normal_(generator=g)
+    pool.proj.bias.normal_(generator=g)
+    x = _frames_through(model.video_connector, lat)  # the per-frame features, without the pool
+    s = x @ pool.score.weight.T + pool.score.bias  # (B, F, 1)
+    w = torch.exp(s - s.max(1, keepdim=True).values)
+    w = w / w.sum(1, keepdim=True)
+    want = x + ((w * x).sum(1) @ pool.proj.weight.T + pool.proj.bias)[:, None]
+    torch.testing.assert_close(model.video_connector(latent=lat, x0_hat=lat), want, rtol=1e-5, atol=1e-5)
+    reloaded = load_bundle(path)  # the bundle recorded the pooled connector and still verifies
+    assert reloaded.manifest["joint"]["video_global_pool"] and reloaded.video_connector.global_pool is not None
+    assert torch.equal(reloaded.video_connector(latent=lat, x0_hat=lat), before)
+    recs = export_all(model, tmp_path / "onnx", ["video_connector"])
+    assert recs[0].status == "ok" and recs[0].max_error < 1e-4
+
+
+def _frames_through(conn, lat):
+    """The connector's per-frame features before any global pooling (its own layers, called one by one)."""
+    b, _, f, h, w = lat.shape
+    x = torch.cat([lat, lat], dim=1).permute(0, 2, 1, 3, 4).reshape(b * f, -1, h, w)
+    x = conn.frame_net(x)
+    if conn.grid:
+        n, c, hh, ww = x.shape
+        x = conn.pool_proj(x.reshape(n, c, conn.grid, hh // conn.grid, conn.grid, ww // conn.grid)
+                           .mean(dim=(3, 5)).flatten(1))
+    else:
+        x = x.mean(dim=(2, 3))
+    return conn.head(x.reshape(b, f, -1))

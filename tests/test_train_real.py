@@ -161,10 +161,11 @@ def test_torchrun_two_processes_on_cpu(tiny_bundle, real_data, tmp_path):
     assert json.loads((work / "runs/joint/state.json").read_text())["step"] == 2
 
 
-def test_joint_with_onset_aux_and_concat_keeps_the_head_out_of_the_bundle(tiny_bundle, real_data, tmp_path,
+def test_joint_levers_onset_aux_concat_and_attentive_pool(tiny_bundle, real_data, tmp_path,
                                                                           monkeypatch, capsys):
-    """--onset-weight trains an onset head beside the connectors (started from the onset stage's head in --work)
-    and --concat-p mixes clips; the bundle gets connector weights only and still loads."""
+    """--onset-weight trains an onset head beside the connectors (started from the onset stage's head in --work),
+    --concat-p mixes clips, --attentive-pool gives the video connector its global feature; the bundle gets
+    connector weights only (no head) and still loads."""
     from avcli.models.bundle import load_bundle
 
     bundle, work = tmp_path / "b", tmp_path / "w"
@@ -175,10 +176,13 @@ def test_joint_with_onset_aux_and_concat_keeps_the_head_out_of_the_bundle(tiny_b
         pytest.skip("the tiny bundle's audio VAE finds no onsets in this data")
     assert res.exit_code == 0, res.output
     head0 = {k: v for k, v in load_file(str(work / "runs/onset/ckpt.safetensors")).items() if k.startswith("head.")}
-    res = _joint(bundle, real_data, work, 3, "--onset-weight", "0.5", "--concat-p", "0.5")
+    res = _joint(bundle, real_data, work, 3, "--onset-weight", "0.5", "--concat-p", "0.5", "--attentive-pool")
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
-    assert out["onset_weight"] == 0.5 and out["concat_p"] == 0.5
+    assert out["onset_weight"] == 0.5 and out["concat_p"] == 0.5 and out["attentive_pool"]
+    assert json.loads((bundle / "bundle.json").read_text())["joint"]["video_global_pool"] is True
+    conn = load_file(str(bundle / "video_connector.safetensors"))
+    assert float(conn["global_pool.proj.weight"].abs().sum()) > 0  # trained away from its zero start
     assert out["onset_head_from"].endswith("ckpt.safetensors")
     ckpt = load_file(str(work / "runs/joint/ckpt.safetensors"))
     heads = {k: v for k, v in ckpt.items() if k.startswith("onset_head.")}

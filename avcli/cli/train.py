@@ -229,6 +229,9 @@ def train_joint(
     concat_p: float = typer.Option(0.0, "--concat-p", min=0.0, max=1.0,
                                    help="Share of samples made of two clips cut at one instant (seed 004's concat "
                                         "augmentation; empty prompt). 0 = off."),
+    attentive_pool: bool = typer.Option(False, "--attentive-pool",
+                                        help="Give the video connector seed 003's attentive-pooled global feature "
+                                             "beside the per-frame ones (zero-initialised; the bundle records it)."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     from avcli.training.loop import LoopConfig
@@ -237,7 +240,8 @@ def train_joint(
     opts = StageOptions(bundle, data, work, batch, limit, cfg_dropout=cfg_dropout, unfreeze_motion=unfreeze_motion,
                         progress=not json_out, ema_decay=ema_decay, mixed_precision=mixed_precision,
                         contrastive_weight=contrastive_weight, known_p=known_p, high_noise_weight=high_noise_weight,
-                        audio_dropout=audio_dropout, onset_weight=onset_weight, concat_p=concat_p)
+                        audio_dropout=audio_dropout, onset_weight=onset_weight, concat_p=concat_p,
+                        attentive_pool=attentive_pool)
     cfg = LoopConfig(steps=steps, lr=lr, seed=seed, ckpt_every=ckpt_every, resume=resume, grad_clip=grad_clip,
                      weight_decay=weight_decay)
     _run("joint", opts, cfg, json_out)

@@ -31,18 +31,38 @@ class _TemporalHead(nn.Module):
         return self.norm(self.net(x.transpose(1, 2)).transpose(1, 2))
 
 
+class AttentivePool(nn.Module):
+    """Seed 003's global semantic feature (STA-V2A sec. II-B2) beside the local ones: a learned score per frame,
+    softmax over the frames, the weighted mean of the frame features, projected and added to every frame.
+
+    The projection starts at zero, so a connector that gains this block computes exactly what it did before."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.score = nn.Linear(dim, 1)
+        self.proj = nn.Linear(dim, dim)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, F, dim) -> (B, F, dim)
+        w = torch.softmax(self.score(x), dim=1)  # (B, F, 1)
+        return x + self.proj((w * x).sum(dim=1, keepdim=True))
+
+
 class VideoConnector(nn.Module):
     """(B, C, F, h, w) latent + x0_hat -> (B, F, dim): one feature vector per video frame.
 
     grid = 0 averages each frame's feature map over space (any frame size). grid = g > 0 average-pools it to a
     g x g grid and projects the flattened grid, so *where* things are survives (a ball touching a surface is a
     spatial arrangement that a global mean washes out); the frame size must then be a multiple of g after the
-    stride-2 convolution.
+    stride-2 convolution. global_pool adds the attentive-pooled clip feature to every frame (`AttentivePool`).
     """
 
-    def __init__(self, latent_channels: int = 4, hidden: int = 64, dim: int = 64, grid: int = 0):
+    def __init__(self, latent_channels: int = 4, hidden: int = 64, dim: int = 64, grid: int = 0,
+                 global_pool: bool = False):
         super().__init__()
-        self.config = {"latent_channels": latent_channels, "hidden": hidden, "dim": dim, "grid": grid}
+        self.config = {"latent_channels": latent_channels, "hidden": hidden, "dim": dim, "grid": grid,
+                       "global_pool": global_pool}
         self.grid = grid
         self.frame_net = nn.Sequential(
             nn.Conv2d(2 * latent_channels, hidden, 3, padding=1), nn.SiLU(),
@@ -52,6 +72,7 @@ class VideoConnector(nn.Module):
         self.pool_proj = nn.Linear(hidden * grid * grid, hidden) if grid else None
         self.head = _TemporalHead(hidden, dim)
         _zero_biases(self)
+        self.global_pool = AttentivePool(dim) if global_pool else None
 
     def forward(self, latent: torch.Tensor, x0_hat: torch.Tensor) -> torch.Tensor:
         b, _, f, h, w = latent.shape
@@ -68,7 +89,8 @@ class VideoConnector(nn.Module):
             x = self.pool_proj(x.flatten(1))  # (B*F, hidden)
         else:
             x = x.mean(dim=(2, 3))  # (B*F, hidden)
-        return self.head(x.reshape(b, f, -1))  # (B, F, dim)
+        out = self.head(x.reshape(b, f, -1))  # (B, F, dim)
+        return self.global_pool(out) if self.global_pool is not None else out
 
 
 class AudioConnector(nn.Module):

@@ -85,7 +85,8 @@ class JointModel(nn.Module):
             if grid < 0 or fh % grid or fw % grid:
                 raise ValueError(f"joint.video_grid {grid} must divide the video connector's {fh}x{fw} feature map "
                                  f"(or be 0 for a global mean)")
-        self.video_connector = VideoConnector(vcfg["in_channels"], hidden, dim, grid)
+        self.video_connector = VideoConnector(vcfg["in_channels"], hidden, dim, grid,
+                                              bool(joint.get("video_global_pool", False)))
         self.audio_connector = AudioConnector(acfg["in_channels"], hidden, dim)
         self.video_unet = JointVideoUNet(DIFFUSERS_CLASSES[comps["video_unet"]["class"]].from_config(vcfg),
                                          dim, mode, heads)

@@ -6,7 +6,8 @@ DDP): each process encodes and trains on its own share of the files with its own
 the trained weights (what the bundle gets), mixed precision, the motion layers unfrozen, the contrastive term
 of seed 001 (eq. 6), seed 003's onset loss kept on as an auxiliary term (`--onset-weight`; its head starts from
 the onset stage's in the same work folder and is not part of the bundle) and seed 004's concat augmentation
-(`--concat-p`, augment.py).
+(`--concat-p`, augment.py), and seed 003's attentive-pooled global video feature (`--attentive-pool`, added to
+the bundle's video connector at zero, so training starts from what the bundle did).
 """
 
 from __future__ import annotations
@@ -84,6 +85,27 @@ def write_joint(bundle: Path, weights: dict[str, torch.Tensor]) -> None:
     update_bundle(fresh, bundle, list(JOINT_COMPONENTS))
 
 
+def add_global_pool(model: JointModel, bundle: Path | None) -> bool:
+    """Give the video connector seed 003's attentive-pooled global feature (connectors.AttentivePool). Its projection
+    starts at zero, so the model computes what it did before; the bundle (when given) records the change and keeps
+    loading. False when the connector already has it."""
+    from avcli.models.connectors import VideoConnector
+
+    if model.manifest["joint"].get("video_global_pool"):
+        return False
+    old = model.video_connector
+    c = old.config
+    new = VideoConnector(c["latent_channels"], c["hidden"], c["dim"], c["grid"], global_pool=True)
+    result = new.load_state_dict(old.state_dict(), strict=False)
+    if result.unexpected_keys or any(not k.startswith("global_pool.") for k in result.missing_keys):
+        raise ValueError("the video connector's weights do not fit the pooled connector")
+    model.video_connector = new.to(next(old.parameters()).device)
+    model.manifest["joint"]["video_global_pool"] = True
+    if bundle is not None:
+        update_bundle(model, bundle, ["video_connector"], [("joint", "video_global_pool")])
+    return True
+
+
 def onset_head_from(work: Path, dim: int) -> tuple[OnsetHead, str | None]:
     """The onset head of the onset stage run in this work folder (its checkpoint's `head.*`), else a fresh one."""
     from safetensors.torch import load_file
@@ -110,6 +132,8 @@ def stage_joint(opts, cfg: LoopConfig) -> dict:
     accel = make_accelerator(opts.mixed_precision)
     main = accel.is_main_process
     model = load_bundle(opts.bundle, verify=False)
+    if opts.attentive_pool:  # every process changes its model; one writes the bundle
+        add_global_pool(model, opts.bundle if main else None)
     geo = model.geometry()
     items = read_folder(opts.data)[: opts.limit or None]
     mine, disjoint = shard(items, accel.process_index, accel.num_processes)
@@ -159,7 +183,8 @@ def stage_joint(opts, cfg: LoopConfig) -> dict:
     result["clips"] = int(accel.reduce(total, "sum")) if disjoint and accel.num_processes > 1 else n
     result.update(processes=accel.num_processes, mixed_precision=accel.mixed_precision, ema_decay=opts.ema_decay,
                   known_p=opts.known_p, high_noise_weight=opts.high_noise_weight, audio_dropout=opts.audio_dropout,
-                  onset_weight=opts.onset_weight, onset_head_from=head_from, concat_p=opts.concat_p)
+                  onset_weight=opts.onset_weight, onset_head_from=head_from, concat_p=opts.concat_p,
+                  attentive_pool=opts.attentive_pool)
     if main:
         weights = ema.shadow if ema is not None else _trainable(objective)
         write_joint(opts.bundle, {k: v for k, v in weights.items() if not k.startswith("onset_head.")})

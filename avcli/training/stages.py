@@ -53,6 +53,7 @@ class StageOptions:
     audio_dropout: float = 0.0  # seed 002: null audio features for the video U-Net, for --audio-guidance
     onset_weight: float = 0.0  # seed 003: the onset pretext's BCE kept on during joint training, this weight
     concat_p: float = 0.0  # seed 004: share of samples made of two clips cut at one instant
+    attentive_pool: bool = False  # seed 003: the video connector gains an attentive-pooled global feature
 
 
 def _prep(opts: StageOptions):
