@@ -119,6 +119,10 @@ def main() -> None:
     for name in ("real", "generate", "foley") if "generate" in parts else ("real", "foley"):
         res[f"noise_floor_db_{name}"] = mean(name, "noise_floor_db")
     res["seconds_per_clip"] = {k: (sum(v) / len(v) if v else None) for k, v in seconds.items()}
+    old = args.out.parent / "quality.json"
+    if old.exists():  # a rerun that made no clip (only re-scored them) keeps the timing of the run that made them
+        prev = json.loads(old.read_text()).get("seconds_per_clip") or {}
+        res["seconds_per_clip"] = {k: v if v is not None else prev.get(k) for k, v in res["seconds_per_clip"].items()}
     (args.out.parent / "quality.json").write_text(json.dumps(res, indent=1) + "\n")
     print(json.dumps({k: v for k, v in res.items() if not k.startswith("eval_")}, indent=1))
 

@@ -11,6 +11,8 @@ from the JSON files in benchmarks/results/ (nothing is typed by hand, so the REA
     vocoder   benchmarks/results/vocoder_resynthesis.json (benchmarks/vocoder_resynthesis.py)
     animatesync benchmarks/results/animate_sync.json (benchmarks/animate_sync.py)
     raybatch  benchmarks/results/ray_batch.json    (benchmarks/ray_batch.py)
+    v2compare benchmarks/results/quality_v2_shipped.json + quality_v2.json (benchmarks/quality.py, same clips)
+    levers    benchmarks/results/levers_v2.json    (benchmarks/levers.py)
 
     .venv/bin/python benchmarks/report.py [--machine NAME] [--readme README.md]
 """
@@ -265,6 +267,57 @@ def ray_batch_section(r: dict) -> str:
             "footage's: 100 MB ProRes shots on 1 GB/s storage cap a farm at 10 clips/s, whatever its GPU count.\n")
 
 
+def _fd(q: dict, side: str) -> float | None:
+    return q.get(f"eval_{side}", {}).get("set_metrics", {}).get("FD-logmel", {}).get("value")
+
+
+def _x(value, ref) -> str:
+    return f"{value:.3f} ({value / ref:.2f}x)" if value is not None and ref else _f(value, ".3f")
+
+
+V2_ROWS = ("hits-demo before v2 (old physics)", "v2: new physics, onset pretext, 800 joint steps")
+
+
+def v2_compare_section(rows: list[tuple[str, dict]]) -> str:
+    """Bundles side by side on the same held-out clips: each row one bundle's quality.py JSON."""
+    q0 = rows[0][1]
+    real_contact = (q0.get("contact_real") or {}).get("f1")
+    real_al = q0["av_align_real"]["seed000"]
+    head = ["bundle", "foley onset F1 (P / R)", "generate: onsets vs contacts seen", "AV-Align generate",
+            "AV-Align foley", "colour / material", "FD-logmel generate / foley", "noise floor foley (dBFS)"]
+    out = [["real clips (reference)",
+            f"{q0['onsets_real']['f1']:.3f} ({q0['onsets_real']['precision']:.2f} / {q0['onsets_real']['recall']:.2f})",
+            _f(real_contact, ".3f"), _f(real_al, ".3f"), "-",
+            f"{q0['adherence_real']['colour']:.0%} / {q0['adherence_real']['material']:.0%}", "-",
+            _f(q0.get("noise_floor_db_real"), ".1f")]]
+    for name, q in rows:
+        o = q["onsets_foley"]
+        out.append([name, f"{o['f1']:.3f} ({o['precision']:.2f} / {o['recall']:.2f})",
+                    _x((q.get("contact_generate") or {}).get("f1"), real_contact),
+                    _x(q["av_align_generate"]["seed000"], real_al), _x(q["av_align_foley"]["seed000"], real_al),
+                    f"{q['adherence_generate']['colour']:.0%} / {q['adherence_generate']['material']:.0%}",
+                    f"{_f(_fd(q, 'generate'))} / {_f(_fd(q, 'foley'))}", _f(q.get("noise_floor_db_foley"), ".1f")])
+    cmds = "; ".join(f"`{q.get('command')}`" for _, q in rows)
+    return "\n".join([f"{q0['n']} held-out clips of the new physics (never seen in training), default settings of "
+                      f"each command, every bundle on the same clips and seeds. Produced by {cmds}.", "",
+                      _table(head, out)]) + "\n"
+
+
+def levers_section(lv: dict) -> str:
+    rows = []
+    for r in lv["rows"]:
+        rows.append([f"`{r['lever']}`", r["what"], str(r.get("steps", 0)),
+                     f"{r['onset_f1']:.3f}", f"{r['onset_precision']:.2f} / {r['onset_recall']:.2f}",
+                     _f(r.get("av_align"), ".3f"), _f(r.get("fd_logmel")), _f(r.get("noise_floor_db"), ".1f"),
+                     _f(r.get("train_seconds") and r["train_seconds"] / 60, ".0f")])
+    n = lv["rows"][0].get("n")
+    return "\n".join([f"`avgen foley` on {n} held-out clips (default settings, seed = clip index), every row from "
+                      f"the same bundle and {lv['steps_per_row']} further joint steps of the same recipe "
+                      f"(`{' '.join(lv['recipe'])}`), only the lever differing. Produced by `{lv['command']}`.", "",
+                      _table(["row", "lever", "extra steps", "onset F1", "P / R", "AV-Align", "FD-logmel",
+                              "noise floor (dBFS)", "train min"], rows)]) + "\n"
+
+
 def _is_perf(path: Path) -> bool:
     """A run_benchmarks.py result (the other JSON files in results/ are quality, ablation, probes...)."""
     try:
@@ -307,6 +360,12 @@ def main() -> None:
                                animate_sync_section(json.loads((RESULTS / "animate_sync.json").read_text())))
     if (RESULTS / "ray_batch.json").exists() and "<!-- raybatch:begin -->" in text:
         text = replace_section(text, "raybatch", ray_batch_section(json.loads((RESULTS / "ray_batch.json").read_text())))
+    shipped, v2 = RESULTS / "quality_v2_shipped.json", RESULTS / "quality_v2.json"
+    if shipped.exists() and v2.exists() and "<!-- v2compare:begin -->" in text:
+        text = replace_section(text, "v2compare", v2_compare_section(
+            list(zip(V2_ROWS, [json.loads(shipped.read_text()), json.loads(v2.read_text())]))))
+    if (RESULTS / "levers_v2.json").exists() and "<!-- levers:begin -->" in text:
+        text = replace_section(text, "levers", levers_section(json.loads((RESULTS / "levers_v2.json").read_text())))
     bundle = ROOT / "avcli" / "bundles" / "hits-demo" / "bundle.json"
     if bundle.exists():
         text = replace_section(text, "training", training_section(json.loads(bundle.read_text())))

@@ -22,7 +22,7 @@ DEFAULT_PROMPTS = [
 
 
 def figure(frames: np.ndarray, audio: np.ndarray, sr: int, fps: float, title: str, path: Path,
-           events: list[float] | None = None) -> None:
+           events: list[float] | None = None, events_label: str = "true impacts") -> None:
     import librosa
 
     n = 8
@@ -47,7 +47,7 @@ def figure(frames: np.ndarray, audio: np.ndarray, sr: int, fps: float, title: st
     ax = fig.add_subplot(gs[2, :])
     mel = librosa.power_to_db(librosa.feature.melspectrogram(y=audio, sr=sr, n_mels=64, hop_length=160))
     ax.imshow(mel, origin="lower", aspect="auto", extent=[0, t[-1], 0, 64], cmap="magma")
-    ax.set_xlabel("time (s)   red: detected audio onsets" + ("   blue dashed: true impacts" if events else ""))
+    ax.set_xlabel("time (s)   red: detected audio onsets" + (f"   blue dashed: {events_label}" if events is not None else ""))
     ax.set_ylabel("mel")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -64,6 +64,7 @@ def main() -> None:
     ap.add_argument("--real", type=Path, default=None, help="also draw the first clip of a synthetic data folder")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    from avcli.metrics.contact import frame_contacts
     from avcli.pipelines.generate import GenerateRequest
     from avcli.pipelines.pipeline import JointPipeline
 
@@ -71,7 +72,9 @@ def main() -> None:
     for k, prompt in enumerate(args.prompts):
         clip = pipe.generate(GenerateRequest(prompt, seed=args.seed + k))[0]
         path = args.out / f"generated_{k}.png"
-        figure(clip.frames, clip.audio, clip.sample_rate, clip.fps, f"generated: “{prompt}” (seed {clip.seed})", path)
+        contacts = frame_contacts(clip.frames, clip.fps).tolist()  # read from the generated frames alone
+        figure(clip.frames, clip.audio, clip.sample_rate, clip.fps, f"generated: “{prompt}” (seed {clip.seed})", path,
+               contacts, "contacts seen in the frames")
         print(path)
     if args.real:
         import json

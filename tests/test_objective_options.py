@@ -120,3 +120,63 @@ def test_close_process_group_tears_down_an_initialised_group(tmp_path):
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+class _FeatureRecorder(_Recorder):
+    """Connectors give fixed random per-frame features (B, F, D), so the onset head's input is known."""
+
+    def __init__(self, b, f, d):
+        super().__init__()
+        self.f_v = torch.randn(b, f, d, generator=torch.Generator().manual_seed(3))
+        self.video_connector = lambda latent, x0_hat: self.f_v
+        self.audio_connector = lambda latent, x0_hat: torch.zeros(x0_hat.shape[0], 4, d)
+
+
+def test_onset_aux_adds_weight_times_the_bce_of_the_head_on_the_video_features():
+    from avcli.training.objective import OnsetAux
+    from avcli.training.onset import OnsetHead
+
+    g = torch.Generator().manual_seed(1)
+    b, f, t, d = 6, 6, 12, 8
+    v0, a0 = torch.randn(b, 4, f, 2, 2, generator=g), torch.randn(b, 4, t, 4, generator=g)
+    labels = (torch.rand(b, t, generator=g) < 0.2).float()
+    head = OnsetHead(d)
+    plain, _ = _loss(_FeatureRecorder(b, f, d), v0, a0)
+    rec = _FeatureRecorder(b, f, d)
+    loss, logs = _loss(rec, v0, a0, onset=OnsetAux(head, labels, 0.5, 4.0))
+    # by hand: features stretched to t frames by linear interpolation (half-pixel centres), one linear layer, BCE
+    x = rec.f_v.double().numpy()
+    pos = np.clip((np.arange(t) + 0.5) * f / t - 0.5, 0, f - 1)
+    stretched = np.stack([[np.interp(pos, np.arange(f), x[i, :, k]) for k in range(d)] for i in range(b)])  # b,d,t
+    z = np.einsum("bdt,d->bt", stretched, head.proj.weight.detach().double().numpy()[0]) + float(head.proj.bias.detach())
+    y = labels.double().numpy()
+    bce = -(4.0 * y * np.log(1 / (1 + np.exp(-z))) + (1 - y) * np.log(1 - 1 / (1 + np.exp(-z)))).mean()
+    assert logs["loss_onset"] == pytest.approx(bce, rel=1e-5)
+    assert float(loss) == pytest.approx(float(plain) + 0.5 * bce, rel=1e-5)
+    assert float(_loss(_FeatureRecorder(b, f, d), v0, a0, onset=OnsetAux(head, labels, 0.0, 4.0))[0]) == float(plain)
+
+
+def test_concat_augment_cuts_both_modalities_at_one_instant():
+    from avcli.training.augment import concat_augment, cut_points
+
+    assert cut_points(32, 100) == [(8, 25), (16, 50), (24, 75)]  # 1 s, 2 s, 3 s of a 4 s window: whole in both
+    assert cut_points(6, 12) == [(1, 2), (2, 4), (3, 6), (4, 8), (5, 10)]
+    b = 400
+    v, a = torch.zeros(b, 2, 32, 2, 2), torch.zeros(b, 3, 100, 4)
+    ov, oa = torch.ones_like(v), torch.ones_like(a)
+    lab, olab = torch.zeros(b, 100), torch.ones(b, 100)
+    mv, ma, ml, mixed = concat_augment(v, a, ov, oa, 0.3, torch.Generator().manual_seed(0), lab, olab)
+    assert mixed.float().mean() == pytest.approx(0.3, abs=0.06)
+    for i in range(b):
+        fv = mv[i, 0, :, 0, 0].nonzero()[:, 0]
+        fa = ma[i, 0, :, 0].nonzero()[:, 0]
+        if not mixed[i]:
+            assert len(fv) == len(fa) == 0 and not ml[i].any()
+            continue
+        cv, ca = int(fv[0]), int(fa[0])
+        assert cv / 32 == ca / 100  # the same instant in seconds
+        assert torch.equal(fv, torch.arange(cv, 32)) and torch.equal(fa, torch.arange(ca, 100))
+        assert torch.equal(ml[i].nonzero()[:, 0], fa)  # the onset labels follow the audio
+    assert float(v.abs().sum()) == 0  # inputs untouched
+    same = concat_augment(v, a, ov, oa, 0.0, torch.Generator().manual_seed(0))
+    assert same[0] is v and same[1] is a and not same[3].any()

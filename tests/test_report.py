@@ -43,3 +43,24 @@ def test_perf_section_ratios_and_replacement(report):
     assert "old" not in out and report.replace_section(out, "perf", text) == out
     with pytest.raises(SystemExit):
         report.replace_section("no markers", "perf", text)
+
+
+@pytest.mark.parametrize("name,render,files", [
+    ("quality", "quality_section", ["quality.json"]),
+    ("v2compare", None, ["quality_v2_shipped.json", "quality_v2.json"]),
+    ("levers", "levers_section", ["levers_v2.json"]),
+])
+def test_readme_quality_sections_are_what_the_committed_json_renders(report, name, render, files):
+    """The README's quality numbers come from the committed JSON: rendering it again changes nothing."""
+    import json
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(rf"<!-- {name}:begin -->\n(.*?)<!-- {name}:end -->", readme, re.S)
+    assert block, f"README has no {name} section"
+    data = [json.loads((report.RESULTS / f).read_text()) for f in files]
+    if name == "v2compare":
+        text = report.v2_compare_section(list(zip(report.V2_ROWS, data)))
+    else:
+        text = getattr(report, render)(data[0])
+    assert block.group(1) == text
