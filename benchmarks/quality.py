@@ -118,6 +118,7 @@ def main() -> None:
         res[f"contact_{name}"] = {k: mean(name, f"contact_{k}") for k in ("precision", "recall", "f1")}
     for name in ("real", "generate", "foley") if "generate" in parts else ("real", "foley"):
         res[f"noise_floor_db_{name}"] = mean(name, "noise_floor_db")
+        res[f"buzz_{name}"] = mean(name, "buzz")
     res["seconds_per_clip"] = {k: (sum(v) / len(v) if v else None) for k, v in seconds.items()}
     old = args.out.parent / "quality.json"
     if old.exists():  # a rerun that made no clip (only re-scored them) keeps the timing of the run that made them

@@ -3,7 +3,7 @@
 # Decisions so far (README "Demo v2"): new-physics data with impacts on the 8 fps grid; the bundle keeps its own
 # 16 kHz vocoder, audio VAE and audio U-Net (resynthesis shows no buzz there; the universal HiFi-GAN is 57x the
 # decode FLOPs), so only the video side is retrained on the new motion before the joint stages.
-# Usage: bash scripts/train_demo_v2.sh LEG [WORK_DIR]   (LEG: 1 | 2 | 3; default work dir work/v2)
+# Usage: bash scripts/train_demo_v2.sh LEG [WORK_DIR]   (LEG: 1 | 2 | 3 | 4; default work dir work/v2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LEG=${1:?give the leg: 1, 2 or 3}
@@ -25,5 +25,9 @@ case "$LEG" in
     # (writes $W/quality/quality.json, beside the shipped bundle's benchmarks/results/quality.json, not over it)
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/quality.py --bundle "$W/bundle" --train "$W/hits" \
       --test "$W/hits-test" --n 100 --out "$W/quality/clips" ;;
+  4)  # the seeds' levers, one row each from the leg-2 bundle, 400 more joint steps + foley on the same clips
+    # (~25 min a row alone, the contrastive row ~3x; resumable row by row; benchmarks/results/levers_v2.json)
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/levers.py --base "$W/bundle" --data "$W/hits" \
+      --test "$W/hits-test" --work "$W/../levers" ${LEVERS:+--only "$LEVERS"} ;;
   *) echo "unknown leg $LEG" >&2; exit 2 ;;
 esac

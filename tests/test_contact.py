@@ -41,3 +41,16 @@ def test_noise_floor_is_the_rms_level_before_the_first_impact():
     x[sr:] = 0.9  # the impact at 1 s and after: left out
     assert noise_floor_db(x, sr, 1.0) == pytest.approx(20 * np.log10(0.01 / np.sqrt(2)), abs=0.05)
     assert noise_floor_db(x, sr, 0.2) is None  # too short a stretch to call a floor
+
+
+def test_buzz_tells_a_hop_rate_pulse_train_from_background_noise():
+    from avcli.metrics.contact import buzz
+
+    sr = 16000
+    rng = np.random.default_rng(0)
+    noise = 0.003 * rng.standard_normal(2 * sr)
+    pulses = noise.copy()
+    pulses[::160] += 0.03  # a click every 10 ms: the vocoder's hop at 16 kHz
+    assert buzz(noise, sr, 1.5) < 0.05
+    assert buzz(pulses, sr, 1.5) > 0.3
+    assert buzz(noise, sr, 0.2) is None

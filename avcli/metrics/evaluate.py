@@ -240,9 +240,10 @@ def evaluate_folder(gen_dir, cfg: EvalConfig, reference=None, truth=None, adhere
 
 def _contact_floor(cfg: EvalConfig, frames, audio, sr, onsets, true_events) -> dict:
     """contact: the audio's onsets against the contacts seen in the frames (metrics/contact.py), +-tolerance;
-    floor: the level before the first impact (the true one when --truth has the clip, else the first contact)."""
+    floor: the level and the periodicity (`buzz`) of the stretch before the first impact (the true one when --truth
+    has the clip, else the first contact)."""
     from avcli.metrics import onset_accuracy
-    from avcli.metrics.contact import frame_contacts, noise_floor_db
+    from avcli.metrics.contact import buzz, frame_contacts, noise_floor_db
 
     contacts = frame_contacts(frames, cfg.fps)
     row: dict = {}
@@ -251,9 +252,9 @@ def _contact_floor(cfg: EvalConfig, frames, audio, sr, onsets, true_events) -> d
         row.update(contact_precision=s.precision, contact_recall=s.recall, contact_f1=s.f1, n_contacts=len(contacts))
     if "floor" in cfg.metrics:
         first = true_events[0] if true_events else (float(contacts[0]) if len(contacts) else len(audio) / sr)
-        level = noise_floor_db(audio, sr, first)
+        level, periodic = noise_floor_db(audio, sr, first), buzz(audio, sr, first)
         if level is not None:
-            row["noise_floor_db"] = level
+            row["noise_floor_db"], row["buzz"] = level, periodic
     return row
 
 
