@@ -45,7 +45,7 @@ def _foley_row(q: dict) -> dict:
     fd = q["eval_foley"]["set_metrics"]
     return {"onset_f1": q["onsets_foley"]["f1"], "onset_precision": q["onsets_foley"]["precision"],
             "onset_recall": q["onsets_foley"]["recall"], "av_align": q["av_align_foley"]["seed000"],
-            "fd_logmel": fd.get("FD-logmel"), "onset_f1_real": q["onsets_real"]["f1"],
+            "fd_logmel": (fd.get("FD-logmel") or {}).get("value"), "onset_f1_real": q["onsets_real"]["f1"],
             "av_align_real": q["av_align_real"]["seed000"], "noise_floor_db": q.get("noise_floor_db_foley"),
             "noise_floor_db_real": q.get("noise_floor_db_real"), "buzz": q.get("buzz_foley"),
             "buzz_real": q.get("buzz_real"), "n": q["n"]}

@@ -124,7 +124,7 @@ def quality_section(q: dict) -> str:
     al = lambda k: q.get(f"av_align_{k}", {})  # noqa: E731
     adh = lambda k, m: _f(q.get(f"adherence_{k}", {}).get(m), ".0%")  # noqa: E731
     contact = lambda k: _f((q.get(f"contact_{k}") or {}).get("f1"), ".3f")  # noqa: E731
-    floor = lambda k: _f(q.get(f"noise_floor_db_{k}"), ".1f")  # noqa: E731
+    floor = lambda k: _f(q.get(f"noise_floor_db_{k}"), ".1f") + " / " + _f(q.get(f"buzz_{k}"), ".3f")  # noqa: E731
     rows = [["real held-out clips", _f(al("real").get("seed000"), ".3f"), _f(al("real").get("official"), ".3f"),
              adh("real", "colour"), adh("real", "material"), _f(q.get("onsets_real", {}).get("f1"), ".3f"),
              contact("real"), floor("real")],
@@ -137,7 +137,8 @@ def quality_section(q: dict) -> str:
     text = [f"{q['n']} held-out captions/videos of the synthetic domain (never seen in training), default settings "
             f"of each command. Produced by `{q.get('command', 'python benchmarks/quality.py')}`.", "",
             _table(["clips", "AV-Align (seed 000)", "AV-Align (official)", "colour adherence", "material adherence",
-                    "onset F1 vs true impacts", "onsets vs contacts seen in frames", "noise floor (dBFS)"], rows), ""]
+                    "onset F1 vs true impacts", "onsets vs contacts seen in frames",
+                    "noise floor (dBFS) / buzz"], rows), ""]
     ratios = []
     if al("real").get("seed000"):
         ratios.append(f"generated AV-Align {al('generate').get('seed000', 0) / al('real')['seed000']:.2f}x that of "
@@ -287,19 +288,21 @@ def v2_compare_section(rows: list[tuple[str, dict]]) -> str:
     real_contact = (q0.get("contact_real") or {}).get("f1")
     real_al = q0["av_align_real"]["seed000"]
     head = ["bundle", "foley onset F1 (P / R)", "generate: onsets vs contacts seen", "AV-Align generate",
-            "AV-Align foley", "colour / material", "FD-logmel generate / foley", "noise floor foley (dBFS)"]
+            "AV-Align foley", "colour / material", "FD-logmel generate / foley", "noise floor foley (dBFS)",
+            "buzz foley"]
     out = [["real clips (reference)",
             f"{q0['onsets_real']['f1']:.3f} ({q0['onsets_real']['precision']:.2f} / {q0['onsets_real']['recall']:.2f})",
             _f(real_contact, ".3f"), _f(real_al, ".3f"), "-",
             f"{q0['adherence_real']['colour']:.0%} / {q0['adherence_real']['material']:.0%}", "-",
-            _f(q0.get("noise_floor_db_real"), ".1f")]]
+            _f(q0.get("noise_floor_db_real"), ".1f"), _f(q0.get("buzz_real"), ".3f")]]
     for name, q in rows:
         o = q["onsets_foley"]
         out.append([name, f"{o['f1']:.3f} ({o['precision']:.2f} / {o['recall']:.2f})",
                     _x((q.get("contact_generate") or {}).get("f1"), real_contact),
                     _x(q["av_align_generate"]["seed000"], real_al), _x(q["av_align_foley"]["seed000"], real_al),
                     f"{q['adherence_generate']['colour']:.0%} / {q['adherence_generate']['material']:.0%}",
-                    f"{_f(_fd(q, 'generate'))} / {_f(_fd(q, 'foley'))}", _f(q.get("noise_floor_db_foley"), ".1f")])
+                    f"{_f(_fd(q, 'generate'))} / {_f(_fd(q, 'foley'))}", _f(q.get("noise_floor_db_foley"), ".1f"),
+                    _f(q.get("buzz_foley"), ".3f")])
     cmds = "; ".join(f"`{q.get('command')}`" for _, q in rows)
     return "\n".join([f"{q0['n']} held-out clips of the new physics (never seen in training), default settings of "
                       f"each command, every bundle on the same clips and seeds. Produced by {cmds}.", "",
@@ -312,13 +315,14 @@ def levers_section(lv: dict) -> str:
         rows.append([f"`{r['lever']}`", r["what"], str(r.get("steps", 0)),
                      f"{r['onset_f1']:.3f}", f"{r['onset_precision']:.2f} / {r['onset_recall']:.2f}",
                      _f(r.get("av_align"), ".3f"), _f(r.get("fd_logmel")), _f(r.get("noise_floor_db"), ".1f"),
+                     _f(r.get("buzz"), ".3f"),
                      _f(r.get("train_seconds") and r["train_seconds"] / 60, ".0f")])
     n = lv["rows"][0].get("n")
     return "\n".join([f"`avgen foley` on {n} held-out clips (default settings, seed = clip index), every row from "
                       f"the same bundle and {lv['steps_per_row']} further joint steps of the same recipe "
                       f"(`{' '.join(lv['recipe'])}`), only the lever differing. Produced by `{lv['command']}`.", "",
                       _table(["row", "lever", "extra steps", "onset F1", "P / R", "AV-Align", "FD-logmel",
-                              "noise floor (dBFS)", "train min"], rows)]) + "\n"
+                              "noise floor (dBFS)", "buzz", "train min"], rows)]) + "\n"
 
 
 def _is_perf(path: Path) -> bool:
