@@ -144,6 +144,24 @@ def test_joint_bf16_and_contrastive_on_cpu(tiny_bundle, real_data, tmp_path):
     assert not (tmp_path / "w/runs/joint/ema.safetensors").exists()
 
 
+def _process_tree(root: int) -> str:
+    """Each live process under `root`: pid, command line, and the kernel wait channel of each of its threads."""
+    lines, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        base = f"/proc/{pid}"
+        try:
+            cmd = open(f"{base}/cmdline", "rb").read().replace(b"\0", b" ").decode()[:120]
+            waits = sorted({open(f"{base}/task/{t}/wchan").read() or "-" for t in os.listdir(f"{base}/task")})
+            kids = [int(c) for t in os.listdir(f"{base}/task")
+                    for c in open(f"{base}/task/{t}/children").read().split()]
+        except OSError:
+            continue
+        lines.append(f"{pid} {cmd} waits={waits}")
+        todo += kids
+    return "\n".join(lines)
+
+
 def test_torchrun_two_processes_on_cpu(tiny_bundle, real_data, tmp_path):
     """Two processes (gloo) as `torchrun --nproc_per_node 2 -m avcli train joint` starts them: ~25 s on 2 cores."""
     bundle, work = tmp_path / "b", tmp_path / "w"
@@ -152,9 +170,18 @@ def test_torchrun_two_processes_on_cpu(tiny_bundle, real_data, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "avcli", "train", "joint", "--bundle", str(bundle), "--data", str(real_data), "--work", str(work),
            "--steps", "2", "--batch", "2", "--ckpt-every", "1", "--json"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout)  # one report, from rank 0
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        alive = _process_tree(proc.pid)  # which of launcher / rank 0 / rank 1 is still there, and waiting on what
+        os.killpg(proc.pid, 9)
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"the launch did not exit in 300 s; still alive:\n{alive}\nstdout: {stdout[-1500:]}\n"
+                    f"stderr: {stderr[-1500:]}")
+    assert proc.returncode == 0, stderr[-3000:]
+    out = json.loads(stdout)  # one report, from rank 0
     assert out["processes"] == 2 and out["step"] == 2
     record = json.loads((work / "records/joint.json").read_text())
     assert len(record) == 1 and record[0]["clips"] == 4  # the two shards together
@@ -197,3 +224,17 @@ def test_joint_levers_onset_aux_concat_and_attentive_pool(tiny_bundle, real_data
                            tmp_path / "w2", "--onset-weight", "0.5", "--contrastive-weight", "1e-3")
     assert code == 2 and "cannot be combined" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "w2" / "cache").exists()  # refused before any encoding
+
+
+def test_a_launched_worker_keeps_exit_codes_and_one_line_errors(tiny_bundle, tmp_path):
+    """A torchrun worker (WORLD_SIZE > 1) leaves through os._exit; a usage error still exits 2 with one line, and a
+    finished command still exits 0 with its output flushed."""
+    env = {**os.environ, "WORLD_SIZE": "2", "RANK": "1"}
+    bad = subprocess.run([sys.executable, "-m", "avcli", "train", "joint", "--bundle", str(tiny_bundle), "--data",
+                          str(tmp_path / "missing"), "--work", str(tmp_path / "w")], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 2 and "data folder not found" in bad.stderr, bad.stderr
+    assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    ok = subprocess.run([sys.executable, "-m", "avcli", "--version"], env=env, capture_output=True, text=True,
+                        timeout=120)
+    assert ok.returncode == 0 and ok.stdout.strip(), (ok.stdout, ok.stderr)

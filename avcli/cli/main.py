@@ -90,8 +90,52 @@ def _click_exception_types() -> tuple[type, ...]:
     return tuple(found)
 
 
+def is_launched_worker() -> bool:
+    """A process that torchrun or accelerate launch started as one of several (WORLD_SIZE > 1)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    except ValueError:
+        return False
+
+
+def exit_worker(code: int) -> None:
+    """End a launched worker without interpreter finalization: flush, then `os._exit`.
+
+    By then every output is written and renamed and the process group is closed. What is left for finalization is
+    the teardown of gloo's and OpenMP's native threads, which now and then never returns: once in CI rank 0 printed
+    its report and the two-process launch then sat until the test's 300 s timeout (teardown hangs of this kind are
+    known upstream, pytorch issue 75097). The launcher needs only the exit code.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 def run() -> None:
-    """Console-script entry: run the app, mapping our errors to a clean line and exit code."""
+    """Console-script entry: run the app, mapping our errors to a clean line and exit code.
+
+    A worker of a torchrun/accelerate launch leaves through `exit_worker` (no interpreter finalization, which can
+    hang on gloo's native threads after the work is done)."""
+    if not is_launched_worker():
+        _run()
+        return
+    try:
+        _run()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:  # --debug tracebacks still print before the worker leaves
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    exit_worker(code)
+
+
+def _run() -> None:
     debug = "--debug" in sys.argv or os.environ.get("AVGEN_DEBUG") == "1"
     try:
         from avcli.cli.common import expand_optional_values

@@ -9,6 +9,7 @@ process. Nothing here launches processes.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import torch
 from torch import nn
@@ -36,16 +37,21 @@ def make_accelerator(mixed_precision: str = "auto"):
     return Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=resolve_mixed_precision(mixed_precision))
 
 
-def close_process_group() -> None:
+def close_process_group(timeout_s: float = 120.0) -> None:
     """Tear down the process group before the interpreter exits.
 
     Left to interpreter shutdown, gloo's worker threads can be destroyed while still joinable, and a rank then dies
     with "terminate called without an active exception" (SIGABRT) after its work is done, failing the whole launch.
+    On gloo the last barrier is a monitored one: a rank that never arrives is an error naming it after `timeout_s`,
+    not a hang.
     """
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+        if dist.get_backend() == "gloo":
+            dist.monitored_barrier(timeout=timedelta(seconds=timeout_s))
+        else:
+            dist.barrier()
         dist.destroy_process_group()
 
 
