@@ -31,6 +31,8 @@ LEVERS = {  # name: (what it is, its extra `avgen train joint` options)
     "attentive_pool": ("seed 003: attentive-pooled global video feature beside the local ones",
                        ["--attentive-pool"]),
     "contrastive": ("seed 001: contrastive term, eta 5e-5 (batch x3)", ["--contrastive-weight", "5e-5"]),
+    "audio_dropout": ("seed 002: null audio features for 10 % of samples (for animate's audio guidance)",
+                      ["--audio-dropout", "0.1"]),
 }
 
 

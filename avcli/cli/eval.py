@@ -36,6 +36,7 @@ def _parse_metrics(text: str | None, has_ref: bool, has_truth: bool, has_model: 
     if text is None:  # everything the given inputs allow
         auto = ["av_align"] + (["aa_align", "beats", "fd"] if has_ref else []) + (["onsets"] if has_truth else [])
         return tuple(auto + (["adherence"] if has_model else []) + (["relsync"] if has_sync and has_ref else []))
+    # (alignsync is asked for by name: it needs the sync model's image-audio part)
     names = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
     bad = [m for m in names if m not in METRICS]
     if bad or not names:
@@ -80,7 +81,7 @@ def eval_cmd(
     truth: Path = typer.Option(None, "--truth",
                                help="events.jsonl: one JSON object per line with file and events (seconds)."),
     metrics: str = typer.Option(None, "--metrics",
-                                help="Comma list of av_align,aa_align,beats,onsets,fd,adherence,relsync, "
+                                help="Comma list of av_align,aa_align,beats,onsets,fd,adherence,relsync,alignsync, "
                                      "and for the synthetic hits domain contact (sound onsets vs contacts seen in "
                                      "the frames) and floor (noise floor before the first impact) "
                                      "[default: all the given inputs allow, hits-only ones left out]."),
@@ -101,8 +102,11 @@ def eval_cmd(
     sync_model: Path = typer.Option(None, "--sync-model", help="Sync classifier (.safetensors) for RelSync "
                                     "(seed 002): generated videos against the --reference videos of the same audio."),
     fit_sync: Path = typer.Option(None, "--fit-sync", help="First train the sync classifier on this folder of real "
-                                  "clips (shifted pairs of the same clip) and save it to --sync-model."),
+                                  "clips (shifted pairs of the same clip) and, for AlignSync, an image-audio "
+                                  "contrastive model (the stand-in for ImageBind); both go to --sync-model."),
     sync_steps: int = typer.Option(1500, "--sync-steps", min=1, help="Training steps for --fit-sync."),
+    align_steps: int = typer.Option(600, "--align-steps", min=0, help="Training steps of the image-audio model "
+                                    "for --fit-sync (0: none, no AlignSync)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --adherence-model or "
                                    "--sync-model file when fitting."),
 ) -> None:
@@ -117,6 +121,8 @@ def eval_cmd(
         raise UsageError(f"{sync_model}: already exists (use --overwrite to replace it)")
     names = _parse_metrics(metrics, reference is not None, truth is not None, adherence_model is not None,
                            sync_model is not None)
+    if "alignsync" in names and fit_sync is not None and align_steps == 0:
+        raise UsageError("metric alignsync needs the image-audio model: --align-steps must be > 0 with --fit-sync")
     model = None
     if fit_adherence is not None:
         from avcli.metrics.adherence import fit_from_folder
@@ -138,12 +144,16 @@ def eval_cmd(
         from avcli.metrics.sync import fit_from_folder as fit_sync_folder
 
         with console.status("training the sync classifier") as status:
-            sync, sync_report = fit_sync_folder(fit_sync, steps=sync_steps,
+            sync, sync_report = fit_sync_folder(fit_sync, steps=sync_steps, align_steps=align_steps,
                                                 on_file=lambda n: status.update(f"features of {n}"))
         sync.save(sync_model, overwrite=overwrite)
         console.print(f"sync classifier: {escape(str(sync_model))}; held-out shift accuracy "
                       f"{sync_report['accuracy']:.2f} (chance {sync_report['chance']:.2f}, "
                       f"{sync_report['clips']} clips)")
+        if "align" in sync_report:
+            al = sync_report["align"]
+            console.print(f"image-audio model: held-out audio -> image top-1 {al['accuracy']:.2f} "
+                          f"(chance {al['chance']:.2f}, {al['clips']} clips)")
     elif sync_model is not None:
         from avcli.metrics.sync import SyncClassifier
 

@@ -15,8 +15,8 @@ import numpy as np
 
 from avcli.errors import UsageError
 
-METRICS = ("av_align", "aa_align", "beats", "onsets", "fd", "adherence", "relsync", "contact", "floor")
-NEEDS_REFERENCE = ("aa_align", "beats", "fd", "relsync")
+METRICS = ("av_align", "aa_align", "beats", "onsets", "fd", "adherence", "relsync", "alignsync", "contact", "floor")
+NEEDS_REFERENCE = ("aa_align", "beats", "fd", "relsync", "alignsync")
 AUDIO_SR = 16000
 
 
@@ -166,8 +166,12 @@ def evaluate_folder(gen_dir, cfg: EvalConfig, reference=None, truth=None, adhere
     captions = load_captions(gen_dir) if "adherence" in cfg.metrics else {}
     if "adherence" in cfg.metrics and adherence_model is None:
         raise UsageError("metric adherence needs --adherence-model FILE")
-    if "relsync" in cfg.metrics and sync_model is None:
-        raise UsageError("metric relsync needs --sync-model FILE (train one with --fit-sync DATA_DIR)")
+    for m in ("relsync", "alignsync"):
+        if m in cfg.metrics and sync_model is None:
+            raise UsageError(f"metric {m} needs --sync-model FILE (train one with --fit-sync DATA_DIR)")
+    if "alignsync" in cfg.metrics and sync_model.align is None:
+        raise UsageError("metric alignsync needs a sync model with its image-audio part (a version-1 file has "
+                         "none): train it again with --fit-sync DATA_DIR")
 
     rows, feats, messages = [], {"gen_a": [], "ref_a": [], "gen_v": [], "ref_v": []}, []
     for clip in clips:
@@ -205,12 +209,16 @@ def evaluate_folder(gen_dir, cfg: EvalConfig, reference=None, truth=None, adhere
                         row["colourflow_l2"] = float(np.linalg.norm(fv - rv))
                         feats["gen_v"].append(fv)
                         feats["ref_v"].append(rv)
-            if "relsync" in cfg.metrics and ref is not None and ref.suffix.lower() == ".mp4":
-                from avcli.metrics.sync import clip_features, rel_sync
+            if ({"relsync", "alignsync"} & set(cfg.metrics)) and ref is not None and ref.suffix.lower() == ".mp4":
+                from avcli.metrics.sync import align_sync, clip_data, rel_sync
 
-                ref_a, ref_v = clip_features(ref)  # the audio the video was made for, and the real video
-                _, gen_v = clip_features(clip)
-                row["relsync"] = rel_sync(sync_model, ref_a, gen_v, ref_v)
+                ref_a, ref_v, ref_frames = clip_data(ref)  # the audio the video was made for, and the real video
+                _, gen_v, gen_frames = clip_data(clip)
+                if "alignsync" in cfg.metrics:
+                    both = align_sync(sync_model, ref_a, gen_frames, ref_frames)
+                    row.update(relsync=both["relsync"], p_align=both["p_align"], alignsync=both["alignsync"])
+                else:
+                    row["relsync"] = rel_sync(sync_model, ref_a, gen_v, ref_v)
             if "onsets" in cfg.metrics:
                 if clip.name in events:
                     s = onset_accuracy(onsets, events[clip.name], cfg.onset_tolerance)

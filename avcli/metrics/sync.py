@@ -11,6 +11,8 @@ clips teach semantics, not timing. Ours is that, sized for 8 fps / 64 px clips:
 
 RelSync(a, v_gen, v_ref) = exp(phi(a, v_gen)) / (exp(phi(a, v_ref)) + exp(phi(a, v_gen))): 0.5 means "as in sync
 with the audio as the real video is". Window: WINDOW frames (2 s at 8 fps, the seed's window); shifts of one frame.
+AlignSync (seed 002 eqs. 10-11) = RelSync x P_Align, the semantic term from an image-audio contrastive model trained
+here (`avcli.metrics.image_audio`, the stand-in for ImageBind); the sync model file carries it as `align`.
 Weights are safetensors (`save` / `load`), trained by `fit_from_folder` (`avgen eval --fit-sync DIR`).
 """
 
@@ -31,7 +33,7 @@ SR = 16000
 WINDOW = 16  # video frames per scored window (2 s at 8 fps)
 MAX_SHIFT = 6  # frames each way in training (+-0.75 s)
 FORMAT = "avgen-sync"
-VERSION = 1
+VERSION = 2  # 2: may carry the image-audio model (`align.*`)
 
 
 def video_features(frames: np.ndarray) -> np.ndarray:
@@ -74,9 +76,12 @@ def _encoder(c_in: int, hidden: int) -> nn.Module:
 class SyncClassifier(nn.Module):
     """phi(audio_features, video_features): (B, F, 128), (B, F, 64) -> (B,) unbounded av-sync score."""
 
-    def __init__(self, hidden: int = 64):
+    def __init__(self, hidden: int = 64, align_hidden: int | None = None):
         super().__init__()
+        from avcli.metrics.image_audio import ImageAudioModel
+
         self.hidden = hidden
+        self.align = ImageAudioModel(align_hidden) if align_hidden else None  # AlignSync's P(Align)
         self.audio = _encoder(128, hidden)
         self.video = _encoder(64, hidden)
         self.joint = nn.Sequential(nn.Conv1d(2 * hidden, hidden, 3, padding=1), nn.GELU())
@@ -103,9 +108,11 @@ class SyncClassifier(nn.Module):
 
         path = Path(path)
         with atomic_path(path, overwrite=overwrite) as tmp:
-            save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(tmp),
-                      metadata={"format": FORMAT, "version": str(VERSION), "hidden": str(self.hidden),
-                                "window": str(WINDOW), "fps": str(FPS)})
+            meta = {"format": FORMAT, "version": str(VERSION), "hidden": str(self.hidden), "window": str(WINDOW),
+                    "fps": str(FPS)}
+            if self.align is not None:
+                meta["align_hidden"] = str(self.align.hidden)
+            save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(tmp), metadata=meta)
         return path
 
     @classmethod
@@ -121,7 +128,7 @@ class SyncClassifier(nn.Module):
             meta = f.metadata() or {}
         if meta.get("format") != FORMAT:
             raise UsageError(f"{path}: not an avgen sync model")
-        model = cls(int(meta.get("hidden", 64)))
+        model = cls(int(meta.get("hidden", 64)), int(meta["align_hidden"]) if "align_hidden" in meta else None)
         model.load_state_dict(load_file(str(path)))
         return model.eval()
 
@@ -137,15 +144,33 @@ def rel_sync(model: SyncClassifier, audio_feats, gen_video_feats, ref_video_feat
     return float(1.0 / (1.0 + np.exp(r - g)))
 
 
-def clip_features(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(audio features, video features) of a clip file, resampled to FPS and SIZE."""
+def align_sync(model: SyncClassifier, audio_feats, gen_frames, ref_frames) -> dict:
+    """Seed 002's AlignSync = RelSync x P_Align (eqs. 9-11) of a generated video against the real one for the same
+    audio; frames (F, H, W, 3) uint8 at FPS and SIZE. Returns relsync, p_align and alignsync."""
+    from avcli.metrics.image_audio import p_align
+
+    if model.align is None:
+        raise UsageError("this sync model has no image-audio part for AlignSync; train it again with --fit-sync")
+    rs = rel_sync(model, audio_feats, video_features(gen_frames), video_features(ref_frames))
+    pa = p_align(model.align, audio_feats, gen_frames, ref_frames[0])
+    return {"relsync": rs, "p_align": pa, "alignsync": rs * pa}
+
+
+def clip_data(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(audio features, video features, frames) of a clip file, resampled to FPS and SIZE."""
     from avcli.media.ffmpeg import read_audio, read_video
 
     frames = read_video(path, FPS, SIZE)
     audio = read_audio(path, SR)
     if audio is None:
         audio = np.zeros(int(len(frames) / FPS * SR), np.float32)
-    return audio_features(audio, SR, len(frames)), video_features(frames)
+    return audio_features(audio, SR, len(frames)), video_features(frames), frames
+
+
+def clip_features(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(audio features, video features) of a clip file, resampled to FPS and SIZE."""
+    a, v, _ = clip_data(path)
+    return a, v
 
 
 def shifted_scores(model: SyncClassifier, a: np.ndarray, v: np.ndarray, start: int, shifts: range) -> torch.Tensor:
@@ -202,21 +227,29 @@ def shift_accuracy(model: SyncClassifier, feats: list[tuple[np.ndarray, np.ndarr
     return {"accuracy": hits / n if n else float("nan"), "chance": (2 * tolerance + 1) / len(shifts), "clips": n}
 
 
-def fit_from_folder(folder, steps: int = 1500, holdout: float = 0.1, on_file=None) -> tuple[SyncClassifier, dict]:
-    """Train on the clips of a folder (the last `holdout` share held out) and report held-out shift accuracy."""
+def fit_from_folder(folder, steps: int = 1500, holdout: float = 0.1, on_file=None,
+                    align_steps: int = 600) -> tuple[SyncClassifier, dict]:
+    """Train on the clips of a folder (the last `holdout` share held out): the sync classifier (held-out shift
+    accuracy) and, with `align_steps` > 0, the image-audio model for AlignSync (held-out audio -> image retrieval)."""
+    from avcli.metrics import image_audio
     folder = Path(folder)
     clips = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".mp4") if folder.is_dir() else []
     if len(clips) < 4:
         raise UsageError(f"{folder}: --fit-sync needs a folder of at least 4 .mp4 clips")
-    feats = []
+    feats, pictures = [], []
     for c in clips:
         if on_file:
             on_file(c.name)
-        feats.append(clip_features(c))
+        a, v, frames = clip_data(c)
+        feats.append((a, v))
+        pictures.append((a, frames))
     n_val = max(1, int(round(len(feats) * holdout)))
     model = train(feats[:-n_val], steps=steps)
     report = shift_accuracy(model, feats[-n_val:])
     report.update(train_clips=len(feats) - n_val, heldout_clips=n_val, steps=steps)
+    if align_steps > 0:
+        model.align = image_audio.train(pictures[:-n_val], steps=align_steps)
+        report["align"] = {**image_audio.retrieval_accuracy(model.align, pictures[-n_val:]), "steps": align_steps}
     return model, report
 
 
