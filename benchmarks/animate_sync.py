@@ -1,15 +1,24 @@
 """Seed 002's measures for `avgen animate` on our domain (issue 17): the audio of real held-out clips (and their
-first frame, mode (a)) -> animate -> RelSync against the real video, and the first frame's PSNR against the given
-picture. The sync classifier is trained first on real training clips (its held-out shift accuracy reported with
-its chance line).
+first frame) -> animate -> RelSync and AlignSync against the real video, and the first frame's PSNR against the
+given picture. The sync classifier and the image-audio model (AlignSync's stand-in for ImageBind) are trained
+first on real training clips; their held-out accuracies are reported with their chance lines.
 
-    .venv/bin/python benchmarks/animate_sync.py --train work/v2/hits --test work/v2/hits-test --n 20
+Rows (each on the same clips and seeds; a row already in the JSON is kept unless --redo names it):
+    audio only / audio + first frame (mode a)                 --bundle (default: the shipped demo)
+    mode a + FF-Attn, training-free                           the same weights with the lookups switched on
+    mode a, eta = E (bundle trained with audio dropout)       --eta-bundle B --etas 1,2,4,8 (seed 002 Table 10)
+    mode a, motion trained (no FF-Attn)                       --motion-bundle B (--unfreeze-motion --audio-dropout)
+    mode a + FF-Attn (trained)                                --ff-bundle B (the same, with --first-frame-attn)
+
+    .venv/bin/python benchmarks/animate_sync.py --train work/v2/hits --test work/v2/hits-test --n 20 \\
+        [--eta-bundle work/levers/audio_dropout/bundle --etas 1,2,4,8] [--ff-bundle work/ff/bundle]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -26,6 +35,73 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
+def _with_first_frame_attn(bundle: Path, into: Path) -> Path:
+    """A copy of a bundle whose manifest switches FF-Attn on (no weights change: the training-free row)."""
+    shutil.copytree(bundle, into)
+    manifest = json.loads((into / "bundle.json").read_text())
+    manifest["joint"]["video_first_frame_attn"] = True
+    (into / "bundle.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return into
+
+
+def _classifiers(args, train_clips, test_clips):
+    """The sync classifier and image-audio model: loaded from --sync-model when it exists, else trained (and saved
+    there). Returns (model, report)."""
+    from avcli.metrics import image_audio as IA
+    from avcli.metrics import sync as S
+
+    t0 = time.perf_counter()
+    test = [S.clip_data(p) for p in test_clips]
+    if args.sync_model is not None and args.sync_model.exists():
+        model = S.SyncClassifier.load(args.sync_model)
+    else:
+        train = [S.clip_data(p) for p in train_clips]
+        model = S.train([(a, v) for a, v, _ in train], steps=args.sync_steps)
+        model.align = IA.train([(a, f) for a, _, f in train], steps=args.align_steps)
+        if args.sync_model is not None:
+            model.save(args.sync_model)
+    report = {"sync_classifier": {**S.shift_accuracy(model, [(a, v) for a, v, _ in test]),
+                                  "train_clips": len(train_clips), "steps": args.sync_steps},
+              "image_audio": {**IA.retrieval_accuracy(model.align, [(a, f) for a, _, f in test]),
+                              "train_clips": len(train_clips), "steps": args.align_steps},
+              "classifier_seconds": time.perf_counter() - t0}
+    return model, test, report
+
+
+def run_row(label: str, bundle, image: bool, eta, model, test_clips, test) -> dict:
+    from avcli.media.ffmpeg import read_video, write_video
+    from avcli.metrics import sync as S
+    from avcli.pipelines.animate import AnimateRequest
+    from avcli.pipelines.pipeline import JointPipeline
+
+    pipe = JointPipeline.from_bundle(str(bundle) if bundle is not None else None)
+    geo = pipe.geometry()
+    vals: dict[str, list[float]] = {"relsync": [], "p_align": [], "alignsync": [], "psnr": []}
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as td:
+        for i, (clip, (a_real, _, f_real)) in enumerate(zip(test_clips, test)):
+            png = None
+            if image:
+                first = read_video(clip, geo.fps, geo.frame_size, "crop", 0.0, 1.0 / geo.fps)[0]
+                png = Path(td) / f"first_{i}.mp4"  # any picture ffmpeg reads: a one-frame video
+                write_video(png, first[None], 1, overwrite=True)
+            out = pipe.animate(clip, AnimateRequest(seed=i, image=str(png) if png else None, audio_guidance=eta))
+            gen = Path(td) / f"gen_{i}.mp4"
+            write_video(gen, out.frames, out.fps, out.audio, out.sample_rate, overwrite=True)
+            _, _, f_gen = S.clip_data(gen)
+            both = S.align_sync(model, a_real, f_gen, f_real)
+            for k in ("relsync", "p_align", "alignsync"):
+                vals[k].append(both[k])
+            if png is not None:
+                vals["psnr"].append(psnr(out.frames[0], first))
+            print(f"{label}: {i + 1}/{len(test_clips)}", file=sys.stderr, flush=True)
+    row = {"row": label, "bundle": str(bundle) if bundle else "shipped", "image": image, "eta": eta,
+           "seconds_per_clip": (time.perf_counter() - t0) / len(test_clips),
+           **{k: float(np.mean(v)) for k, v in vals.items() if k != "psnr"}}
+    row["first_frame_psnr_db"] = float(np.mean(vals["psnr"])) if vals["psnr"] else None
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--train", type=Path, required=True)
@@ -33,46 +109,50 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=20)
     ap.add_argument("--train-clips", type=int, default=300)
     ap.add_argument("--sync-steps", type=int, default=600)
-    ap.add_argument("--bundle", default=None)
+    ap.add_argument("--align-steps", type=int, default=600)
+    ap.add_argument("--sync-model", type=Path, default=ROOT / "work" / "animate" / "sync.safetensors",
+                    help="where the classifiers are kept between runs (trained when missing)")
+    ap.add_argument("--bundle", type=Path, default=None, help="default: the shipped demo bundle")
+    ap.add_argument("--eta-bundle", type=Path, default=None, help="a bundle trained with --audio-dropout")
+    ap.add_argument("--etas", default="1,2,4,8")
+    ap.add_argument("--motion-bundle", type=Path, default=None,
+                    help="a bundle trained with --unfreeze-motion (and audio dropout), without FF-Attn")
+    ap.add_argument("--ff-bundle", type=Path, default=None, help="the same training with --first-frame-attn")
+    ap.add_argument("--redo", default="", help="comma-separated row labels to measure again")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "animate_sync.json")
     args = ap.parse_args()
 
-    from avcli.media.ffmpeg import read_video, write_video
-    from avcli.metrics import sync as S
-    from avcli.pipelines.animate import AnimateRequest
-    from avcli.pipelines.pipeline import JointPipeline
+    from avcli.manifest import resolve_bundle
 
-    t0 = time.perf_counter()
-    train = [S.clip_features(p) for p in sorted(args.train.glob("*.mp4"))[: args.train_clips]]
-    model = S.train(train, steps=args.sync_steps)
+    base = Path(args.bundle) if args.bundle else resolve_bundle(None)
     test_clips = sorted(args.test.glob("*.mp4"))[: args.n]
-    test_feats = [S.clip_features(p) for p in test_clips]
-    res = {"command": "python benchmarks/animate_sync.py " + " ".join(sys.argv[1:]),
-           "sync_classifier": {**S.shift_accuracy(model, test_feats), "train_clips": len(train),
-                               "steps": args.sync_steps, "seconds": time.perf_counter() - t0}}
-    pipe = JointPipeline.from_bundle(args.bundle)
-    geo = pipe.geometry()
-    rows = {"audio only": [], "audio + first frame (mode a)": []}
-    psnrs = []
+    train_clips = sorted(args.train.glob("*.mp4"))[: args.train_clips]
+    if args.sync_model is not None:
+        args.sync_model.parent.mkdir(parents=True, exist_ok=True)
+    model, test, report = _classifiers(args, train_clips, test_clips)
+    prior = json.loads(args.json.read_text()) if args.json.exists() else {}
+    rows = {r["row"]: r for r in prior.get("rows", []) if prior.get("clips") == len(test_clips)}
+    redo = {r for r in args.redo.split(",") if r}
     with tempfile.TemporaryDirectory() as td:
-        for i, (clip, (a_real, v_real)) in enumerate(zip(test_clips, test_feats)):
-            first = read_video(clip, geo.fps, geo.frame_size, "crop", 0.0, 1.0 / geo.fps)[0]
-            png = Path(td) / f"first_{i}.mp4"  # any picture ffmpeg reads: a one-frame video
-            write_video(png, first[None], 1)
-            for name, image in (("audio only", None), ("audio + first frame (mode a)", str(png))):
-                out = pipe.animate(clip, AnimateRequest(seed=i, image=image))
-                gen = Path(td) / f"gen_{i}.mp4"
-                write_video(gen, out.frames, out.fps, out.audio, out.sample_rate, overwrite=True)
-                _, v_gen = S.clip_features(gen)
-                rows[name].append(S.rel_sync(model, a_real, v_gen, v_real))
-                if image is not None:
-                    psnrs.append(psnr(out.frames[0], first))
-            print(f"{i + 1}/{len(test_clips)}", file=sys.stderr, flush=True)
-    res["relsync"] = {k: float(np.mean(v)) for k, v in rows.items()}
-    res["relsync_ground_truth"] = 0.5
-    res["first_frame_psnr_db"] = float(np.mean(psnrs))
-    res["clips"] = len(test_clips)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
+        plan = [("audio only", base, False, None), ("audio + first frame (mode a)", base, True, None),
+                ("mode a + FF-Attn, training-free", _with_first_frame_attn(base, Path(td) / "ff0"), True, None)]
+        if args.eta_bundle is not None:
+            plan += [(f"mode a, eta = {e:g} (audio dropout 0.1)", args.eta_bundle, True, e)
+                     for e in (float(x) for x in args.etas.split(","))]
+        if args.motion_bundle is not None:
+            plan.append(("mode a, motion trained, no FF-Attn", args.motion_bundle, True, None))
+        if args.ff_bundle is not None:
+            plan.append(("mode a + FF-Attn (trained)", args.ff_bundle, True, None))
+        res = {"command": "python benchmarks/animate_sync.py " + " ".join(sys.argv[1:]), **report,
+               "relsync_ground_truth": 0.5, "clips": len(test_clips)}
+        for label, bundle, image, eta in plan:
+            if label in rows and label not in redo:
+                continue
+            rows[label] = run_row(label, bundle, image, eta, model, test_clips, test)
+            res["rows"] = [rows[k] for k in dict.fromkeys([p[0] for p in plan] + list(rows)) if k in rows]
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(res, indent=1) + "\n")  # after every row: a cut run keeps what it has
+        res["rows"] = [rows[k] for k in dict.fromkeys([p[0] for p in plan] + list(rows)) if k in rows]
     args.json.write_text(json.dumps(res, indent=1) + "\n")
     print(json.dumps(res, indent=1))
 

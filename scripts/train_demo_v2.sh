@@ -3,7 +3,7 @@
 # Decisions so far (README "Demo v2"): new-physics data with impacts on the 8 fps grid; the bundle keeps its own
 # 16 kHz vocoder, audio VAE and audio U-Net (resynthesis shows no buzz there; the universal HiFi-GAN is 57x the
 # decode FLOPs), so only the video side is retrained on the new motion before the joint stages.
-# Usage: bash scripts/train_demo_v2.sh LEG [WORK_DIR]   (LEG: 1 | 2 | 3 | 4; default work dir work/v2)
+# Usage: bash scripts/train_demo_v2.sh LEG [WORK_DIR]   (LEG: 1 | 2 | 3 | 4 | 5; default work dir work/v2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LEG=${1:?give the leg: 1, 2 or 3}
@@ -29,5 +29,20 @@ case "$LEG" in
     # (~25 min a row alone, the contrastive row ~3x; resumable row by row; benchmarks/results/levers_v2.json)
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/levers.py --base "$W/bundle" --data "$W/hits" \
       --test "$W/hits-test" --work "$W/../levers" ${LEVERS:+--only "$LEVERS"} ;;
+  5)  # animate (issue 17, seed 002): from the leg-2 bundle, 400 joint steps with audio dropout 0.1 and the motion
+    # modules unfrozen, once without and once with FF-Attn (the Table 8 pair), one thread each in parallel (~50 min);
+    # then the animate table (RelSync, AlignSync, first-frame PSNR; the eta sweep on the audio-dropout levers row)
+    for ff in noff ff; do
+      D="$W/../animate/$ff"; mkdir -p "$D"; [ -d "$D/bundle" ] || cp -r "$W/bundle" "$D/bundle"
+      [ -e "$D/cache" ] || ln -s "$(realpath "$W/cache")" "$D/cache"
+      extra=(); [ "$ff" = ff ] && extra=(--first-frame-attn)
+      [ -f "$D/records/joint.json" ] || OMP_NUM_THREADS=1 $A train joint --bundle "$D/bundle" --data "$W/hits" \
+        --work "$D" --json --steps 400 --batch 8 --lr 2e-4 --known-p 0.5 --high-noise-weight 20 --seed 1 \
+        --audio-dropout 0.1 --unfreeze-motion "${extra[@]}" > "$D/train.log" 2>&1 &
+    done
+    wait
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/animate_sync.py --train "$W/hits" --test "$W/hits-test" --n 20 \
+      --eta-bundle "$W/../levers/audio_dropout/bundle" --motion-bundle "$W/../animate/noff/bundle" \
+      --ff-bundle "$W/../animate/ff/bundle" ;;
   *) echo "unknown leg $LEG" >&2; exit 2 ;;
 esac

@@ -238,3 +238,25 @@ def test_a_launched_worker_keeps_exit_codes_and_one_line_errors(tiny_bundle, tmp
     ok = subprocess.run([sys.executable, "-m", "avcli", "--version"], env=env, capture_output=True, text=True,
                         timeout=120)
     assert ok.returncode == 0 and ok.stdout.strip(), (ok.stdout, ok.stderr)
+
+
+def test_joint_first_frame_attention_trains_motion_and_is_recorded(tiny_bundle, real_data, tmp_path):
+    """--first-frame-attn --unfreeze-motion (animate mode b): the manifest records FF-Attn, the bundle loads with it,
+    the motion modules moved and the spatial (base) weights did not."""
+    from avcli.models.bundle import load_bundle
+    from avcli.models.joint_unet import FirstFrameAttnProcessor
+
+    bundle, work = tmp_path / "b", tmp_path / "w"
+    shutil.copytree(tiny_bundle, bundle)
+    before = load_file(str(bundle / "video_unet.safetensors"))
+    res = _joint(bundle, real_data, work, 2, "--first-frame-attn", "--unfreeze-motion")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["first_frame_attn"] is True
+    assert json.loads((bundle / "bundle.json").read_text())["joint"]["video_first_frame_attn"] is True
+    model = load_bundle(bundle)  # verified: the manifest's hashes match the rewritten files
+    assert model.video_unet.first_frame_attn
+    assert any(isinstance(p, FirstFrameAttnProcessor) for p in model.video_unet.unet.attn_processors.values())
+    after = load_file(str(bundle / "video_unet.safetensors"))
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any("motion_modules" in k for k in moved)
+    assert not any(".attentions." in k and "attn1" in k for k in moved)  # FF-Attn reuses frozen projections

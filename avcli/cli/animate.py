@@ -64,7 +64,7 @@ def animate_cmd(
     from dataclasses import replace
 
     from avcli.media.ffmpeg import probe, write_video
-    from avcli.pipelines.animate import AnimateRequest, check_request, window_count
+    from avcli.pipelines.animate import AnimateRequest, check_request, first_frame_mode, window_count
     from avcli.pipelines.common import Timings
     from avcli.pipelines.pipeline import JointPipeline
 
@@ -93,7 +93,8 @@ def animate_cmd(
     wall = time.perf_counter() - t_start
     summary = {"outputs": rows, "timings_s": {k: round(v, 4) for k, v in timings.stages.items()},
                "wall_s": round(wall, 3), "input": str(audio_path), "start_s": start, "duration_s": seconds,
-               "image": str(image) if image else None, "fit": fit, "backend": pipe.backend}
+               "image": str(image) if image else None, "fit": fit, "backend": pipe.backend,
+               "first_frame": first_frame_mode(pipe.manifest, image is not None)}
     if json_out:
         print_json(summary)
         return
@@ -102,4 +103,6 @@ def animate_cmd(
     for r in rows:
         stdout.print(f"{escape(r['file'])}  seed {r['seed']}  {r['frames']} frames @ {r['fps']:g} fps "
                      f"({r['windows']} window{'s' if r['windows'] > 1 else ''})")
+    if summary["first_frame"]:
+        console.print(f"first frame: {summary['first_frame']}")
     console.print(f"done in {wall:.1f} s")

@@ -232,6 +232,10 @@ def train_joint(
     attentive_pool: bool = typer.Option(False, "--attentive-pool",
                                         help="Give the video connector seed 003's attentive-pooled global feature "
                                              "beside the per-frame ones (zero-initialised; the bundle records it)."),
+    first_frame_attn: bool = typer.Option(False, "--first-frame-attn",
+                                          help="Seed 002's FF-Attn: the video U-Net's spatial attention also "
+                                               "attends to the first frame (animate --image mode b); no new "
+                                               "weights, pair it with --unfreeze-motion. The bundle records it."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     from avcli.training.loop import LoopConfig
@@ -241,7 +245,7 @@ def train_joint(
                         progress=not json_out, ema_decay=ema_decay, mixed_precision=mixed_precision,
                         contrastive_weight=contrastive_weight, known_p=known_p, high_noise_weight=high_noise_weight,
                         audio_dropout=audio_dropout, onset_weight=onset_weight, concat_p=concat_p,
-                        attentive_pool=attentive_pool)
+                        attentive_pool=attentive_pool, first_frame_attn=first_frame_attn)
     cfg = LoopConfig(steps=steps, lr=lr, seed=seed, ckpt_every=ckpt_every, resume=resume, grad_clip=grad_clip,
                      weight_decay=weight_decay)
     _run("joint", opts, cfg, json_out)

@@ -2,6 +2,10 @@
 
 Blocks sit after each of the last two down blocks and the first two up blocks (seed 000 A.2). They are attached
 with forward hooks, so the base U-Net's own modules and state dict stay exactly those of the base model.
+
+The video U-Net can also run seed 002's first-frame attention (FF-Attn, `first_frame_attn`): every frame's spatial
+self-attention takes its keys and values from its own tokens *and* the first frame's, through the base's own
+projections (no new weights; the motion modules are what training adapts to it).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import functools
 
 import torch
 from diffusers import UNet2DConditionModel, UNetMotionModel
+from diffusers.models.attention_processor import AttnProcessor2_0
 from torch import nn
 
 from avcli.models.cmcpe import make_block
@@ -22,6 +27,36 @@ def _insert_channels(block_out_channels: tuple[int, ...]) -> tuple[list[int], li
     up_idx = list(range(min(2, n)))
     rev = list(reversed(block_out_channels))
     return down_idx, [block_out_channels[i] for i in down_idx], up_idx, [rev[i] for i in up_idx]
+
+
+class _FrameCount:
+    """The frame count of the current video U-Net call, shared by its first-frame attention processors."""
+
+    n = 1
+
+
+class FirstFrameAttnProcessor(AttnProcessor2_0):
+    """Seed 002's FF-Attn for a spatial self-attention over one frame's tokens, (B*F, N, C): the key/value set K is
+    the frame's own N tokens plus the first frame's N tokens. For frame 0 the set is its own tokens twice, which
+    gives exactly its plain self-attention."""
+
+    def __init__(self, frames: _FrameCount):
+        super().__init__()
+        self.frames = frames
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args,
+                 **kwargs):
+        f = self.frames.n
+        if encoder_hidden_states is None and f > 1 and hidden_states.ndim == 3:
+            bf, n, c = hidden_states.shape
+            first = hidden_states.reshape(bf // f, f, n, c)[:, :1].expand(-1, f, -1, -1).reshape(bf, n, c)
+            encoder_hidden_states = torch.cat([hidden_states, first], dim=1)
+        return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+
+
+def _is_spatial_self_attention(name: str) -> bool:
+    """attn1 of the spatial transformers (`...attentions.i...`), not of the motion modules (temporal attention)."""
+    return ".attentions." in f".{name}" and name.endswith("attn1.processor")
 
 
 class _JointUNetBase(nn.Module):
@@ -65,8 +100,23 @@ class _JointUNetBase(nn.Module):
 class JointVideoUNet(_JointUNetBase):
     """video_unet: sample (B, C, F, h, w), timestep (B,), text_embeds (B, L, D), cross_features (B, T_a, D_a)."""
 
-    def __init__(self, unet: UNetMotionModel, cond_dim: int, mode: str = "cmcpe", heads: int = 4):
+    def __init__(self, unet: UNetMotionModel, cond_dim: int, mode: str = "cmcpe", heads: int = 4,
+                 first_frame_attn: bool = False):
         super().__init__(unet, cond_dim, mode, heads)
+        self._frames = _FrameCount()
+        self.first_frame_attn = False
+        if first_frame_attn:
+            self.set_first_frame_attn(True)
+
+    def set_first_frame_attn(self, on: bool) -> None:
+        """Switch seed 002's FF-Attn on (or back to plain spatial self-attention) in every spatial transformer."""
+        procs = {}
+        for name, proc in self.unet.attn_processors.items():
+            if _is_spatial_self_attention(name):
+                proc = FirstFrameAttnProcessor(self._frames) if on else AttnProcessor2_0()
+            procs[name] = proc
+        self.unet.set_attn_processor(procs)
+        self.first_frame_attn = on
 
     def _apply_block(self, k, h, cond, frames):
         bf, c, hh, ww = h.shape  # (B*F, C, H, W)
@@ -79,6 +129,7 @@ class JointVideoUNet(_JointUNetBase):
         # UNetMotionModel wants text repeated per frame (batch * frames), as diffusers' AnimateDiff pipeline does
         ehs = text_embeds.repeat_interleave(frames, dim=0)
         self._ctx = (cross_features, frames)
+        self._frames.n = frames
         try:
             return self.unet(sample, timestep, encoder_hidden_states=ehs).sample
         finally:

@@ -26,6 +26,16 @@ from avcli.sampling.joint import sample
 FITS = ("crop", "pad", "stretch")
 
 
+def first_frame_mode(manifest: dict, has_image: bool) -> str | None:
+    """How a given first frame conditions the video: seed 002's mode (a) (its latent known, re-noised each step),
+    plus mode (b)'s first-frame attention when the bundle was trained with it (`joint.video_first_frame_attn`)."""
+    if not has_image:
+        return None
+    if manifest.get("joint", {}).get("video_first_frame_attn"):
+        return "mode a + b (latent known, FF-Attn)"
+    return "mode a (latent known)"
+
+
 @dataclass(frozen=True)
 class AnimateRequest:
     prompt: str = ""

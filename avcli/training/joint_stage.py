@@ -7,7 +7,8 @@ the trained weights (what the bundle gets), mixed precision, the motion layers u
 of seed 001 (eq. 6), seed 003's onset loss kept on as an auxiliary term (`--onset-weight`; its head starts from
 the onset stage's in the same work folder and is not part of the bundle) and seed 004's concat augmentation
 (`--concat-p`, augment.py), and seed 003's attentive-pooled global video feature (`--attentive-pool`, added to
-the bundle's video connector at zero, so training starts from what the bundle did).
+the bundle's video connector at zero, so training starts from what the bundle did), and seed 002's first-frame
+attention in the video U-Net (`--first-frame-attn`, no new weights; recorded in the bundle's manifest).
 """
 
 from __future__ import annotations
@@ -106,6 +107,18 @@ def add_global_pool(model: JointModel, bundle: Path | None) -> bool:
     return True
 
 
+def add_first_frame_attn(model: JointModel, bundle: Path | None) -> bool:
+    """Switch seed 002's FF-Attn on in the video U-Net and (when given) record it in the bundle's manifest, so that
+    every later load samples with it. False when the bundle already has it."""
+    if model.manifest["joint"].get("video_first_frame_attn"):
+        return False
+    model.video_unet.set_first_frame_attn(True)
+    model.manifest["joint"]["video_first_frame_attn"] = True
+    if bundle is not None:
+        update_bundle(model, bundle, [], [("joint", "video_first_frame_attn")])
+    return True
+
+
 def onset_head_from(work: Path, dim: int) -> tuple[OnsetHead, str | None]:
     """The onset head of the onset stage run in this work folder (its checkpoint's `head.*`), else a fresh one."""
     from safetensors.torch import load_file
@@ -134,6 +147,8 @@ def stage_joint(opts, cfg: LoopConfig) -> dict:
     model = load_bundle(opts.bundle, verify=False)
     if opts.attentive_pool:  # every process changes its model; one writes the bundle
         add_global_pool(model, opts.bundle if main else None)
+    if opts.first_frame_attn:
+        add_first_frame_attn(model, opts.bundle if main else None)
     geo = model.geometry()
     items = read_folder(opts.data)[: opts.limit or None]
     mine, disjoint = shard(items, accel.process_index, accel.num_processes)
@@ -184,7 +199,7 @@ def stage_joint(opts, cfg: LoopConfig) -> dict:
     result.update(processes=accel.num_processes, mixed_precision=accel.mixed_precision, ema_decay=opts.ema_decay,
                   known_p=opts.known_p, high_noise_weight=opts.high_noise_weight, audio_dropout=opts.audio_dropout,
                   onset_weight=opts.onset_weight, onset_head_from=head_from, concat_p=opts.concat_p,
-                  attentive_pool=opts.attentive_pool)
+                  attentive_pool=opts.attentive_pool, first_frame_attn=opts.first_frame_attn)
     if main:
         weights = ema.shadow if ema is not None else _trainable(objective)
         write_joint(opts.bundle, {k: v for k, v in weights.items() if not k.startswith("onset_head.")})

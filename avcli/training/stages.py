@@ -54,6 +54,7 @@ class StageOptions:
     onset_weight: float = 0.0  # seed 003: the onset pretext's BCE kept on during joint training, this weight
     concat_p: float = 0.0  # seed 004: share of samples made of two clips cut at one instant
     attentive_pool: bool = False  # seed 003: the video connector gains an attentive-pooled global feature
+    first_frame_attn: bool = False  # seed 002: FF-Attn in the video U-Net's spatial attention (animate mode b)
 
 
 def _prep(opts: StageOptions):
