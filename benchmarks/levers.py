@@ -27,6 +27,7 @@ RECIPE = ["--batch", "8", "--lr", "2e-4", "--known-p", "0.5", "--high-noise-weig
 LEVERS = {  # name: (what it is, its extra `avgen train joint` options)
     "control": ("more joint steps (the recipe alone)", []),
     "onset_aux": ("seed 003: onset loss kept on during joint, weight 0.5", ["--onset-weight", "0.5"]),
+    "onset_aux_w01": ("seed 003: onset loss kept on during joint, weight 0.1", ["--onset-weight", "0.1"]),
     "concat": ("seed 004: concat augmentation, 30 % of samples", ["--concat-p", "0.3"]),
     "attentive_pool": ("seed 003: attentive-pooled global video feature beside the local ones",
                        ["--attentive-pool"]),

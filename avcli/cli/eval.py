@@ -16,12 +16,14 @@ from avcli.errors import UsageError
 HELP = (
     "Score every *.mp4 in GENERATED_DIR (audio from the mp4, or a same-stem .wav): AV-Align (seed000, official, "
     "legacy variants), AA-Align, beat hit rate (+-100/500 ms), onset accuracy vs ground-truth events, Fréchet "
-    "distances on offline features (FD-logmel, FD-colourflow; not FAD/FVD) and caption adherence.\n\n"
+    "distances on offline features (FD-logmel, FD-colourflow; not FAD/FVD), caption adherence, and seed 002's "
+    "RelSync / AlignSync.\n\n"
     "Writes a per-file CSV and prints mean/std/n per metric.\n\n"
     "Examples:\n\n"
     "  avgen eval out/ --variant all\n\n"
     "  avgen eval out/ --reference data/test --truth data/test/events.jsonl --csv scores.csv\n\n"
-    "  avgen eval out/ --metrics av_align,onsets --truth events.jsonl --json"
+    "  avgen eval out/ --metrics av_align,onsets --truth events.jsonl --json\n\n"
+    "  avgen eval animated/ --reference real/ --metrics relsync,alignsync --fit-sync train/ --sync-model sync.safetensors"
 )
 
 
