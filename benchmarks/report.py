@@ -225,15 +225,19 @@ def vocoder_section(v: dict) -> str:
 
 
 def animate_sync_section(a: dict) -> str:
-    c = a["sync_classifier"]
-    rows = [[k, _f(v, ".3f")] for k, v in a["relsync"].items()] + [["real video (reference)", "0.500"]]
+    c, ia = a["sync_classifier"], a["image_audio"]
+    rows = [[r["row"], "-" if r["eta"] is None else f"{r['eta']:g}", _f(r["relsync"], ".3f"),
+             _f(r["p_align"], ".3f"), _f(r["alignsync"], ".3f"), _f(r["first_frame_psnr_db"])] for r in a["rows"]]
+    rows.append(["real video (reference)", "-", "0.500", "-", "-", "-"])
     return (f"Produced by `{a['command']}` (`benchmarks/results/animate_sync.json`): {a['clips']} held-out clips, "
-            f"their real audio animated with the shipped bundle (default settings). The sync classifier, trained "
-            f"on {c['train_clips']} real clips ({c['steps']} steps), picks the true alignment among "
-            f"{2 * 6 + 1} shifts (+-1 frame) on {c['clips']} held-out clips with accuracy {c['accuracy']:.2f} "
-            f"(chance {c['chance']:.2f}). First frame in mode (a): {a['first_frame_psnr_db']:.1f} dB PSNR against "
-            f"the given picture (decoded).\n\n" + _table(["animate", "RelSync (0.5 = as in sync as the real video)"],
-                                                         rows) + "\n")
+            f"their real audio (and, with a first frame, their real first frame) animated with default settings, "
+            f"seed = clip index. The sync classifier, trained on {c['train_clips']} real clips ({c['steps']} "
+            f"steps), picks the true alignment among {2 * 6 + 1} shifts (+-1 frame) on {c['clips']} held-out "
+            f"clips with accuracy {c['accuracy']:.2f} (chance {c['chance']:.2f}). The image-audio model "
+            f"(AlignSync's stand-in for ImageBind, {ia['steps']} steps) finds a held-out clip's picture from its "
+            f"audio among {ia['clips']} with top-1 {ia['accuracy']:.2f} (chance {ia['chance']:.2f}).\n\n"
+            + _table(["animate", "eta", "RelSync (0.5 = as the real video)", "P_Align", "AlignSync",
+                      "first frame PSNR (dB)"], rows) + "\n")
 
 
 def ray_batch_section(r: dict) -> str:
