@@ -38,7 +38,7 @@ case "$LEG" in
       extra=(); [ "$ff" = ff ] && extra=(--first-frame-attn)
       [ -f "$D/records/joint.json" ] || OMP_NUM_THREADS=1 $A train joint --bundle "$D/bundle" --data "$W/hits" \
         --work "$D" --json --steps ${ANIMATE_STEPS:-400} --batch 8 --lr 2e-4 --known-p 0.5 --high-noise-weight 20 --seed 1 \
-        --audio-dropout 0.1 --unfreeze-motion "${extra[@]}" > "$D/train.log" 2>&1 &
+        --audio-dropout 0.1 --unfreeze-motion --ckpt-every 25 "${extra[@]}" > "$D/train.log" 2>&1 &
     done
     wait
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/animate_sync.py --train "$W/hits" --test "$W/hits-test" --n 20 \
