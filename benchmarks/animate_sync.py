@@ -52,14 +52,14 @@ def _classifiers(args, train_clips, test_clips):
 
     t0 = time.perf_counter()
     test = [S.clip_data(p) for p in test_clips]
-    if args.sync_model is not None and args.sync_model.exists():
-        model = S.SyncClassifier.load(args.sync_model)
-    else:
+    model = S.SyncClassifier.load(args.sync_model) if args.sync_model is not None and args.sync_model.exists() \
+        else None
+    if model is None or model.align is None:  # a version-1 file has no image-audio part: train both again
         train = [S.clip_data(p) for p in train_clips]
         model = S.train([(a, v) for a, v, _ in train], steps=args.sync_steps)
         model.align = IA.train([(a, f) for a, _, f in train], steps=args.align_steps)
         if args.sync_model is not None:
-            model.save(args.sync_model)
+            model.save(args.sync_model, overwrite=True)
     report = {"sync_classifier": {**S.shift_accuracy(model, [(a, v) for a, v, _ in test]),
                                   "train_clips": len(train_clips), "steps": args.sync_steps},
               "image_audio": {**IA.retrieval_accuracy(model.align, [(a, f) for a, _, f in test]),
