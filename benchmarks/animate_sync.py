@@ -9,6 +9,9 @@ Rows (each on the same clips and seeds; a row already in the JSON is kept unless
     mode a, eta = E (bundle trained with audio dropout)       --eta-bundle B --etas 1,2,4,8 (seed 002 Table 10)
     mode a, motion trained (no FF-Attn)                       --motion-bundle B (--unfreeze-motion --audio-dropout)
     mode a + FF-Attn (trained)                                --ff-bundle B (the same, with --first-frame-attn)
+    the last two at more etas (seed 002 Table 7's rows)       --ff-etas 1,8
+The picture is the clip's first frame written as a lossless PNG; the first latent is fitted through the decoder
+(animate's default) unless a row says fit 0 (rows measured before the fit landed).
 
     .venv/bin/python benchmarks/animate_sync.py --train work/v2/hits --test work/v2/hits-test --n 20 \\
         [--eta-bundle work/levers/audio_dropout/bundle --etas 1,2,4,8] [--ff-bundle work/ff/bundle]
@@ -28,11 +31,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 def _with_first_frame_attn(bundle: Path, into: Path) -> Path:
@@ -68,6 +66,19 @@ def _classifiers(args, train_clips, test_clips):
     return model, test, report
 
 
+def _write_png(path: Path, rgb: np.ndarray) -> Path:
+    """A lossless picture (the PSNR target is against the given picture: a lossy input would cost dB of its own)."""
+    import subprocess
+
+    from avcli.media.ffmpeg import ffmpeg_exe
+
+    h, w = rgb.shape[:2]
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+                    "-s", f"{w}x{h}", "-i", "pipe:0", "-frames:v", "1", str(path)],
+                   input=np.ascontiguousarray(rgb).tobytes(), check=True)
+    return path
+
+
 def run_row(label: str, bundle, image: bool, eta, model, test_clips, test) -> dict:
     from avcli.media.ffmpeg import read_video, write_video
     from avcli.metrics import sync as S
@@ -77,15 +88,16 @@ def run_row(label: str, bundle, image: bool, eta, model, test_clips, test) -> di
     pipe = JointPipeline.from_bundle(str(bundle) if bundle is not None else None)
     geo = pipe.geometry()
     vals: dict[str, list[float]] = {"relsync": [], "p_align": [], "alignsync": [], "psnr": []}
+    fit_steps = 0
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as td:
         for i, (clip, (a_real, _, f_real)) in enumerate(zip(test_clips, test)):
             png = None
             if image:
                 first = read_video(clip, geo.fps, geo.frame_size, "crop", 0.0, 1.0 / geo.fps)[0]
-                png = Path(td) / f"first_{i}.mp4"  # any picture ffmpeg reads: a one-frame video
-                write_video(png, first[None], 1, overwrite=True)
+                png = _write_png(Path(td) / f"first_{i}.png", first)
             out = pipe.animate(clip, AnimateRequest(seed=i, image=str(png) if png else None, audio_guidance=eta))
+            fit_steps = out.first_frame_fit_steps
             gen = Path(td) / f"gen_{i}.mp4"
             write_video(gen, out.frames, out.fps, out.audio, out.sample_rate, overwrite=True)
             _, _, f_gen = S.clip_data(gen)
@@ -93,12 +105,14 @@ def run_row(label: str, bundle, image: bool, eta, model, test_clips, test) -> di
             for k in ("relsync", "p_align", "alignsync"):
                 vals[k].append(both[k])
             if png is not None:
-                vals["psnr"].append(psnr(out.frames[0], first))
+                assert np.array_equal(out.first_frame, first)  # the picture as given, at the bundle's size
+                vals["psnr"].append(out.first_frame_psnr_db)
             print(f"{label}: {i + 1}/{len(test_clips)}", file=sys.stderr, flush=True)
     row = {"row": label, "bundle": str(bundle) if bundle else "shipped", "image": image, "eta": eta,
            "seconds_per_clip": (time.perf_counter() - t0) / len(test_clips),
            **{k: float(np.mean(v)) for k, v in vals.items() if k != "psnr"}}
     row["first_frame_psnr_db"] = float(np.mean(vals["psnr"])) if vals["psnr"] else None
+    row["first_frame_fit_steps"] = fit_steps if image else None
     return row
 
 
@@ -118,7 +132,9 @@ def main() -> None:
     ap.add_argument("--motion-bundle", type=Path, default=None,
                     help="a bundle trained with --unfreeze-motion (and audio dropout), without FF-Attn")
     ap.add_argument("--ff-bundle", type=Path, default=None, help="the same training with --first-frame-attn")
-    ap.add_argument("--redo", default="", help="comma-separated row labels to measure again")
+    ap.add_argument("--ff-etas", default="1", help="audio guidance of the motion and FF-Attn rows (seed 002 Table 7 "
+                    "at the sweep's best eta)")
+    ap.add_argument("--redo", action="append", default=[], help="a row label to measure again (repeatable)")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "animate_sync.json")
     args = ap.parse_args()
 
@@ -132,17 +148,19 @@ def main() -> None:
     model, test, report = _classifiers(args, train_clips, test_clips)
     prior = json.loads(args.json.read_text()) if args.json.exists() else {}
     rows = {r["row"]: r for r in prior.get("rows", []) if prior.get("clips") == len(test_clips)}
-    redo = {r for r in args.redo.split(",") if r}
+    redo = set(args.redo)
     with tempfile.TemporaryDirectory() as td:
         plan = [("audio only", base, False, None), ("audio + first frame (mode a)", base, True, None),
                 ("mode a + FF-Attn, training-free", _with_first_frame_attn(base, Path(td) / "ff0"), True, None)]
         if args.eta_bundle is not None:
             plan += [(f"mode a, eta = {e:g} (audio dropout 0.1)", args.eta_bundle, True, e)
                      for e in (float(x) for x in args.etas.split(","))]
-        if args.motion_bundle is not None:
-            plan.append(("mode a, motion trained, no FF-Attn", args.motion_bundle, True, None))
-        if args.ff_bundle is not None:
-            plan.append(("mode a + FF-Attn (trained)", args.ff_bundle, True, None))
+        for e in (float(x) for x in args.ff_etas.split(",")):
+            tail = "" if e == 1 else f", eta = {e:g}"
+            if args.motion_bundle is not None:
+                plan.append((f"mode a, motion trained, no FF-Attn{tail}", args.motion_bundle, True, e))
+            if args.ff_bundle is not None:
+                plan.append((f"mode a + FF-Attn (trained){tail}", args.ff_bundle, True, e))
         res = {"command": "python benchmarks/animate_sync.py " + " ".join(sys.argv[1:]), **report,
                "relsync_ground_truth": 0.5, "clips": len(test_clips)}
         for label, bundle, image, eta in plan:

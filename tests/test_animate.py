@@ -69,9 +69,22 @@ def test_long_audio_is_animated_in_windows_to_its_full_length(tiny_bundle, tiny_
     assert np.array_equal(whole.frames[:geo.frames], first.frames)
 
 
+def _png(tmp_path, shape=(90, 120, 3), seed=0):
+    import subprocess
+
+    from avcli.media.ffmpeg import ffmpeg_exe, write_video
+
+    img = (np.random.default_rng(seed).random(shape) * 255).astype(np.uint8)
+    write_video(tmp_path / "still.mp4", img[None].repeat(2, 0), 1)  # any picture ffmpeg reads
+    png = tmp_path / "first.png"
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", "-i", str(tmp_path / "still.mp4"), "-frames:v", "1",
+                    str(png)], check=True)
+    return png
+
+
 def test_image_becomes_the_first_frame(tiny_bundle, tiny_model, tmp_path):
     """Mode (a): the given picture's latent is known at frame 0 and re-noised each step, so it comes back exactly
-    in latent space; decoded, it is the VAE's reconstruction of the picture."""
+    in latent space; decoded, it is the VAE's reconstruction of the picture (here the encoder's latent, unfitted)."""
     import torch
 
     from avcli.media.ffmpeg import read_image, write_video
@@ -93,7 +106,8 @@ def test_image_becomes_the_first_frame(tiny_bundle, tiny_model, tmp_path):
     wav = _tone(tmp_path / "hit.wav", geo.duration)
     pipe = JointPipeline.from_bundle(tiny_bundle)
     for fit in ("crop", "pad"):
-        out = pipe.animate(wav, AnimateRequest(steps=2, image=str(png), fit=fit))
+        out = pipe.animate(wav, AnimateRequest(steps=2, image=str(png), fit=fit, first_frame_steps=0))
+        assert out.first_frame_fit_steps == 0
         fitted = read_image(png, geo.frame_size, fit)
         assert np.array_equal(out.first_frame, fitted)
         want = encode_video(pipe.components, fitted[None])
@@ -102,6 +116,46 @@ def test_image_becomes_the_first_frame(tiny_bundle, tiny_model, tmp_path):
         assert np.array_equal(out.frames[0], recon)
     plain = pipe.animate(wav, AnimateRequest(steps=2))
     assert not torch.equal(plain.video_latent[:, :, :1], want)
+
+
+def test_first_latent_is_fitted_through_the_decoder(tiny_bundle, tiny_model, tmp_path):
+    """By default the first latent is fitted so that its decoded frame is closer to the picture than the encoder's
+    latent decodes: the output keeps that latent exactly at frame 0 (mode a), its decoded frame 0 is that latent's
+    decode, the decoder's weights get no gradients, and the CLI reports the steps and the PSNR."""
+    import torch
+
+    from avcli.media.ffmpeg import read_image
+    from avcli.pipelines.animate import FIRST_FRAME_STEPS, AnimateRequest, fit_first_latent
+    from avcli.pipelines.backends import descriptions
+    from avcli.pipelines.common import decode_video, encode_video
+    from avcli.pipelines.pipeline import JointPipeline
+
+    geo = tiny_model.geometry()
+    png = _png(tmp_path)
+    wav = _tone(tmp_path / "hit.wav", geo.duration)
+    pipe = JointPipeline.from_bundle(tiny_bundle)
+    out = pipe.animate(wav, AnimateRequest(steps=2, image=str(png)))
+    assert out.first_frame_fit_steps == FIRST_FRAME_STEPS > 0
+    pic = read_image(png, geo.frame_size, "crop")
+    enc = encode_video(pipe.components, pic[None])
+    decoder = descriptions(pipe.manifest)["video_vae_decoder"].module(pipe.model)
+    want = fit_first_latent(decoder, pic, enc, FIRST_FRAME_STEPS)
+    assert all(p.grad is None for p in decoder.parameters())
+    assert torch.allclose(out.video_latent[:, :, :1], want, atol=1e-6)  # exact up to the float order of Adam
+    assert np.array_equal(out.frames[0], decode_video(pipe.components, out.video_latent[:, :, :1])[0][0])
+
+    def err(latent):
+        return float(np.mean((decode_video(pipe.components, latent)[0][0].astype(float) - pic) ** 2))
+
+    assert err(want) < 0.9 * err(enc)  # the fit moves the decoded frame towards the picture
+    unfitted = pipe.animate(wav, AnimateRequest(steps=2, image=str(png), first_frame_steps=0))
+    assert out.first_frame_psnr_db > unfitted.first_frame_psnr_db
+    res = runner.invoke(app, ["animate", str(wav), "--image", str(png), "--bundle", str(tiny_bundle), "--steps",
+                              "1", "--first-frame-steps", "3", "-o", str(tmp_path / "o.mp4"), "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["first_frame_fit_steps"] == 3
+    assert summary["outputs"][0]["first_frame_psnr_db"] > 0
 
 
 def test_bad_image_is_one_line_exit_2_before_compute(tiny_bundle, tmp_path, monkeypatch, capsys):

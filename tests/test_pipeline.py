@@ -197,3 +197,26 @@ def test_batch_refuses_colliding_outputs_before_any_work(tiny_bundle, tmp_path, 
     res = _batch(tiny_bundle, f, tmp_path / "out")
     assert getattr(res.exception, "exit_code", None) == 2 and "both write" in str(res.exception)
     assert loaded == [] and not (tmp_path / "out").exists()
+
+
+def test_animate_from_an_engine_folder_uses_the_encoder_latent(engine_dir, tiny_bundle, tmp_path):
+    """An engine folder holds no torch decoder: the first frame's latent is the encoder's (no fit, said in the
+    summary), and asking for a fit there is one line and exit 2 before compute."""
+    import numpy as np
+
+    from avcli.media.ffmpeg import write_video, write_wav
+    from avcli.pipelines.animate import AnimateRequest
+
+    pipe = JointPipeline.from_bundle(engine_dir)
+    geo = pipe.geometry()
+    wav = tmp_path / "hit.wav"
+    write_wav(wav, (0.3 * np.sin(np.arange(int(geo.duration * 8000)) * 0.3)).astype(np.float32), 8000)
+    pic = tmp_path / "pic.mp4"
+    write_video(pic, np.full((1, 40, 40, 3), 120, np.uint8), 1)
+    out = pipe.animate(wav, AnimateRequest(steps=1, image=str(pic)))
+    assert out.first_frame_fit_steps == 0 and out.first_frame_psnr_db is not None
+    res = subprocess.run([sys.executable, "-m", "avcli", "animate", str(wav), "--image", str(pic), "--bundle",
+                          str(engine_dir), "--first-frame-steps", "5", "-o", str(tmp_path / "o.mp4")],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "engine folder" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o.mp4").exists()

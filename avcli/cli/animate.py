@@ -3,6 +3,7 @@ the ORIGINAL audio (not a re-synthesis), so what you hear is exactly what you ga
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Optional
@@ -20,6 +21,10 @@ Examples:
 
   avgen animate drums.flac -p "a wooden block struck by a stick" --num-samples 3 -o takes/
 """
+
+
+def _db(v: float | None) -> float | None:
+    return None if v is None else (round(v, 2) if math.isfinite(v) else None)
 
 
 def register(app: typer.Typer) -> None:
@@ -50,6 +55,10 @@ def animate_cmd(
                                                    help="Classifier-free audio guidance eta (seed 002): > 1 follows "
                                                    "the sound more closely, at one more video U-Net call per step; "
                                                    "1 = off. Meant for bundles trained with --audio-dropout."),
+    first_frame_steps: Optional[int] = typer.Option(None, "--first-frame-steps", min=0,
+                                                    help="Fit the --image latent to the picture through the video "
+                                                    "decoder for N Adam steps [default: 50 with a weights bundle; "
+                                                    "0 = the encoder's latent, as an engine folder must]."),
     seed: int = typer.Option(0, help="Random seed; sample i uses seed + i."),
     num_samples: int = typer.Option(1, "--num-samples", min=1, max=64, help="How many variations."),
     backend: str = typer.Option("auto", help="torch, ort, trt or auto (see avgen generate --help)."),
@@ -72,13 +81,13 @@ def animate_cmd(
     outputs = plan_outputs(output, num_samples, slug(prompt or audio_path.stem) + f"_s{seed}")
     refuse_existing(outputs, overwrite)
     req = AnimateRequest(prompt, negative_prompt, steps, solver, gamma, cfg, seed, start, duration, overlap,
-                         str(image) if image is not None else None, fit, audio_guidance)
+                         str(image) if image is not None else None, fit, audio_guidance, first_frame_steps)
     timings = Timings()
     with timings.stage("load"):
         pipe = JointPipeline.from_bundle(bundle, backend=backend, device=device, precision=precision,
                                          quiet=json_out)
     _, seconds = check_request(pipe, audio_path, req)  # segment, windows, image: before any compute
-    rows = []
+    rows, fit_steps = [], 0
     per_sample = window_count(pipe, seconds, overlap) * (steps or pipe.default_steps)
     with step_progress("animating", enabled=not json_out) as progress:
         task = progress.add_task("animating", total=per_sample * num_samples)
@@ -89,12 +98,15 @@ def animate_cmd(
                 write_video(path, out.frames, out.fps, out.audio, out.sample_rate, overwrite=overwrite)
             rows.append({"file": str(path), "seed": seed + i, "frames": len(out.frames), "fps": out.fps,
                          "duration_s": len(out.frames) / out.fps, "audio_s": round(out.duration, 4),
-                         "windows": out.windows, "sample_rate": out.sample_rate})
+                         "windows": out.windows, "sample_rate": out.sample_rate,
+                         "first_frame_psnr_db": _db(out.first_frame_psnr_db)})
+            fit_steps = out.first_frame_fit_steps
     wall = time.perf_counter() - t_start
     summary = {"outputs": rows, "timings_s": {k: round(v, 4) for k, v in timings.stages.items()},
                "wall_s": round(wall, 3), "input": str(audio_path), "start_s": start, "duration_s": seconds,
                "image": str(image) if image else None, "fit": fit, "backend": pipe.backend,
-               "first_frame": first_frame_mode(pipe.manifest, image is not None)}
+               "first_frame": first_frame_mode(pipe.manifest, image is not None),
+               "first_frame_fit_steps": fit_steps if image else None}
     if json_out:
         print_json(summary)
         return
@@ -104,5 +116,7 @@ def animate_cmd(
         stdout.print(f"{escape(r['file'])}  seed {r['seed']}  {r['frames']} frames @ {r['fps']:g} fps "
                      f"({r['windows']} window{'s' if r['windows'] > 1 else ''})")
     if summary["first_frame"]:
-        console.print(f"first frame: {summary['first_frame']}")
+        fitted = f", latent fitted {fit_steps} steps" if fit_steps else ", encoder latent"
+        psnrs = ", ".join(f"{r['first_frame_psnr_db']:.1f}" for r in rows)
+        console.print(f"first frame: {summary['first_frame']}{fitted}; {psnrs} dB PSNR against the picture")
     console.print(f"done in {wall:.1f} s")
