@@ -87,7 +87,11 @@ def run_row(label: str, bundle, image: bool, eta, model, test_clips, test) -> di
 
     pipe = JointPipeline.from_bundle(str(bundle) if bundle is not None else None)
     geo = pipe.geometry()
-    vals: dict[str, list[float]] = {"relsync": [], "p_align": [], "alignsync": [], "psnr": []}
+    from avcli.metrics.frechet import frechet_distance, paired_distances, video_features
+
+    vals: dict[str, list[float]] = {"relsync": [], "p_align": [], "alignsync": [], "psnr": [], "future_psnr": [],
+                                    "colourflow_paired": []}
+    feats_gen, feats_real = [], []
     fit_steps = 0
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as td:
@@ -104,13 +108,24 @@ def run_row(label: str, bundle, image: bool, eta, model, test_clips, test) -> di
             both = S.align_sync(model, a_real, f_gen, f_real)
             for k in ("relsync", "p_align", "alignsync"):
                 vals[k].append(both[k])
+            # the picture (seed 002 scores future frames 2..b against the real clip's): PSNR and colour/flow stats
+            real = read_video(clip, geo.fps, geo.frame_size, "crop", 0.0, len(out.frames) / geo.fps)
+            n = min(len(real), len(out.frames))
+            err = np.mean((out.frames[1:n].astype(np.float64) - real[1:n].astype(np.float64)) ** 2)
+            vals["future_psnr"].append(float(10 * np.log10(255.0**2 / max(err, 1e-12))))
+            feats_gen.append(video_features(out.frames[1:n]))
+            feats_real.append(video_features(real[1:n]))
+            vals["colourflow_paired"].append(float(paired_distances(feats_gen[-1][None], feats_real[-1][None])[0]))
             if png is not None:
                 assert np.array_equal(out.first_frame, first)  # the picture as given, at the bundle's size
                 vals["psnr"].append(out.first_frame_psnr_db)
             print(f"{label}: {i + 1}/{len(test_clips)}", file=sys.stderr, flush=True)
     row = {"row": label, "bundle": str(bundle) if bundle else "shipped", "image": image, "eta": eta,
            "seconds_per_clip": (time.perf_counter() - t0) / len(test_clips),
-           **{k: float(np.mean(v)) for k, v in vals.items() if k != "psnr"}}
+           **{k: float(np.mean(v)) for k, v in vals.items() if k not in ("psnr", "future_psnr", "colourflow_paired")},
+           "future_frames_psnr_db": float(np.mean(vals["future_psnr"])),
+           "colourflow_paired": float(np.mean(vals["colourflow_paired"])),
+           "fd_colourflow": frechet_distance(np.stack(feats_gen), np.stack(feats_real))}
     row["first_frame_psnr_db"] = float(np.mean(vals["psnr"])) if vals["psnr"] else None
     row["first_frame_fit_steps"] = fit_steps if image else None
     return row

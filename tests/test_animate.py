@@ -264,3 +264,44 @@ def test_audio_dropout_shows_the_video_unet_the_null_audio(tiny_model):
         want = m.video_unet(sample=nv.x_t, timestep=nv.t, text_embeds=tv, cross_features=torch.zeros_like(f_a))
     assert torch.allclose(pv, want, atol=1e-6) and not torch.allclose(pv, pv_keep, atol=1e-4)
     assert torch.equal(pa, pa_keep)
+
+
+def test_a_bundle_can_carry_its_animate_audio_guidance(tiny_bundle, tiny_model, tmp_path):
+    """`sampling.animate_audio_guidance` in bundle.json is animate's default eta (the null-audio pass runs without
+    the flag), --audio-guidance overrides it, generate and foley ignore it, and --json says which eta ran."""
+    import shutil
+
+    import torch
+
+    from avcli.pipelines.animate import AnimateRequest
+    from avcli.pipelines.generate import GenerateRequest
+    from avcli.pipelines.pipeline import JointPipeline
+
+    b = tmp_path / "eta"
+    shutil.copytree(tiny_bundle, b)
+    m = json.loads((b / "bundle.json").read_text())
+    m["sampling"]["animate_audio_guidance"] = 3.0
+    (b / "bundle.json").write_text(json.dumps(m))
+    wav = _tone(tmp_path / "hit.wav", tiny_model.geometry().duration)
+    pipe = JointPipeline.from_bundle(b)
+    unet, seen = pipe.components["video_unet"], []
+
+    def counting(**kw):
+        seen.append(bool(torch.count_nonzero(kw["cross_features"]) == 0))
+        return unet(**kw)
+
+    pipe.components["video_unet"] = counting
+    out = pipe.animate(wav, AnimateRequest(steps=2))
+    assert out.audio_guidance == 3.0 and seen.count(True) == len(seen) // 2 > 0  # one null-audio call per step
+    seen.clear()
+    assert pipe.animate(wav, AnimateRequest(steps=2, audio_guidance=1.0)).audio_guidance == 1.0
+    assert not any(seen)
+    seen.clear()
+    plain = JointPipeline.from_bundle(tiny_bundle)
+    a = pipe.generate(GenerateRequest(prompt="a ball", steps=2, seed=0))
+    c = plain.generate(GenerateRequest(prompt="a ball", steps=2, seed=0))
+    assert not any(seen) and torch.equal(a[0].video_latent, c[0].video_latent)
+    res = runner.invoke(app, ["animate", str(wav), "--bundle", str(b), "--steps", "1", "-o", str(tmp_path / "o.mp4"),
+                              "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["audio_guidance"] == 3.0

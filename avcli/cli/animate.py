@@ -54,7 +54,8 @@ def animate_cmd(
     audio_guidance: Optional[float] = typer.Option(None, "--audio-guidance", min=0.0,
                                                    help="Classifier-free audio guidance eta (seed 002): > 1 follows "
                                                    "the sound more closely, at one more video U-Net call per step; "
-                                                   "1 = off. Meant for bundles trained with --audio-dropout."),
+                                                   "1 = off [default: the bundle's animate default, else 1]. Meant for bundles trained with "
+                                                   "--audio-dropout."),
     first_frame_steps: Optional[int] = typer.Option(None, "--first-frame-steps", min=0,
                                                     help="Fit the --image latent to the picture through the video "
                                                     "decoder for N Adam steps [default: 50 with a weights bundle; "
@@ -87,7 +88,7 @@ def animate_cmd(
         pipe = JointPipeline.from_bundle(bundle, backend=backend, device=device, precision=precision,
                                          quiet=json_out)
     _, seconds = check_request(pipe, audio_path, req)  # segment, windows, image: before any compute
-    rows, fit_steps = [], 0
+    rows, fit_steps, eta = [], 0, None
     per_sample = window_count(pipe, seconds, overlap) * (steps or pipe.default_steps)
     with step_progress("animating", enabled=not json_out) as progress:
         task = progress.add_task("animating", total=per_sample * num_samples)
@@ -100,13 +101,13 @@ def animate_cmd(
                          "duration_s": len(out.frames) / out.fps, "audio_s": round(out.duration, 4),
                          "windows": out.windows, "sample_rate": out.sample_rate,
                          "first_frame_psnr_db": _db(out.first_frame_psnr_db)})
-            fit_steps = out.first_frame_fit_steps
+            fit_steps, eta = out.first_frame_fit_steps, out.audio_guidance
     wall = time.perf_counter() - t_start
     summary = {"outputs": rows, "timings_s": {k: round(v, 4) for k, v in timings.stages.items()},
                "wall_s": round(wall, 3), "input": str(audio_path), "start_s": start, "duration_s": seconds,
                "image": str(image) if image else None, "fit": fit, "backend": pipe.backend,
                "first_frame": first_frame_mode(pipe.manifest, image is not None),
-               "first_frame_fit_steps": fit_steps if image else None}
+               "first_frame_fit_steps": fit_steps if image else None, "audio_guidance": eta}
     if json_out:
         print_json(summary)
         return

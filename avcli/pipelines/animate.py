@@ -55,7 +55,7 @@ class AnimateRequest:
     overlap: float | None = None  # seconds shared by consecutive windows (None: 1 s, at most half a window)
     image: str | None = None  # the first frame: an image file, fitted to the bundle's frame size
     fit: str = "crop"
-    audio_guidance: float | None = None  # seed 002's eta (None: the bundle's, else 1 = off)
+    audio_guidance: float | None = None  # seed 002's eta (None: the bundle's animate default, else 1 = off)
     first_frame_steps: int | None = None  # the first latent's fit (None: FIRST_FRAME_STEPS where it can run; 0: off)
 
 
@@ -70,6 +70,7 @@ class AnimateOutput:
     video_latent: torch.Tensor  # (1, C, F, h, w) the whole clip
     first_frame: np.ndarray | None = None  # the fitted image, when one was given
     first_frame_fit_steps: int = 0  # Adam steps the first latent was fitted for (0: the encoder's latent)
+    audio_guidance: float = 1.0  # the eta used
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -108,6 +109,15 @@ def check_request(pipe, audio_path, req: AnimateRequest):
             raise UsageError("--first-frame-steps needs the torch video decoder, which an exported engine folder "
                              "does not hold: give the weights bundle, or --first-frame-steps 0")
     return info, seconds
+
+
+def audio_guidance(manifest: dict, req: AnimateRequest) -> float:
+    """The eta animate uses: the request's, else the bundle's `sampling.animate_audio_guidance` (set on a bundle
+    trained with --audio-dropout, to the eta its sweep chose), else 1 (off). Animate only: generate's audio is
+    generated, not given, and foley never runs the video U-Net."""
+    if req.audio_guidance is not None:
+        return float(req.audio_guidance)
+    return float(manifest.get("sampling", {}).get("animate_audio_guidance", 1.0))
 
 
 def first_frame_fit_steps(pipe, req: AnimateRequest) -> int:
@@ -169,7 +179,7 @@ def animate(pipe, audio_path, req: AnimateRequest, on_step: Callable[[int, int],
     plan = plan_windows(seconds, geo.duration, _overlap(geo.duration, req.overlap))
     total_frames = max(1, int(round(seconds * fps)))
     cfg = sampler_config(pipe.manifest, steps=req.steps, solver=req.solver, gamma=req.gamma, cfg_video=req.cfg,
-                         audio_guidance=req.audio_guidance)
+                         audio_guidance=audio_guidance(pipe.manifest, req))
     with timings.stage("decode-audio"):
         wav = read_audio(audio_path, sr, req.start, seconds, required=True)  # the model's view (mono, its rate)
         orig_sr = info.audio_sample_rate or sr
@@ -209,7 +219,7 @@ def animate(pipe, audio_path, req: AnimateRequest, on_step: Callable[[int, int],
         frames = np.concatenate([decode_video(pipe.components, video_latent[:, :, i:i + F])[0]
                                  for i in range(0, video_latent.shape[2], F)])
     return AnimateOutput(frames, fps, original, orig_sr, seconds, len(starts), video_latent, first, fit_steps,
-                         dict(timings.stages))
+                         cfg.audio_guidance, dict(timings.stages))
 
 
 def frame_starts(total_frames: int, window_frames: int, plan) -> list[int]:
