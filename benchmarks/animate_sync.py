@@ -128,6 +128,7 @@ def run_row(label: str, bundle, image: bool, eta, model, test_clips, test) -> di
            "fd_colourflow": frechet_distance(np.stack(feats_gen), np.stack(feats_real))}
     row["first_frame_psnr_db"] = float(np.mean(vals["psnr"])) if vals["psnr"] else None
     row["first_frame_fit_steps"] = fit_steps if image else None
+    row["first_frame_fit"] = "lbfgs" if image and fit_steps else None
     return row
 
 

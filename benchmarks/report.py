@@ -230,7 +230,9 @@ def animate_sync_section(a: dict) -> str:
     def fit(r):
         if not r["image"]:
             return "-"
-        return "encoder" if not r.get("first_frame_fit_steps") else f"fitted {r['first_frame_fit_steps']}"
+        if not r.get("first_frame_fit_steps"):
+            return "encoder"
+        return f"fitted {r['first_frame_fit_steps']}" + ("" if r.get("first_frame_fit") else " (Adam)")
 
     rows = [[r["row"], "-" if r["eta"] is None else f"{r['eta']:g}", _f(r["relsync"], ".3f"),
              _f(r["p_align"], ".3f"), _f(r["alignsync"], ".3f"), _f(r.get("future_frames_psnr_db")),
@@ -245,7 +247,8 @@ def animate_sync_section(a: dict) -> str:
             f"audio among {ia['clips']} with top-1 {ia['accuracy']:.2f} (chance {ia['chance']:.2f}). The picture "
             f"columns score the future frames (2..b, as seed 002 does) against the real clip's: PSNR, and the "
             f"paired distance of their colour/flow statistics (FD-colourflow's features; lower is closer). "
-            f"First frame: the latent as the encoder gives it, or fitted through the decoder for N steps "
+            f"First frame: the latent as the encoder gives it, or fitted through the decoder for N L-BFGS "
+            f"iterations (Adam steps in rows so marked, measured before the fit moved to L-BFGS) "
             f"(animate's default since it landed; rows marked encoder were measured before).\n\n"
             + _table(["animate", "eta", "RelSync (0.5 = as the real video)", "P_Align", "AlignSync",
                       "future frames PSNR (dB)", "colour/flow distance", "first latent", "first frame PSNR (dB)"],

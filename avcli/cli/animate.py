@@ -58,7 +58,7 @@ def animate_cmd(
                                                    "--audio-dropout."),
     first_frame_steps: Optional[int] = typer.Option(None, "--first-frame-steps", min=0,
                                                     help="Fit the --image latent to the picture through the video "
-                                                    "decoder for N Adam steps [default: 50 with a weights bundle; "
+                                                    "decoder for N L-BFGS iterations [default: 50 with a weights bundle; "
                                                     "0 = the encoder's latent, as an engine folder must]."),
     seed: int = typer.Option(0, help="Random seed; sample i uses seed + i."),
     num_samples: int = typer.Option(1, "--num-samples", min=1, max=64, help="How many variations."),
