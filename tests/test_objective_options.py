@@ -180,3 +180,27 @@ def test_concat_augment_cuts_both_modalities_at_one_instant():
     assert float(v.abs().sum()) == 0  # inputs untouched
     same = concat_augment(v, a, ov, oa, 0.0, torch.Generator().manual_seed(0))
     assert same[0] is v and same[1] is a and not same[3].any()
+
+
+def test_first_frame_given_puts_the_clean_frame_in_and_leaves_it_out_of_the_loss():
+    """--first-frame-p (seed 002's conditioning): p = 1 gives every sample's video U-Net its clean frame 0 (the
+    other frames as noised as ever), and the video loss is recomputed by hand over frames 1.. only; p = 0.5 gives
+    about half the samples; the audio side is untouched."""
+    g = torch.Generator().manual_seed(3)
+    v0, a0 = torch.randn(400, 4, 6, 2, 2, generator=g), torch.randn(400, 4, 12, 4, generator=g)
+    sv, sa = _schedules()
+    rec = _Recorder()
+    loss, parts = _loss(rec, v0, a0, first_frame_p=1.0)
+    (xv, tv), (xa, ta) = rec.unet_calls
+    assert torch.equal(xv[:, :, :1], v0[:, :, :1])  # clean, at whatever t the sample drew
+    assert not torch.equal(xv[:, :, 1:], v0[:, :, 1:])
+    abar = sv.alphas_cumprod()[tv].double().view(-1, 1, 1, 1, 1)
+    eps = (xv[:, :, 1:].double() - abar.sqrt() * v0[:, :, 1:].double()) / (1 - abar).sqrt()
+    assert parts["loss_video"] == pytest.approx(float(eps.pow(2).mean()), rel=1e-4)  # frames 1.. only
+    ref = _Recorder()
+    _, plain = _loss(ref, v0, a0)  # the same draws without the option: frames 1.. and the audio as before
+    assert torch.equal(ref.unet_calls[0][0][:, :, 1:], xv[:, :, 1:]) and plain["loss_audio"] == parts["loss_audio"]
+    rec = _Recorder()
+    _loss(rec, v0, a0, first_frame_p=0.5)
+    given = rec.unet_calls[0][0][:, :, :1].eq(v0[:, :, :1]).flatten(1).all(1)
+    assert float(given.float().mean()) == pytest.approx(0.5, abs=0.08)

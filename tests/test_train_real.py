@@ -260,3 +260,44 @@ def test_joint_first_frame_attention_trains_motion_and_is_recorded(tiny_bundle, 
     moved = {k for k in before if not torch.equal(before[k], after[k])}
     assert any("motion_modules" in k for k in moved)
     assert not any(".attentions." in k and "attn1" in k for k in moved)  # FF-Attn reuses frozen projections
+
+
+def test_joint_first_frame_given_is_recorded_and_animate_gives_the_picture_clean(tiny_bundle, real_data, tmp_path):
+    """--first-frame-p: the manifest records it, and animate on that bundle switches to mode b: the picture's latent
+    goes into the video U-Net clean at every step (not re-noised), and comes back exactly at frame 0."""
+    import numpy as np
+
+    from avcli.media.ffmpeg import write_video, write_wav
+    from avcli.pipelines.animate import AnimateRequest, first_frame_mode
+    from avcli.pipelines.pipeline import JointPipeline
+
+    bundle, work = tmp_path / "b", tmp_path / "w"
+    shutil.copytree(tiny_bundle, bundle)
+    res = _joint(bundle, real_data, work, 2, "--first-frame-p", "0.5")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["first_frame_p"] == 0.5
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    assert manifest["joint"]["video_first_frame_given"] is True
+    assert first_frame_mode(manifest, True).startswith("mode b")
+    pipe = JointPipeline.from_bundle(bundle)
+    geo = pipe.geometry()
+    wav = tmp_path / "hit.wav"
+    write_wav(wav, (0.3 * np.sin(np.arange(int(geo.duration * 8000)) * 0.3)).astype(np.float32), 8000)
+    pic = tmp_path / "pic.mp4"
+    write_video(pic, (np.random.default_rng(0).random((1, *geo.frame_size, 3)) * 255).astype(np.uint8), 1)
+    unet, seen = pipe.components["video_unet"], []
+
+    def recording(**kw):
+        seen.append(kw["sample"][:, :, :1].clone())
+        return unet(**kw)
+
+    pipe.components["video_unet"] = recording
+    out = pipe.animate(wav, AnimateRequest(steps=3, image=str(pic), first_frame_steps=0))
+    first = out.video_latent[:, :, :1]
+    assert len(seen) >= 3  # every call of every step saw the clean latent
+    assert all(torch.allclose(s, first.expand_as(s)) for s in seen)
+    plain = JointPipeline.from_bundle(tiny_bundle)  # mode a re-noises it: the U-Net sees a noisy frame 0
+    unet2, seen2 = plain.components["video_unet"], []
+    plain.components["video_unet"] = lambda **kw: (seen2.append(kw["sample"][:, :, :1].clone()), unet2(**kw))[1]
+    plain.animate(wav, AnimateRequest(steps=3, image=str(pic), first_frame_steps=0))
+    assert not torch.allclose(seen2[0], first.expand_as(seen2[0]))

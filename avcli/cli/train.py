@@ -236,6 +236,10 @@ def train_joint(
                                           help="Seed 002's FF-Attn: the video U-Net's spatial attention also "
                                                "attends to the first frame (animate --image mode b); no new "
                                                "weights, pair it with --unfreeze-motion. The bundle records it."),
+    first_frame_p: float = typer.Option(0.0, "--first-frame-p", min=0.0, max=1.0,
+                                        help="Share of samples whose first frame is given clean, its loss left "
+                                             "out (seed 002's first-frame conditioning; animate --image then keeps "
+                                             "the picture clean). The bundle records it. 0 = off."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     from avcli.training.loop import LoopConfig
@@ -245,7 +249,8 @@ def train_joint(
                         progress=not json_out, ema_decay=ema_decay, mixed_precision=mixed_precision,
                         contrastive_weight=contrastive_weight, known_p=known_p, high_noise_weight=high_noise_weight,
                         audio_dropout=audio_dropout, onset_weight=onset_weight, concat_p=concat_p,
-                        attentive_pool=attentive_pool, first_frame_attn=first_frame_attn)
+                        attentive_pool=attentive_pool, first_frame_attn=first_frame_attn,
+                        first_frame_p=first_frame_p)
     cfg = LoopConfig(steps=steps, lr=lr, seed=seed, ckpt_every=ckpt_every, resume=resume, grad_clip=grad_clip,
                      weight_decay=weight_decay)
     _run("joint", opts, cfg, json_out)

@@ -37,7 +37,10 @@ def first_frame_mode(manifest: dict, has_image: bool) -> str | None:
     plus mode (b)'s first-frame attention when the bundle was trained with it (`joint.video_first_frame_attn`)."""
     if not has_image:
         return None
-    if manifest.get("joint", {}).get("video_first_frame_attn"):
+    joint = manifest.get("joint", {})
+    if joint.get("video_first_frame_given"):
+        return "mode b (latent given clean" + (", FF-Attn)" if joint.get("video_first_frame_attn") else ")")
+    if joint.get("video_first_frame_attn"):
         return "mode a + b (latent known, FF-Attn)"
     return "mode a (latent known)"
 
@@ -209,14 +212,17 @@ def animate(pipe, audio_path, req: AnimateRequest, on_step: Callable[[int, int],
         if k == 0 and first is not None:
             known_v, keep = torch.zeros((1,) + geo.video_latent), 1
             known_v[:, :, :1] = first_latent
-        mask = None
+        mask = given = None
         if known_v is not None:
             mask = torch.zeros(1, 1, F, 1, 1)
             mask[:, :, :keep] = 1.0
+        if k == 0 and first is not None and pipe.manifest["joint"].get("video_first_frame_given"):
+            given = torch.zeros(1, 1, F, 1, 1)  # trained with the picture clean: it goes in clean every step
+            given[:, :, :1] = 1.0
         with timings.stage("denoise"), torch.no_grad():
             res = sample(pipe.components, vspec, aspec, text, cfg, torch.Generator().manual_seed(req.seed + 1000 * k),
                          task="animate", known_audio=known_a, known_video=known_v, video_mask=mask,
-                         on_step=on_step)
+                         video_given=given, on_step=on_step)
         buf[:, :, f0:f0 + F] = res.video  # known frames come back unchanged (replacement)
     video_latent = buf[:, :, :total_frames]
     with timings.stage("decode"):

@@ -160,6 +160,7 @@ def sample(
     global_T: int | None = None,
     audio_mask: torch.Tensor | None = None,
     video_mask: torch.Tensor | None = None,
+    video_given: torch.Tensor | None = None,
     on_step: Callable[[int, int], None] | None = None,
     initial_noise: tuple[torch.Tensor | None, torch.Tensor | None] | None = None,
     pool: Executor | None = None,
@@ -170,7 +171,9 @@ def sample(
     For foley, `known_audio` with `audio_mask` (1 where known, broadcastable to the audio latent) conditions the
     free audio on a known part (e.g. the tail of the previous window of a long video) by replacement. Animate's
     mirror image: `known_video` with `video_mask` (1 on known frames: a given first frame, or the previous
-    window's tail) keeps those frames, re-noised to m(t) each step.
+    window's tail) keeps those frames, re-noised to m(t) each step; `video_given` (1 on known frames that go in
+    clean instead, a subset of video_mask) is for a video U-Net trained with its first frame given clean
+    (`train joint --first-frame-p`).
     `initial_noise` (video, audio) replaces the first draw of either latent (e.g. to start from the same noise as
     another pipeline); None entries are drawn as usual.
     `pool` (an Executor with a free worker) runs the video U-Net concurrently with the audio U-Net in generate;
@@ -184,6 +187,8 @@ def sample(
         raise ValueError("audio_mask needs task='foley' and known_audio")
     if video_mask is not None and (task != "animate" or known_video is None):
         raise ValueError("video_mask needs task='animate' and known_video")
+    if video_given is not None and video_mask is None:
+        raise ValueError("video_given needs video_mask")
     if task == "animate" and known_audio is None:
         raise ValueError("animate needs the known audio latent")
     if config.recon_guidance > 0 and task != "foley":
@@ -220,7 +225,10 @@ def sample(
         if audio_mask is not None:
             x_a = audio_mask * _renoise(known_audio, sa, n, randn) + (1 - audio_mask) * x_a
         if video_mask is not None:
-            x_v = video_mask * _renoise(known_video, sv, m, randn) + (1 - video_mask) * x_v
+            known_t = _renoise(known_video, sv, m, randn)  # drawn either way: the noise stream stays the same
+            if video_given is not None:
+                known_t = video_given * known_video.float() + (1 - video_given) * known_t
+            x_v = video_mask * known_t + (1 - video_mask) * x_v
         sc_v = x0_v if config.self_condition else torch.zeros_like(x0_v)
         sc_a = x0_a if config.self_condition else torch.zeros_like(x0_a)
         # each connector feeds the *other* modality's U-Net: foley never runs the video U-Net, so it needs no audio

@@ -8,7 +8,9 @@ of seed 001 (eq. 6), seed 003's onset loss kept on as an auxiliary term (`--onse
 the onset stage's in the same work folder and is not part of the bundle) and seed 004's concat augmentation
 (`--concat-p`, augment.py), and seed 003's attentive-pooled global video feature (`--attentive-pool`, added to
 the bundle's video connector at zero, so training starts from what the bundle did), and seed 002's first-frame
-attention in the video U-Net (`--first-frame-attn`, no new weights; recorded in the bundle's manifest).
+attention in the video U-Net (`--first-frame-attn`, no new weights; recorded in the bundle's manifest) and its
+first-frame conditioning (`--first-frame-p`: frame 0 given clean for a share of the samples, as animate gives a
+picture; recorded as `joint.video_first_frame_given`).
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ class JointObjective(nn.Module):
     def __init__(self, model: JointModel, geo: Geometry, self_condition_p: float = 0.5,
                  contrastive_weight: float = 0.0, contrastive_shift: tuple[float, float] = (0.2, 0.4),
                  known_p: float = 0.0, high_noise_weight: float = 1.0, audio_dropout: float = 0.0,
-                 onset_head: OnsetHead | None = None, onset_weight: float = 0.0, onset_pos_weight: float = 1.0):
+                 onset_head: OnsetHead | None = None, onset_weight: float = 0.0, onset_pos_weight: float = 1.0,
+                 first_frame_p: float = 0.0):
         super().__init__()
         for name in JOINT_COMPONENTS:
             setattr(self, name, getattr(model, name))
@@ -55,6 +58,7 @@ class JointObjective(nn.Module):
         self.known_p, self.high_noise_weight, self.audio_dropout = known_p, high_noise_weight, audio_dropout
         self.onset_head = onset_head  # trained beside the connectors; write_joint leaves it out of the bundle
         self.onset_weight, self.onset_pos_weight = onset_weight, onset_pos_weight
+        self.first_frame_p = first_frame_p
 
     def forward(self, video0, audio0, text_v, text_a, generator, other_v=None, other_a=None, onset_labels=None):
         if other_v is None:
@@ -63,7 +67,7 @@ class JointObjective(nn.Module):
                 onset = OnsetAux(self.onset_head, onset_labels, self.onset_weight, self.onset_pos_weight)
             return joint_loss(self, video0, audio0, text_v, text_a, self.sv, self.sa, self.abar_v, self.abar_a,
                               generator, self.self_condition_p, self.known_p, self.high_noise_weight,
-                              self.audio_dropout, onset)
+                              self.audio_dropout, onset, self.first_frame_p)
         return contrastive_joint_loss(self, video0, audio0, other_v, other_a, text_v, text_a, self.sv, self.sa,
                                       self.abar_v, self.abar_a, generator, self.contrastive_weight, self.shift_v,
                                       self.shift_a, self.self_condition_p, self.negative_kinds)
@@ -119,6 +123,17 @@ def add_first_frame_attn(model: JointModel, bundle: Path | None) -> bool:
     return True
 
 
+def mark_first_frame_given(model: JointModel, bundle: Path | None) -> bool:
+    """Record that the video U-Net was trained with a clean first frame (`--first-frame-p`): animate then gives the
+    picture's latent clean at every step instead of re-noising it (mode b). False when already recorded."""
+    if model.manifest["joint"].get("video_first_frame_given"):
+        return False
+    model.manifest["joint"]["video_first_frame_given"] = True
+    if bundle is not None:
+        update_bundle(model, bundle, [], [("joint", "video_first_frame_given")])
+    return True
+
+
 def onset_head_from(work: Path, dim: int) -> tuple[OnsetHead, str | None]:
     """The onset head of the onset stage run in this work folder (its checkpoint's `head.*`), else a fresh one."""
     from safetensors.torch import load_file
@@ -142,6 +157,8 @@ def stage_joint(opts, cfg: LoopConfig) -> dict:
         raise UsageError(f"{opts.data}: data folder not found")
     if opts.onset_weight > 0 and opts.contrastive_weight > 0:
         raise UsageError("--onset-weight and --contrastive-weight cannot be combined yet; train with one of them")
+    if opts.first_frame_p > 0 and opts.contrastive_weight > 0:
+        raise UsageError("--first-frame-p and --contrastive-weight cannot be combined yet; train with one of them")
     accel = make_accelerator(opts.mixed_precision)
     main = accel.is_main_process
     model = load_bundle(opts.bundle, verify=False)
@@ -149,6 +166,8 @@ def stage_joint(opts, cfg: LoopConfig) -> dict:
         add_global_pool(model, opts.bundle if main else None)
     if opts.first_frame_attn:
         add_first_frame_attn(model, opts.bundle if main else None)
+    if opts.first_frame_p > 0:
+        mark_first_frame_given(model, opts.bundle if main else None)
     geo = model.geometry()
     items = read_folder(opts.data)[: opts.limit or None]
     mine, disjoint = shard(items, accel.process_index, accel.num_processes)
@@ -163,7 +182,7 @@ def stage_joint(opts, cfg: LoopConfig) -> dict:
     model.freeze_bases(unfreeze_motion=opts.unfreeze_motion)
     objective = JointObjective(model, geo, opts.self_condition_p, opts.contrastive_weight, opts.contrastive_shift,
                                opts.known_p, opts.high_noise_weight, opts.audio_dropout, head, opts.onset_weight,
-                               pos_weight)
+                               pos_weight, opts.first_frame_p)
     if len(data) < 2:
         objective.negative_kinds = ("shift",)  # segment and swap negatives need another clip
     del model  # VAEs, vocoder and text encoders are not needed any more
@@ -199,7 +218,8 @@ def stage_joint(opts, cfg: LoopConfig) -> dict:
     result.update(processes=accel.num_processes, mixed_precision=accel.mixed_precision, ema_decay=opts.ema_decay,
                   known_p=opts.known_p, high_noise_weight=opts.high_noise_weight, audio_dropout=opts.audio_dropout,
                   onset_weight=opts.onset_weight, onset_head_from=head_from, concat_p=opts.concat_p,
-                  attentive_pool=opts.attentive_pool, first_frame_attn=opts.first_frame_attn)
+                  attentive_pool=opts.attentive_pool, first_frame_attn=opts.first_frame_attn,
+                  first_frame_p=opts.first_frame_p)
     if main:
         weights = ema.shadow if ema is not None else _trainable(objective)
         write_joint(opts.bundle, {k: v for k, v in weights.items() if not k.startswith("onset_head.")})

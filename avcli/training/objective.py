@@ -78,7 +78,7 @@ def joint_loss(model, video0: torch.Tensor, audio0: torch.Tensor, text_v: torch.
                video_schedule: NoiseSchedule, audio_schedule: NoiseSchedule, abar_v: torch.Tensor,
                abar_a: torch.Tensor, generator: torch.Generator | None = None, self_condition_p: float = 0.5,
                known_p: float = 0.0, high_noise_weight: float = 1.0, audio_dropout: float = 0.0,
-               onset: OnsetAux | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+               onset: OnsetAux | None = None, first_frame_p: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """Eq. 9-10: L_v + L_a with t_v, t_a drawn independently, so any gamma works at inference.
 
     Self-conditioning (Chen et al. 2022): with probability p a first pass without gradient estimates x0 for both
@@ -86,14 +86,18 @@ def joint_loss(model, video0: torch.Tensor, audio0: torch.Tensor, text_v: torch.
     known_p and high_noise_weight (both off by default, = the seed's recipe): see `known_modality` and
     `high_noise_weights`. audio_dropout: the share of samples whose video U-Net sees null (zero) audio features,
     so that sampling can guide by the audio (seed 002, `--audio-guidance`). onset: the auxiliary onset loss
-    (`OnsetAux`), added with its weight.
+    (`OnsetAux`), added with its weight. first_frame_p: the share of samples whose frame 0 is given clean
+    (`first_frame_given`, animate with a picture).
     """
     nv = add_noise(video0, video_schedule, abar_v, generator)
     na = add_noise(audio0, audio_schedule, abar_a, generator)
+    mask_v = None
+    if first_frame_p > 0:
+        nv, mask_v = first_frame_given(nv, video0, first_frame_p, generator)
     pv, pa, f_v = joint_predict(model, nv, na, text_v, text_a, video_schedule, audio_schedule, generator,
                                 self_condition_p, known=(video0, audio0, known_p), audio_dropout=audio_dropout,
                                 features=True)
-    lv = _weighted_mse(pv, nv, video_schedule, high_noise_weight)
+    lv = _weighted_mse(pv, nv, video_schedule, high_noise_weight, mask_v)
     la = _weighted_mse(pa, na, audio_schedule, high_noise_weight)
     logs = {"loss_video": float(lv.detach()), "loss_audio": float(la.detach())}
     loss = lv + la
@@ -126,10 +130,34 @@ def high_noise_weights(abar: torch.Tensor, prediction_type: str, cap: float) -> 
     return w.clamp(1.0, cap)
 
 
-def _weighted_mse(pred: torch.Tensor, nb: NoisedBatch, schedule: NoiseSchedule, cap: float) -> torch.Tensor:
-    if cap <= 1:
+def first_frame_given(nv: NoisedBatch, video0: torch.Tensor, p: float,
+                      generator: torch.Generator | None) -> tuple[NoisedBatch, torch.Tensor]:
+    """Seed 002's first-frame conditioning as animate gives it: with probability p a sample's frame 0 in x_t is its
+    clean latent (the picture), whatever t the other frames are at, and its loss counts frames 1.. only (there is
+    nothing to predict on a given frame). Returns the batch and the loss mask (B, 1, F, 1, 1): 0 on given frames."""
+    b, f = video0.shape[0], video0.shape[2]
+    given = (torch.rand(b, generator=generator) < p).to(video0.device, video0.dtype).view(b, 1, 1, 1, 1)
+    frame0 = torch.zeros(1, 1, f, 1, 1, device=video0.device, dtype=video0.dtype)
+    frame0[:, :, 0] = 1.0
+    m = given * frame0
+    x_t = m * video0 + (1 - m) * nv.x_t
+    return NoisedBatch(x_t, nv.t, nv.target, nv.abar), 1 - m
+
+
+def _weighted_mse(pred: torch.Tensor, nb: NoisedBatch, schedule: NoiseSchedule, cap: float,
+                  mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The (high-noise weighted) MSE; with a mask (broadcastable, 1 = counted), each sample's mean runs over its
+    counted elements only."""
+    if cap <= 1 and mask is None:
         return F.mse_loss(pred.float(), nb.target)
-    per = (pred.float() - nb.target).pow(2).flatten(1).mean(1)
+    sq = (pred.float() - nb.target).pow(2)
+    if mask is None:
+        per = sq.flatten(1).mean(1)
+    else:
+        m = mask.float().expand_as(sq)
+        per = (sq * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(1.0)
+    if cap <= 1:
+        return per.mean()
     w = high_noise_weights(nb.abar, schedule.prediction_type, cap).to(per.device)
     return (w * per).sum() / w.sum()
 
