@@ -9,7 +9,8 @@ Rows (each on the same clips and seeds; a row already in the JSON is kept unless
     mode a, eta = E (bundle trained with audio dropout)       --eta-bundle B --etas 1,2,4,8 (seed 002 Table 10)
     mode a, motion trained (no FF-Attn)                       --motion-bundle B (--unfreeze-motion --audio-dropout)
     mode a + FF-Attn (trained)                                --ff-bundle B (the same, with --first-frame-attn)
-    the last two at more etas (seed 002 Table 7's rows)       --ff-etas 1,8
+    mode b: FF-Attn + frame 0 given clean (trained)           --given-bundle B (the same, + --first-frame-p)
+    the last three at more etas (seed 002 Table 7's rows)     --ff-etas 1,8
 The picture is the clip's first frame written as a lossless PNG; the first latent is fitted through the decoder
 (animate's default) unless a row says fit 0 (rows measured before the fit landed).
 
@@ -148,6 +149,8 @@ def main() -> None:
     ap.add_argument("--motion-bundle", type=Path, default=None,
                     help="a bundle trained with --unfreeze-motion (and audio dropout), without FF-Attn")
     ap.add_argument("--ff-bundle", type=Path, default=None, help="the same training with --first-frame-attn")
+    ap.add_argument("--given-bundle", type=Path, default=None,
+                    help="a bundle trained with --first-frame-p (and FF-Attn): mode b, the picture given clean")
     ap.add_argument("--ff-etas", default="1", help="audio guidance of the motion and FF-Attn rows (seed 002 Table 7 "
                     "at the sweep's best eta)")
     ap.add_argument("--redo", action="append", default=[], help="a row label to measure again (repeatable)")
@@ -177,6 +180,8 @@ def main() -> None:
                 plan.append((f"mode a, motion trained, no FF-Attn{tail}", args.motion_bundle, True, e))
             if args.ff_bundle is not None:
                 plan.append((f"mode a + FF-Attn (trained){tail}", args.ff_bundle, True, e))
+            if args.given_bundle is not None:
+                plan.append((f"mode b: FF-Attn + first frame given clean (trained){tail}", args.given_bundle, True, e))
         res = {"command": "python benchmarks/animate_sync.py " + " ".join(sys.argv[1:]), **report,
                "relsync_ground_truth": 0.5, "clips": len(test_clips)}
         for label, bundle, image, eta in plan:
