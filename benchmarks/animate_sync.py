@@ -80,7 +80,13 @@ def _write_png(path: Path, rgb: np.ndarray) -> Path:
     return path
 
 
-def run_row(label: str, bundle, image: bool, eta, model, test_clips, test) -> dict:
+def _captions(test_clips) -> dict[str, str]:
+    path = Path(test_clips[0]).parent / "captions.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return {r["file"]: r["caption"] for r in rows}
+
+
+def run_row(label: str, bundle, image: bool, eta, model, test_clips, test, prompt: bool = False) -> dict:
     from avcli.media.ffmpeg import read_video, write_video
     from avcli.metrics import sync as S
     from avcli.pipelines.animate import AnimateRequest
@@ -94,6 +100,7 @@ def run_row(label: str, bundle, image: bool, eta, model, test_clips, test) -> di
                                     "colourflow_paired": []}
     feats_gen, feats_real = [], []
     fit_steps = 0
+    captions = _captions(test_clips) if prompt else {}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as td:
         for i, (clip, (a_real, _, f_real)) in enumerate(zip(test_clips, test)):
@@ -101,7 +108,9 @@ def run_row(label: str, bundle, image: bool, eta, model, test_clips, test) -> di
             if image:
                 first = read_video(clip, geo.fps, geo.frame_size, "crop", 0.0, 1.0 / geo.fps)[0]
                 png = _write_png(Path(td) / f"first_{i}.png", first)
-            out = pipe.animate(clip, AnimateRequest(seed=i, image=str(png) if png else None, audio_guidance=eta))
+            text = captions.get(Path(clip).name, "") if prompt else ""
+            out = pipe.animate(clip, AnimateRequest(prompt=text, seed=i, image=str(png) if png else None,
+                                                    audio_guidance=eta))
             fit_steps = out.first_frame_fit_steps
             gen = Path(td) / f"gen_{i}.mp4"
             write_video(gen, out.frames, out.fps, out.audio, out.sample_rate, overwrite=True)
@@ -128,6 +137,7 @@ def run_row(label: str, bundle, image: bool, eta, model, test_clips, test) -> di
            "colourflow_paired": float(np.mean(vals["colourflow_paired"])),
            "fd_colourflow": frechet_distance(np.stack(feats_gen), np.stack(feats_real))}
     row["first_frame_psnr_db"] = float(np.mean(vals["psnr"])) if vals["psnr"] else None
+    row["prompt"] = "caption" if prompt else None
     row["first_frame_fit_steps"] = fit_steps if image else None
     row["first_frame_fit"] = "lbfgs" if image and fit_steps else None
     return row
@@ -151,6 +161,8 @@ def main() -> None:
     ap.add_argument("--ff-bundle", type=Path, default=None, help="the same training with --first-frame-attn")
     ap.add_argument("--given-bundle", type=Path, default=None,
                     help="a bundle trained with --first-frame-p (and FF-Attn): mode b, the picture given clean")
+    ap.add_argument("--caption-rows", action="store_true",
+                    help="also run the mode b rows with the clip's caption as the prompt (seed 002 Table 9: text + audio)")
     ap.add_argument("--ff-etas", default="1", help="audio guidance of the motion and FF-Attn rows (seed 002 Table 7 "
                     "at the sweep's best eta)")
     ap.add_argument("--redo", action="append", default=[], help="a row label to measure again (repeatable)")
@@ -182,12 +194,14 @@ def main() -> None:
                 plan.append((f"mode a + FF-Attn (trained){tail}", args.ff_bundle, True, e))
             if args.given_bundle is not None:
                 plan.append((f"mode b: FF-Attn + first frame given clean (trained){tail}", args.given_bundle, True, e))
+                if args.caption_rows:
+                    plan.append((f"mode b (trained){tail}, caption as prompt", args.given_bundle, True, e))
         res = {"command": "python benchmarks/animate_sync.py " + " ".join(sys.argv[1:]), **report,
                "relsync_ground_truth": 0.5, "clips": len(test_clips)}
         for label, bundle, image, eta in plan:
             if label in rows and label not in redo:
                 continue
-            rows[label] = run_row(label, bundle, image, eta, model, test_clips, test)
+            rows[label] = run_row(label, bundle, image, eta, model, test_clips, test, "caption as prompt" in label)
             res["rows"] = [rows[k] for k in dict.fromkeys([p[0] for p in plan] + list(rows)) if k in rows]
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(res, indent=1) + "\n")  # after every row: a cut run keeps what it has
