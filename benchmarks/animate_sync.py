@@ -143,6 +143,34 @@ def run_row(label: str, bundle, image: bool, eta, model, test_clips, test, promp
     return row
 
 
+def first_frame_fit_curve(bundle, test_clips, iterations=(0, 10, 25, 50, 100, 200)) -> dict:
+    """The first frame's decoded PSNR against the picture by L-BFGS iterations of animate's latent fit (0: the
+    encoder's latent), on the clips' first frames, with the seconds each fit took on this machine."""
+    from avcli.media.ffmpeg import read_video
+    from avcli.pipelines.animate import fit_first_latent
+    from avcli.pipelines.backends import descriptions
+    from avcli.pipelines.common import decode_video, encode_video
+    from avcli.pipelines.pipeline import JointPipeline
+
+    pipe = JointPipeline.from_bundle(str(bundle) if bundle is not None else None, backend="torch", quiet=True)
+    geo = pipe.geometry()
+    decoder = descriptions(pipe.manifest)["video_vae_decoder"].module(pipe.model)
+    psnrs: dict[int, list[float]] = {n: [] for n in iterations}
+    secs: dict[int, list[float]] = {n: [] for n in iterations}
+    for clip in test_clips:
+        pic = read_video(clip, geo.fps, geo.frame_size, "crop", 0.0, 1.0 / geo.fps)[0]
+        enc = encode_video(pipe.components, pic[None])
+        for n in iterations:
+            t0 = time.perf_counter()
+            z = fit_first_latent(decoder, pic, enc, n)
+            secs[n].append(time.perf_counter() - t0)
+            err = np.mean((decode_video(pipe.components, z)[0][0].astype(np.float64) - pic) ** 2)
+            psnrs[n].append(float(10 * np.log10(255.0**2 / max(err, 1e-12))))
+    return {"bundle": str(bundle) if bundle else "shipped", "clips": len(test_clips),
+            "rows": [{"iterations": n, "psnr_db": float(np.mean(psnrs[n])), "seconds": float(np.mean(secs[n]))}
+                     for n in iterations]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--train", type=Path, required=True)
@@ -198,6 +226,9 @@ def main() -> None:
                     plan.append((f"mode b (trained){tail}, caption as prompt", args.given_bundle, True, e))
         res = {"command": "python benchmarks/animate_sync.py " + " ".join(sys.argv[1:]), **report,
                "relsync_ground_truth": 0.5, "clips": len(test_clips)}
+        fit = prior.get("first_frame_fit") if prior.get("clips") == len(test_clips) else None
+        res["first_frame_fit"] = fit if fit and "first-frame fit" not in redo else first_frame_fit_curve(base,
+                                                                                                        test_clips)
         for label, bundle, image, eta in plan:
             if label in rows and label not in redo:
                 continue

@@ -252,7 +252,15 @@ def animate_sync_section(a: dict) -> str:
             f"(animate's default since it landed; rows marked encoder were measured before).\n\n"
             + _table(["animate", "eta", "RelSync (0.5 = as the real video)", "P_Align", "AlignSync",
                       "future frames PSNR (dB)", "colour/flow distance", "first latent", "first frame PSNR (dB)"],
-                     rows) + "\n")
+                     rows) + "\n" + _fit_curve(a.get("first_frame_fit")))
+
+
+def _fit_curve(fit: dict | None) -> str:
+    if not fit:
+        return ""
+    pts = ", ".join(f"{r['iterations']} -> {r['psnr_db']:.1f} dB ({r['seconds']:.1f} s)" for r in fit["rows"])
+    return (f"\nFirst-frame fit (animate's L-BFGS on the decoded frame, {fit['bundle']} bundle, the same "
+            f"{fit['clips']} first frames; 0 = the encoder's latent; seconds per fit on this machine): {pts}.\n")
 
 
 def ray_batch_section(r: dict) -> str:

@@ -2,7 +2,7 @@
 frame as the picture, once per bundle (mode a, mode b, ...), with the true impacts marked under the strips.
 
     .venv/bin/python scripts/animate_figure.py --test work/v2/hits-test --clip 3 --out docs/animate_0.png \\
-        --row "v2 bundle, mode a=avcli/bundles/hits-demo" --row "mode b, eta 8=work/animate/ffg/bundle@8"
+        --row "v2 bundle, mode a=avcli/bundles/hits-demo" --row "mode b, eta 8, caption=work/animate/ffg/bundle@8+caption"
 """
 
 from __future__ import annotations
@@ -23,12 +23,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def _row(spec: str) -> tuple[str, str, float | None]:
+def _row(spec: str) -> tuple[str, str, float | None, bool]:
+    """LABEL=BUNDLE[@ETA][+caption]: +caption gives the clip's caption as the prompt."""
     label, _, rest = spec.partition("=")
-    bundle, _, eta = rest.partition("@")
+    caption = rest.endswith("+caption")
+    bundle, _, eta = rest.removesuffix("+caption").partition("@")
     if not label or not bundle:
-        raise SystemExit(f"--row wants 'LABEL=BUNDLE[@ETA]', got {spec!r}")
-    return label, bundle, float(eta) if eta else None
+        raise SystemExit(f"--row wants 'LABEL=BUNDLE[@ETA][+caption]', got {spec!r}")
+    return label, bundle, float(eta) if eta else None, caption
 
 
 def main() -> None:
@@ -51,7 +53,9 @@ def main() -> None:
               .splitlines() if line.strip()}.get(clip.name, {})
     strips, labels, fps = [], [], None
     with tempfile.TemporaryDirectory() as td:
-        for label, bundle, eta in (_row(r) for r in args.row):
+        caps = [json.loads(line) for line in (args.test / "captions.jsonl").read_text().splitlines() if line.strip()]
+        caption = {r["file"]: r["caption"] for r in caps}.get(clip.name, "")
+        for label, bundle, eta, with_caption in (_row(r) for r in args.row):
             pipe = JointPipeline.from_bundle(bundle, backend="torch", quiet=True)
             geo = pipe.geometry()
             fps = geo.fps
@@ -60,7 +64,8 @@ def main() -> None:
                 strips.append(real)
                 labels.append("real clip")
                 png = _write_png(Path(td) / "first.png", real[0])
-            out = pipe.animate(clip, AnimateRequest(seed=args.clip, image=str(png), audio_guidance=eta))
+            out = pipe.animate(clip, AnimateRequest(prompt=caption if with_caption else "", seed=args.clip,
+                                                    image=str(png), audio_guidance=eta))
             strips.append(out.frames[: args.frames])
             labels.append(f"{label} (frame 0 {out.first_frame_psnr_db:.1f} dB)")
     n = min(len(s) for s in strips)
@@ -75,7 +80,7 @@ def main() -> None:
             if t * fps < n:
                 ax.axvline(t * fps * w, color="tab:red", lw=1.0)
     axes[-1, 0].set_xlabel("time (s); red lines: the true impacts of the real clip's audio", fontsize=8)
-    fig.suptitle(f"avgen animate of {clip.name}'s audio, its first frame given", fontsize=9)
+    fig.suptitle(f"avgen animate of {clip.name}'s audio, its first frame given (caption: {caption!r})", fontsize=9)
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out)

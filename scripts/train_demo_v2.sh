@@ -41,8 +41,14 @@ case "$LEG" in
         --audio-dropout 0.1 --unfreeze-motion --ckpt-every 25 "${extra[@]}" > "$D/train.log" 2>&1 &
     done
     wait
+    # mode b as seed 002 trains it: from the FF-Attn bundle, GIVEN_STEPS more with frame 0 given clean half the time
+    D="$W/../animate/ffg"; mkdir -p "$D"; [ -d "$D/bundle" ] || cp -r "$W/../animate/ff/bundle" "$D/bundle"
+    [ -e "$D/cache" ] || ln -s "$(realpath "$W/cache")" "$D/cache"
+    [ -f "$D/records/joint.json" ] || OMP_NUM_THREADS=2 $A train joint --bundle "$D/bundle" --data "$W/hits" \
+      --work "$D" --json --steps ${GIVEN_STEPS:-200} --batch 8 --lr 2e-4 --known-p 0.5 --high-noise-weight 20 --seed 2 \
+      --audio-dropout 0.1 --unfreeze-motion --first-frame-p 0.5 --ckpt-every 25 > "$D/train.log" 2>&1
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/animate_sync.py --train "$W/hits" --test "$W/hits-test" --n 20 \
-      --eta-bundle "$W/../levers/audio_dropout/bundle" --motion-bundle "$W/../animate/noff/bundle" \
-      --ff-bundle "$W/../animate/ff/bundle" ;;
+      --eta-bundle "$W/../levers/audio_dropout/bundle" --etas 1,2,4,8,12 --motion-bundle "$W/../animate/noff/bundle" \
+      --ff-bundle "$W/../animate/ff/bundle" --given-bundle "$D/bundle" --ff-etas 1,8 --caption-rows ;;
   *) echo "unknown leg $LEG" >&2; exit 2 ;;
 esac
