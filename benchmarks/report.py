@@ -248,8 +248,9 @@ def animate_sync_section(a: dict) -> str:
             f"columns score the future frames (2..b, as seed 002 does) against the real clip's: PSNR, and the "
             f"paired distance of their colour/flow statistics (FD-colourflow's features; lower is closer). "
             f"First frame: the latent as the encoder gives it, or fitted through the decoder for N L-BFGS "
-            f"iterations (Adam steps in rows so marked, measured before the fit moved to L-BFGS) "
-            f"(animate's default since it landed; rows marked encoder were measured before).\n\n"
+            f"iterations (animate's default since it landed; rows marked Adam or encoder were measured before, "
+            f"those marked encoder with the picture given as a one-frame H.264 file, which cost nothing "
+            f"measurable: the fit curve's 0-iteration point is the encoder latent of the lossless picture).\n\n"
             + _table(["animate", "eta", "RelSync (0.5 = as the real video)", "P_Align", "AlignSync",
                       "future frames PSNR (dB)", "colour/flow distance", "first latent", "first frame PSNR (dB)"],
                      rows) + "\n" + _fit_curve(a.get("first_frame_fit")))
@@ -259,7 +260,9 @@ def _fit_curve(fit: dict | None) -> str:
     if not fit:
         return ""
     pts = ", ".join(f"{r['iterations']} -> {r['psnr_db']:.1f} dB ({r['seconds']:.1f} s)" for r in fit["rows"])
-    return (f"\nFirst-frame fit (animate's L-BFGS on the decoded frame, {fit['bundle']} bundle, the same "
+    bundle = Path(fit["bundle"])
+    bundle = bundle.relative_to(ROOT) if bundle.is_absolute() and bundle.is_relative_to(ROOT) else bundle
+    return (f"\nFirst-frame fit (animate's L-BFGS on the decoded frame, the {bundle} bundle, the same "
             f"{fit['clips']} first frames; 0 = the encoder's latent; seconds per fit on this machine): {pts}.\n")
 
 

@@ -9,7 +9,7 @@ A given first frame (`image`, seed 002's setting) is training-free here: its lat
 first window and re-noised to m(t) each step, the replacement trick that foley uses, applied along time. That latent
 is the encoder's, then fitted to the picture through the video VAE decoder (`fit_first_latent`: L-BFGS on the decoded
 frame's squared error), because the output's first frame is the decoder's view of it: the encoder's latent alone
-decodes to ~27 dB of the picture on the demo, the fitted one to ~29.6 dB.
+decodes to ~26.5 dB of the picture on the demo, the fitted one to ~28.6 dB.
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ from avcli.pipelines.foley import plan_windows
 from avcli.sampling.joint import sample
 
 FITS = ("crop", "pad", "stretch")
-FIRST_FRAME_STEPS = 50  # L-BFGS iterations of the first frame's latent fit. Demo, 6 held-out frames: encoder 27.2 dB,
-# 50 -> 29.6 (4 s on one CPU core at 64 px), 100 -> 29.8, 200 -> 29.9 (the decoder's own limit); Adam (lr 0.1) gave
-# 29.1 after 50 steps, 29.5 after 200
+FIRST_FRAME_STEPS = 50  # L-BFGS iterations of the first frame's latent fit. Demo, 20 held-out first frames
+# (benchmarks/results/animate_sync.json, first_frame_fit): encoder 26.5 dB, 10 -> 27.9, 25 -> 28.4, 50 -> 28.6
+# (~2.5 s on one CPU core at 64 px), 100 -> 28.8, 200 -> 28.9 (about the decoder's limit); Adam (lr 0.1) reached
+# ~0.5 dB less than L-BFGS at 50 steps on a smaller sample
 
 
 def first_frame_mode(manifest: dict, has_image: bool) -> str | None:
