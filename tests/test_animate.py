@@ -205,18 +205,10 @@ def test_audio_guidance_follows_seed_002s_formula_and_eta_1_is_the_conditional_p
     assert len(calls) == 2 and calls.count(0.0) == 1  # one pass with the null (zero) audio features
 
 
-def test_animate_audio_guidance_reaches_the_video_unet_and_eta_1_changes_nothing(tiny_bundle, tiny_model,
-                                                                                     tmp_path):
-    """Through the pipeline: eta = 1 gives the same frames as no flag; eta != 1 runs the extra null-audio pass of
-    the video U-Net every step, with zero audio features (a fresh model's zero-initialised CMC-PE blocks ignore
-    the audio either way, so the pass is checked, not the picture)."""
+def _record_null_audio_calls(pipe) -> list[bool]:
+    """Wrap the pipeline's video U-Net: each call appends whether its audio features were the null (all zero)."""
     import torch
 
-    from avcli.pipelines.animate import AnimateRequest
-    from avcli.pipelines.pipeline import JointPipeline
-
-    wav = _tone(tmp_path / "hit.wav", tiny_model.geometry().duration)
-    pipe = JointPipeline.from_bundle(tiny_bundle)
     unet, seen = pipe.components["video_unet"], []
 
     def counting(**kw):
@@ -224,6 +216,21 @@ def test_animate_audio_guidance_reaches_the_video_unet_and_eta_1_changes_nothing
         return unet(**kw)
 
     pipe.components["video_unet"] = counting
+    return seen
+
+
+def test_animate_audio_guidance_reaches_the_video_unet_and_eta_1_changes_nothing(tiny_bundle, tiny_model,
+                                                                                     tmp_path):
+    """Through the pipeline: eta = 1 gives the same frames as no flag; eta != 1 runs the extra null-audio pass of
+    the video U-Net every step, with zero audio features (a fresh model's zero-initialised CMC-PE blocks ignore
+    the audio either way, so the pass is checked, not the picture)."""
+
+    from avcli.pipelines.animate import AnimateRequest
+    from avcli.pipelines.pipeline import JointPipeline
+
+    wav = _tone(tmp_path / "hit.wav", tiny_model.geometry().duration)
+    pipe = JointPipeline.from_bundle(tiny_bundle)
+    seen = _record_null_audio_calls(pipe)
     base = pipe.animate(wav, AnimateRequest(steps=2))
     n_base = len(seen)
     assert np.array_equal(pipe.animate(wav, AnimateRequest(steps=2, audio_guidance=1.0)).frames, base.frames)
@@ -284,13 +291,7 @@ def test_a_bundle_can_carry_its_animate_audio_guidance(tiny_bundle, tiny_model, 
     (b / "bundle.json").write_text(json.dumps(m))
     wav = _tone(tmp_path / "hit.wav", tiny_model.geometry().duration)
     pipe = JointPipeline.from_bundle(b)
-    unet, seen = pipe.components["video_unet"], []
-
-    def counting(**kw):
-        seen.append(bool(torch.count_nonzero(kw["cross_features"]) == 0))
-        return unet(**kw)
-
-    pipe.components["video_unet"] = counting
+    seen = _record_null_audio_calls(pipe)
     out = pipe.animate(wav, AnimateRequest(steps=2))
     assert out.audio_guidance == 3.0 and seen.count(True) == len(seen) // 2 > 0  # one null-audio call per step
     seen.clear()
