@@ -167,3 +167,18 @@ def test_wav_flac_roundtrip(tmp_path):
     assert np.abs(read_audio(tmp_path / "a.wav", SR) - x).max() < 1e-3
     st = read_audio(tmp_path / "a.flac", SR, mono=False)
     assert st.shape == (SR, 2) and np.abs(st[:, 1] + x).max() < 1e-3
+
+
+def test_ffmpeg_reasons_are_one_short_line_naming_the_cause():
+    """The first line naming invalid data wins over the fallout after it, without ffmpeg's "[x @ 0x...]" prefixes,
+    and a long line is cut at its end, not its start."""
+    from avcli.media.ffmpeg import _tail
+
+    err = (b"[png @ 0x55a0bc6b9900] Invalid PNG signature 0x6E6F742061207069.\n"
+           b"[vost#0:0/rawvideo @ 0x55a0bc6bcd00] [enc:rawvideo @ 0x55a0bc6bd7c0] Could not open encoder before EOF\n"
+           b"[out#0/rawvideo @ 0x5643a5a0b100] Nothing was written into output file.\n")
+    assert _tail(err) == "Invalid PNG signature 0x6E6F742061207069."
+    assert _tail(b"[mp4 @ 0x1] moov atom not found\n") == "moov atom not found"
+    long = _tail("x" * 50 + " end", 20)
+    assert long.startswith("xxx") and long.endswith("...") and len(long) == 20
+    assert _tail(b"") == "no message"

@@ -40,11 +40,18 @@ def _src(path) -> str:
     return "file:" + str(Path(path).resolve())
 
 
+_CONTEXT = re.compile(r"^(\[[^\]]*@ ?0x[0-9a-fA-F]+\] ?)+")  # ffmpeg's "[png @ 0x55a0...] " line prefixes
+
+
 def _tail(stderr: bytes | str, n: int = 300) -> str:
+    """ffmpeg's reason in one short line: its first line naming invalid data (the cause, where later lines are
+    the fallout), else its last line, without the "[codec @ 0x...]" context, cut at n characters."""
     if isinstance(stderr, bytes):
         stderr = stderr.decode(errors="replace")
-    lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
-    return (lines[-1] if lines else "no message")[-n:]
+    lines = [_CONTEXT.sub("", ln).strip() for ln in stderr.strip().splitlines()]
+    lines = [ln for ln in lines if ln]
+    cause = next((ln for ln in lines if "invalid" in ln.lower()), lines[-1] if lines else "no message")
+    return cause if len(cause) <= n else cause[: n - 3].rstrip() + "..."
 
 
 def _run(cmd: list[str], path, what: str, input: bytes | None = None) -> subprocess.CompletedProcess:
