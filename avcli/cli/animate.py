@@ -117,7 +117,7 @@ def animate_cmd(
         stdout.print(f"{escape(r['file'])}  seed {r['seed']}  {r['frames']} frames @ {r['fps']:g} fps "
                      f"({r['windows']} window{'s' if r['windows'] > 1 else ''})")
     if summary["first_frame"]:
-        fitted = f", latent fitted {fit_steps} steps" if fit_steps else ", encoder latent"
+        fitted = f", latent fitted ({fit_steps} L-BFGS iterations)" if fit_steps else ", encoder latent"
         psnrs = ", ".join(f"{r['first_frame_psnr_db']:.1f}" for r in rows)
         console.print(f"first frame: {summary['first_frame']}{fitted}; {psnrs} dB PSNR against the picture")
     console.print(f"done in {wall:.1f} s")
