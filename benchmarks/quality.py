@@ -50,6 +50,13 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "quality")
     ap.add_argument("--parts", default="generate,foley", help="generate,foley (default) or foley")
+    ap.add_argument("--steps", type=int, default=None, help="sampling steps (default: the bundle's)")
+    ap.add_argument("--solver", choices=("ddim", "dpmpp2m"), default=None, help="default: the bundle's")
+    ap.add_argument("--adherence-model", type=Path, default=None,
+                    help="adherence classifiers to reuse if the file exists (fitted on --train and saved there if "
+                         "not); default: fitted afresh into the --out folder")
+    ap.add_argument("--seed-offset", type=int, default=0,
+                    help="clip i is sampled with seed i + offset (a second offset measures seed noise)")
     args = ap.parse_args()
     parts = set(args.parts.split(","))
     if not parts or parts - {"generate", "foley"} or "foley" not in parts:
@@ -57,6 +64,7 @@ def main() -> None:
 
     from avcli.media.ffmpeg import mux_audio, write_video
     from avcli.models.bundle import load_bundle
+    from avcli.pipelines.common import sampler_config
     from avcli.pipelines.foley import FoleyRequest
     from avcli.pipelines.generate import GenerateRequest
     from avcli.pipelines.pipeline import JointPipeline
@@ -71,17 +79,18 @@ def main() -> None:
     pipe = JointPipeline.from_model(model)  # the pipeline `avgen generate` / `avgen foley` run
     seconds = {"generate": [], "foley": []}
     for i, row in enumerate(caps):
-        name = row["file"]
+        name, seed = row["file"], i + args.seed_offset
         if not (real / name).exists():  # the same n real clips, by link: eval scores whole folders
             (real / name).symlink_to((args.test / name).resolve())
         if "generate" in parts and not (gen_dir / name).exists():
             t0 = time.perf_counter()
-            clip = pipe.generate(GenerateRequest(row["caption"], seed=i))[0]
+            clip = pipe.generate(GenerateRequest(row["caption"], seed=seed, steps=args.steps,
+                                                 solver=args.solver))[0]
             write_video(gen_dir / name, clip.frames, clip.fps, clip.audio, clip.sample_rate)
             seconds["generate"].append(time.perf_counter() - t0)
         if not (foley_dir / name).exists():
             t0 = time.perf_counter()
-            audio = pipe.foley(args.test / name, FoleyRequest(seed=i)).audio
+            audio = pipe.foley(args.test / name, FoleyRequest(seed=seed, steps=args.steps, solver=args.solver)).audio
             mux_audio(args.test / name, audio, geo.sample_rate, foley_dir / name)
             seconds["foley"].append(time.perf_counter() - t0)
         print(f"{i + 1}/{len(caps)} {name}", file=sys.stderr, flush=True)
@@ -89,17 +98,19 @@ def main() -> None:
         (d / "captions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in caps))
     (real / "events.jsonl").write_text("".join(json.dumps(truth[r["file"]]) + "\n" for r in caps))
 
-    adh = args.out / "adherence.safetensors"
+    adh = args.adherence_model or args.out / "adherence.safetensors"
+    fit = [] if args.adherence_model and adh.exists() else ["--fit-adherence", str(args.train), "--overwrite"]
     tol = str(round(1000.0 / geo.fps, 3))  # +-1 video frame, the AV-Align window
     common = ["--fps", f"{geo.fps:g}", "--variant", "all"]
     res: dict = {"n": len(caps), "bundle": str(model.bundle_path), "fps": geo.fps, "sample_rate": geo.sample_rate,
                  "command": "python benchmarks/quality.py " + " ".join(sys.argv[1:])}
     res["parts"] = sorted(parts)
+    cfg = sampler_config(model, steps=args.steps, solver=args.solver)
+    res["sampling"] = {"steps": cfg.steps, "solver": cfg.solver, "seed_offset": args.seed_offset}
     truth_args = ["--truth", str(real / "events.jsonl"), "--onset-tolerance-ms", tol]
     if "generate" in parts:
         res["eval_real"] = avgen_eval(real, *common, "--metrics", "av_align,onsets,adherence,contact,floor", *truth_args,
-                                      "--fit-adherence", str(args.train), "--adherence-model", str(adh),
-                                      "--overwrite")
+                                      *fit, "--adherence-model", str(adh))
         res["eval_generate"] = avgen_eval(gen_dir, *common, "--metrics", "av_align,fd,adherence,contact,floor",
                                           "--onset-tolerance-ms", tol, "--reference", str(real),
                                           "--adherence-model", str(adh))

@@ -64,3 +64,23 @@ def test_readme_quality_sections_are_what_the_committed_json_renders(report, nam
     else:
         text = getattr(report, render)(data[0])
     assert block.group(1) == text
+
+
+def test_steps_sweep_noise_band_and_settings():
+    """benchmarks/steps_sweep.py: the default row comes first and once, the noise row repeats the default with other
+    seeds, and a setting is within noise when it is no worse than the default by more than the seed-to-seed gap,
+    in each metric's own direction (higher F1 is better, lower FD is better)."""
+    spec = importlib.util.spec_from_file_location("steps_sweep", ROOT / "benchmarks" / "steps_sweep.py")
+    sw = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sw)
+    rows = sw.settings(["ddim", "dpmpp2m"], [8, 25], ("ddim", 25))
+    assert [r["label"] for r in rows] == ["ddim-25", "ddim-8", "dpmpp2m-8", "dpmpp2m-25", "ddim-25-seeds1000"]
+    assert rows[-1]["noise_run"] and rows[-1]["seed_offset"] == sw.NOISE_SEED_OFFSET
+    base = {"foley_onset_f1": 0.60, "fd_logmel_generate": 100.0}
+    noise = {"foley_onset_f1": 0.58, "fd_logmel_generate": 110.0}  # band: 0.02 in F1, 10 in FD
+    assert sw.within_noise({"foley_onset_f1": 0.585, "fd_logmel_generate": 109.0}, base, noise) == {
+        "foley_onset_f1": True, "fd_logmel_generate": True}
+    assert sw.within_noise({"foley_onset_f1": 0.57, "fd_logmel_generate": 111.0}, base, noise) == {
+        "foley_onset_f1": False, "fd_logmel_generate": False}
+    # better than the default by any margin is within noise
+    assert all(sw.within_noise({"foley_onset_f1": 0.9, "fd_logmel_generate": 10.0}, base, noise).values())
