@@ -146,3 +146,23 @@ def test_trt_engine_matches_torch(tiny_model, onnx_dir, tmp_path):
             ref = d.module(tiny_model)(**x)
         torch.testing.assert_close(as_callable(eng)(**{k: v.cuda() for k, v in x.items()}).cpu(), ref,
                                    atol=1e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["video_unet", "audio_unet"])
+def test_ort_unet_fusions_run_on_the_cpu_ep_and_match_the_plain_graph(onnx_dir, tiny_model, tmp_path, name):
+    """export/ort_fusions.py: onnxruntime's unet fusions with the CUDA-only ops left out. The fused graph must hold
+    the CPU-runnable fused ops (MultiHeadAttention with q/k/v apart: a packed layout has no CPU kernel and fails at
+    run time), run through OrtEngine, and give the plain graph's output."""
+    from engines.ort_engine import OrtEngine
+    from export.descriptions import get_description, inputs_at
+    from export.ort_fusions import fuse_unet
+
+    feeds = inputs_at(get_description(tiny_model.manifest, name), tiny_model, 1.0, batch=1)
+    plain = OrtEngine(onnx_dir / f"{name}.onnx", save_optimized=False).run(feeds)["noise_pred"]
+    new_ops = fuse_unet(onnx_dir / f"{name}.onnx", tmp_path / "fused.onnx", "all")
+    assert new_ops.get("MultiHeadAttention", 0) >= 1, new_ops
+    assert not set(new_ops) & {"NhwcConv", "GroupNorm", "SkipGroupNorm", "BiasSplitGelu", "BiasAdd"}, new_ops
+    fused = OrtEngine(tmp_path / "fused.onnx", save_optimized=False).run(feeds)["noise_pred"]
+    assert torch.allclose(fused, plain, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="unknown fusion variant"):
+        fuse_unet(onnx_dir / f"{name}.onnx", tmp_path / "x.onnx", "packed")
