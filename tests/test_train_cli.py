@@ -87,3 +87,35 @@ def test_init_video_grid_checked_up_front(tiny_bundle, tmp_path):
                               "-o", str(tmp_path / "c")])
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "c" / "bundle.json").read_text())["joint"]["video_grid"] == 2
+
+
+def test_finalize_keeps_the_history_appends_new_stages_and_sets_sampling_defaults(tiny_bundle, tmp_path, monkeypatch,
+                                                                                  capsys):
+    """A bundle trained further is shipped with its own training record first, then the work folder's new stages
+    (a record already in the bundle is not repeated), and the sampling defaults given to finalize."""
+    from avcli.models.bundle import load_bundle
+
+    src = tmp_path / "trained"
+    shutil.copytree(tiny_bundle, src)
+    m = json.loads((src / "bundle.json").read_text())
+    old = {"stage": "vae-video", "steps": 10, "steps_run": 10, "data": "a"}
+    m["training"] = [old]
+    (src / "bundle.json").write_text(json.dumps(m))
+    work = tmp_path / "w"
+    (work / "records").mkdir(parents=True)
+    new = {"stage": "joint", "steps": 400, "steps_run": 400, "data": "b"}
+    (work / "records" / "joint.json").write_text(json.dumps([new]))
+    (work / "records" / "vae-video.json").write_text(json.dumps([old]))  # already in the bundle's history
+    out = tmp_path / "shipped"
+    res = runner.invoke(app, ["train", "finalize", "--bundle", str(src), "--work", str(work), "-o", str(out),
+                              "--steps", "12", "--solver", "dpmpp2m", "--animate-audio-guidance", "12"])
+    assert res.exit_code == 0, res.output
+    shipped = load_bundle(out).manifest
+    assert shipped["training"] == [old, new]
+    assert shipped["sampling"] == {**m["sampling"], "steps": 12, "solver": "dpmpp2m", "animate_audio_guidance": 12.0}
+    from conftest import run_cli
+
+    code, _, err = run_cli(monkeypatch, capsys, "train", "finalize", "--bundle", src, "-o", tmp_path / "x",
+                           "--solver", "euler")
+    assert code == 2 and "--solver must be one of ddim, dpmpp2m; got 'euler'" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x").exists()

@@ -99,22 +99,23 @@ def finalize_cmd(
     work: Optional[Path] = typer.Option(None, help="Work folder whose training_record.json is embedded."),
     dtype: str = typer.Option("float16", help="float16 or float32 storage."),
     name: Optional[str] = typer.Option(None, help="Bundle name in the manifest."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Default sampling steps it ships with."),
+    solver: Optional[str] = typer.Option(None, "--solver", help="Default solver it ships with: ddim or dpmpp2m."),
+    animate_audio_guidance: Optional[float] = typer.Option(
+        None, "--animate-audio-guidance", min=1.0,
+        help="animate's default --audio-guidance (for a bundle trained with --audio-dropout)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle at --output."),
 ) -> None:
     from avcli.cli.common import human_size
     from avcli.errors import UsageError
     from avcli.models.bundle import load_bundle, save_bundle
+    from avcli.training.stages import shipping_manifest
 
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise UsageError(f"{output}: already exists (use --overwrite to replace it)")
     model = load_bundle(bundle)
-    from avcli.training.stages import training_record
-
-    extra = {}
-    if work is not None:
-        extra["training"] = training_record(work)
-    if name:
-        extra["name"] = name
+    extra = shipping_manifest(model.manifest, work, name=name, steps=steps, solver=solver,
+                              animate_audio_guidance=animate_audio_guidance)
     out = save_bundle(model, output, dtype=dtype, extra=extra)
     size = sum(f.stat().st_size for f in out.iterdir())
     stdout.print(f"wrote {out} ({human_size(size)}, {dtype})")

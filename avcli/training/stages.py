@@ -346,6 +346,30 @@ def run_stage(stage: str, opts: StageOptions, cfg: LoopConfig) -> dict:
     return result
 
 
+def shipping_manifest(manifest: dict, work: Path | None, name: str | None = None, steps: int | None = None,
+                      solver: str | None = None, animate_audio_guidance: float | None = None) -> dict:
+    """The manifest keys `avgen train finalize` changes: the training record (the bundle's own, then the work
+    folder's stages not already in it: a bundle trained further keeps its history) and the sampling defaults."""
+    from avcli.errors import UsageError
+    from avcli.sampling.solvers import SOLVERS
+
+    extra: dict = {}
+    if work is not None:
+        history = list(manifest.get("training") or [])
+        extra["training"] = history + [r for r in training_record(work) if r not in history]
+    if name:
+        extra["name"] = name
+    if solver is not None and solver not in SOLVERS:
+        raise UsageError(f"--solver must be one of {', '.join(SOLVERS)}; got {solver!r}")
+    sampling = dict(manifest["sampling"])
+    for key, value in (("steps", steps), ("solver", solver), ("animate_audio_guidance", animate_audio_guidance)):
+        if value is not None:
+            sampling[key] = value
+    if sampling != manifest["sampling"]:
+        extra["sampling"] = sampling
+    return extra
+
+
 def training_record(work: Path) -> list[dict]:
     """All stages' records of a work folder, in the recipe's order."""
     out = []
