@@ -198,6 +198,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from avcli.manifest import resolve_bundle
+    from export.files import sha256_file
 
     base = Path(args.bundle) if args.bundle else resolve_bundle(None)
     test_clips = sorted(args.test.glob("*.mp4"))[: args.n]
@@ -225,7 +226,9 @@ def main() -> None:
                 if args.caption_rows:
                     plan.append((f"mode b (trained){tail}, caption as prompt", args.given_bundle, True, e))
         res = {"command": "python benchmarks/animate_sync.py " + " ".join(sys.argv[1:]), **report,
-               "relsync_ground_truth": 0.5, "clips": len(test_clips)}
+               "relsync_ground_truth": 0.5, "clips": len(test_clips),
+               # which training of the classifiers scored a row: a row kept from a run with another one is marked
+               "sync_model_sha256": sha256_file(args.sync_model)[:16] if args.sync_model else None}
         fit = prior.get("first_frame_fit") if prior.get("clips") == len(test_clips) else None
         res["first_frame_fit"] = fit if fit and "first-frame fit" not in redo else first_frame_fit_curve(base,
                                                                                                         test_clips)
@@ -233,6 +236,7 @@ def main() -> None:
             if label in rows and label not in redo:
                 continue
             rows[label] = run_row(label, bundle, image, eta, model, test_clips, test, "caption as prompt" in label)
+            rows[label]["scored_with"] = res["sync_model_sha256"]
             res["rows"] = [rows[k] for k in dict.fromkeys([p[0] for p in plan] + list(rows)) if k in rows]
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(res, indent=1) + "\n")  # after every row: a cut run keeps what it has

@@ -12,7 +12,10 @@ from the JSON files in benchmarks/results/ (nothing is typed by hand, so the REA
     animatesync benchmarks/results/animate_sync.json (benchmarks/animate_sync.py)
     raybatch  benchmarks/results/ray_batch.json    (benchmarks/ray_batch.py)
     v2compare benchmarks/results/quality_v2_shipped.json + quality_v2.json (benchmarks/quality.py, same clips)
+    shipcheck benchmarks/results/quality_ship_*.json (benchmarks/quality.py: the shipped bundle against its parent)
     levers    benchmarks/results/levers_v2.json    (benchmarks/levers.py)
+    stepsweep benchmarks/results/steps_sweep.json  (benchmarks/steps_sweep.py)
+    orttuning benchmarks/results/ort_tuning.json   (benchmarks/ort_tuning.py)
 
     .venv/bin/python benchmarks/report.py [--machine NAME] [--readme README.md]
 """
@@ -234,7 +237,10 @@ def animate_sync_section(a: dict) -> str:
             return "encoder"
         return f"fitted {r['first_frame_fit_steps']}" + ("" if r.get("first_frame_fit") else " (Adam)")
 
-    rows = [[r["row"], "-" if r["eta"] is None else f"{r['eta']:g}", _f(r["relsync"], ".3f"),
+    current = a.get("sync_model_sha256")
+    earlier = lambda r: current is not None and r.get("scored_with") != current  # noqa: E731
+    rows = [[r["row"] + (" †" if earlier(r) else ""), "-" if r["eta"] is None else f"{r['eta']:g}",
+             _f(r["relsync"], ".3f"),
              _f(r["p_align"], ".3f"), _f(r["alignsync"], ".3f"), _f(r.get("future_frames_psnr_db")),
              _f(r.get("colourflow_paired"), ".1f"), fit(r), _f(r["first_frame_psnr_db"])] for r in a["rows"]]
     rows.append(["real video (reference)", "-", "0.500", "-", "-", "-", "0.0", "-", "-"])
@@ -253,7 +259,16 @@ def animate_sync_section(a: dict) -> str:
             f"measurable: the fit curve's 0-iteration point is the encoder latent of the lossless picture).\n\n"
             + _table(["animate", "eta", "RelSync (0.5 = as the real video)", "P_Align", "AlignSync",
                       "future frames PSNR (dB)", "colour/flow distance", "first latent", "first frame PSNR (dB)"],
-                     rows) + "\n" + _fit_curve(a.get("first_frame_fit")))
+                     rows) + "\n" + _earlier_note(a, any(earlier(r) for r in a["rows"]))
+            + _fit_curve(a.get("first_frame_fit")))
+
+
+def _earlier_note(a: dict, any_earlier: bool) -> str:
+    if not any_earlier:
+        return ""
+    return ("\n† scored by an earlier training of the sync classifier and image-audio model (same recipe, "
+            f"{a.get('earlier_classifier_note', 'an earlier run')}); RelSync depends on the classifier, so compare "
+            "† rows with each other, not with the rest.\n")
 
 
 def _fit_curve(fit: dict | None) -> str:
@@ -310,6 +325,9 @@ def _x(value, ref) -> str:
 
 
 V2_ROWS = ("hits-demo before v2 (old physics)", "v2: new physics, onset pretext, 800 joint steps")
+SHIP_ROWS = (("v2 (shipped until 2026-12-02)", "quality_ship_parent40.json"),
+             ("v2, other seeds (the noise band)", "quality_ship_parent40_seeds1000.json"),
+             ("v2 + 400 joint steps, audio dropout 0.1 (shipped now)", "quality_ship_dropout40.json"))
 
 
 def v2_compare_section(rows: list[tuple[str, dict]]) -> str:
@@ -371,6 +389,67 @@ def replace_section(text: str, name: str, body: str) -> str:
     return pat.sub(lambda m: m.group(1) + body + m.group(2), text)
 
 
+SWEEP_COLS = (("foley_onset_f1", "foley onset F1", ".3f"), ("fd_logmel_generate", "FD-logmel gen", ".1f"),
+              ("fd_colourflow_generate", "FD-colourflow gen", ".0f"), ("fd_logmel_foley", "FD-logmel foley", ".1f"),
+              ("colour_generate", "colour", ".2f"), ("material_generate", "material", ".2f"),
+              ("contact_f1_generate", "contact F1 gen", ".3f"))
+
+
+def steps_sweep_section(res: dict) -> str:
+    d = res["default"]
+    lines = [f"{res['n']} held-out clips, the same seeds in every row; the last row is today's default with other "
+             f"seeds, and its gap to the default row is the noise band. Produced by `{res['command']}` "
+             f"(`benchmarks/results/steps_sweep.json`). The cost of a setting is its step count (denoising is most "
+             f"of a clip's time: see the stage tables); the sweep's own seconds are in the JSON but were taken with "
+             f"other work on the machine, so they rank nothing.", ""]
+    rows = []
+    for r in res["rows"]:
+        label = f"{r['solver']} {r['steps']}"
+        if r.get("noise_run"):
+            label += ", other seeds (noise band)"
+        elif (r["solver"], r["steps"]) == (d["solver"], d["steps"]):
+            label += " (default)"
+        wn = r.get("within_noise")
+        verdict = "-" if wn is None else ("yes" if all(wn.values()) else
+                                          "no: " + ", ".join(k for k, ok in wn.items() if not ok))
+        rows.append([label] + [_f(r.get(k), f) for k, _, f in SWEEP_COLS] + [verdict])
+    lines.append(_table(["setting"] + [c for _, c, _ in SWEEP_COLS] + ["within noise of the default"], rows))
+    lines += ["", f"Fastest setting within noise on every column: **{res.get('fastest_within_noise') or 'none'}**."]
+    return "\n".join(lines) + "\n"
+
+
+def ort_tuning_section(res: dict) -> str:
+    lines = [f"Produced by `{res['command']}` (`benchmarks/results/ort_tuning.json`): ms per U-Net call at the "
+             f"sampler's CFG batch, median of {res['rounds']} interleaved rounds, onnxruntime {res['onnxruntime']}, "
+             f"{res['logical_cpus']} logical CPUs; busy = a busy loop in another process for the whole round.", ""]
+    comps = res["components"]
+    labels = list(next(iter(comps.values()))["ms"]["quiet"])
+    rows = []
+    for lb in labels:
+        row = [lb]
+        for load in ("quiet", "busy"):
+            for name, c in comps.items():
+                m = c["ms"][load][lb]
+                row.append(f"{m['ms_p50']:.1f} ({m['vs_plain_t2']:.2f}x)")
+        rows.append(row)
+    head = ["graph / threads"] + [f"{n} {load}" for load in ("quiet", "busy") for n in comps]
+    lines.append(_table(head, rows))
+    errs = "; ".join(f"{n}: " + ", ".join(f"{v} {e:.1e}" for v, e in c["max_rel_err_vs_plain"].items())
+                     for n, c in comps.items())
+    lines += ["", f"Fused graphs against the plain one, max error relative to the output's max: {errs}. "
+              f"Fastest over both U-Nets: quiet **{res['best']['quiet']['fastest']}**, busy "
+              f"**{res['best']['busy']['fastest']}**."]
+    if res.get("pair"):
+        pr = res["pair"]
+        lines += ["", "Both U-Nets of one step (plain graphs), one after the other or at the same time "
+                  "(`sample(..., pool=)`):", ""]
+        lines.append(_table(["mode", "quiet ms", "busy ms"],
+                            [[m, f"{pr['quiet'][m]['ms_p50']:.1f} ({pr['quiet'][m]['vs_sequential']:.2f}x)",
+                              f"{pr['busy'][m]['ms_p50']:.1f} ({pr['busy'][m]['vs_sequential']:.2f}x)"]
+                             for m in pr["quiet"]]))
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--machine", default=None, help="results/<machine>.json to render (default: the newest)")
@@ -401,8 +480,17 @@ def main() -> None:
     if shipped.exists() and v2.exists() and "<!-- v2compare:begin -->" in text:
         text = replace_section(text, "v2compare", v2_compare_section(
             list(zip(V2_ROWS, [json.loads(shipped.read_text()), json.loads(v2.read_text())]))))
+    if all((RESULTS / f).exists() for _, f in SHIP_ROWS) and "<!-- shipcheck:begin -->" in text:
+        text = replace_section(text, "shipcheck", v2_compare_section(
+            [(name, json.loads((RESULTS / f).read_text())) for name, f in SHIP_ROWS]))
     if (RESULTS / "levers_v2.json").exists() and "<!-- levers:begin -->" in text:
         text = replace_section(text, "levers", levers_section(json.loads((RESULTS / "levers_v2.json").read_text())))
+    if (RESULTS / "steps_sweep.json").exists() and "<!-- stepsweep:begin -->" in text:
+        text = replace_section(text, "stepsweep", steps_sweep_section(json.loads((RESULTS / "steps_sweep.json")
+                                                                                .read_text())))
+    if (RESULTS / "ort_tuning.json").exists() and "<!-- orttuning:begin -->" in text:
+        text = replace_section(text, "orttuning", ort_tuning_section(json.loads((RESULTS / "ort_tuning.json")
+                                                                              .read_text())))
     bundle = ROOT / "avcli" / "bundles" / "hits-demo" / "bundle.json"
     if bundle.exists():
         text = replace_section(text, "training", training_section(json.loads(bundle.read_text())))

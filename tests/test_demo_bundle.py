@@ -59,3 +59,13 @@ def test_generate_on_the_default_bundle(tmp_path):
 def test_generate_default_settings(tmp_path):
     res = runner.invoke(app, ["generate", "-p", "a red ball bouncing on a wooden table", "-o", str(tmp_path / "d.mp4")])
     assert res.exit_code == 0, res.output
+
+
+def test_shipped_animate_guidance_comes_with_audio_dropout_training():
+    """An animate eta above 1 only means something on a bundle whose video U-Net saw null audio features in
+    training: the shipped default must come with a joint record that used --audio-dropout."""
+    manifest = json.loads((BUNDLE / "bundle.json").read_text())
+    eta = manifest["sampling"].get("animate_audio_guidance", 1.0)
+    dropout = max((r.get("audio_dropout") or 0.0) for r in manifest["training"] if r["stage"] == "joint")
+    assert eta == 1.0 or dropout > 0, (eta, dropout)
+    assert eta > 1.0  # the shipped bundle is the audio-dropout one (README "Quality of the demo bundle")

@@ -49,6 +49,10 @@ def test_perf_section_ratios_and_replacement(report):
     ("quality", "quality_section", ["quality.json"]),
     ("v2compare", None, ["quality_v2_shipped.json", "quality_v2.json"]),
     ("levers", "levers_section", ["levers_v2.json"]),
+    ("shipcheck", None, ["quality_ship_parent40.json", "quality_ship_parent40_seeds1000.json",
+                         "quality_ship_dropout40.json"]),
+    ("stepsweep", "steps_sweep_section", ["steps_sweep.json"]),
+    ("orttuning", "ort_tuning_section", ["ort_tuning.json"]),
 ])
 def test_readme_quality_sections_are_what_the_committed_json_renders(report, name, render, files):
     """The README's quality numbers come from the committed JSON: rendering it again changes nothing."""
@@ -61,6 +65,8 @@ def test_readme_quality_sections_are_what_the_committed_json_renders(report, nam
     data = [json.loads((report.RESULTS / f).read_text()) for f in files]
     if name == "v2compare":
         text = report.v2_compare_section(list(zip(report.V2_ROWS, data)))
+    elif name == "shipcheck":
+        text = report.v2_compare_section([(n, d) for (n, _), d in zip(report.SHIP_ROWS, data)])
     else:
         text = getattr(report, render)(data[0])
     assert block.group(1) == text
@@ -84,3 +90,18 @@ def test_steps_sweep_noise_band_and_settings():
         "foley_onset_f1": False, "fd_logmel_generate": False}
     # better than the default by any margin is within noise
     assert all(sw.within_noise({"foley_onset_f1": 0.9, "fd_logmel_generate": 10.0}, base, noise).values())
+
+
+def test_animate_rows_scored_by_another_classifier_are_marked(report):
+    """RelSync depends on the classifier that scored it: a row kept from a run with another training of it is
+    marked, and the note says so; rows of the current classifier are not."""
+    row = {"eta": None, "relsync": 0.1, "p_align": 0.3, "alignsync": 0.03, "first_frame_psnr_db": None, "image": False}
+    a = {"command": "x", "clips": 2, "sync_model_sha256": "new",
+         "sync_classifier": {"train_clips": 3, "steps": 4, "clips": 2, "accuracy": 1.0, "chance": 0.2},
+         "image_audio": {"steps": 4, "clips": 2, "accuracy": 0.5, "chance": 0.5},
+         "rows": [{**row, "row": "today", "scored_with": "new"}, {**row, "row": "kept", "scored_with": "old"},
+                  {**row, "row": "older"}]}
+    text = report.animate_sync_section(a)
+    assert "| today | -" in text and "| kept † |" in text and "| older † |" in text and "† scored by" in text
+    a["rows"] = a["rows"][:1]
+    assert "†" not in report.animate_sync_section(a)
