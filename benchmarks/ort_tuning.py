@@ -36,6 +36,27 @@ def _busy() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
+def _timed(fns: dict, rounds: int, busy: bool) -> dict[str, list[float]]:
+    """ms per call of each function, in interleaved rounds after one warm-up call each; with `busy`, a busy loop in
+    another process runs for the whole measurement."""
+    times = {k: [] for k in fns}
+    hog = _busy() if busy else None
+    try:
+        time.sleep(0.5 if hog else 0)
+        for fn in fns.values():
+            fn()
+        for _ in range(rounds):
+            for k, fn in fns.items():
+                t0 = time.perf_counter()
+                fn()
+                times[k].append((time.perf_counter() - t0) * 1000)
+    finally:
+        if hog:
+            hog.kill()
+            hog.wait()
+    return times
+
+
 def _pair(kept: dict, rounds: int) -> dict:
     """One sampler step's two U-Net calls (plain graphs): one after the other, or at the same time (the video U-Net
     in a pool thread, as `sample(..., pool=)` runs them; ORT releases the GIL), at 1 or 2 intra-op threads each."""
@@ -59,20 +80,7 @@ def _pair(kept: dict, rounds: int) -> dict:
              "concurrent/t2+t2": lambda: conc(2)}
     out = {}
     for load in ("quiet", "busy"):
-        times = {m: [] for m in modes}
-        hog = _busy() if load == "busy" else None
-        try:
-            for fn in modes.values():
-                fn()
-            for _ in range(rounds):
-                for m, fn in modes.items():
-                    t0 = time.perf_counter()
-                    fn()
-                    times[m].append((time.perf_counter() - t0) * 1000)
-        finally:
-            if hog:
-                hog.kill()
-                hog.wait()
+        times = _timed(modes, rounds, load == "busy")
         base = float(np.median(times["sequential/t2"]))
         out[load] = {m: {"ms_p50": float(np.median(t)), "vs_sequential": base / float(np.median(t))}
                      for m, t in times.items()}
@@ -132,21 +140,8 @@ def main() -> None:
             parity[v] = float((out - ref).abs().max() / ref.abs().max())
         rows = {}
         for load in ("quiet", "busy"):
-            times = {label: [] for label in engines}
-            hog = _busy() if load == "busy" else None
-            try:
-                time.sleep(0.5 if hog else 0)
-                for eng in engines.values():  # warm-up
-                    eng.run(feeds)
-                for _ in range(args.rounds):
-                    for label, eng in engines.items():
-                        t0 = time.perf_counter()
-                        eng.run(feeds)
-                        times[label].append((time.perf_counter() - t0) * 1000)
-            finally:
-                if hog:
-                    hog.kill()
-                    hog.wait()
+            times = _timed({label: (lambda e=eng: e.run(feeds)) for label, eng in engines.items()}, args.rounds,
+                           load == "busy")
             base = float(np.median(times["plain/t2"]))
             rows[load] = {label: {"ms_p50": float(np.median(t)), "ms_min": float(min(t)),
                                   "vs_plain_t2": base / float(np.median(t))} for label, t in times.items()}
