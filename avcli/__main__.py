@@ -1,3 +1,3 @@
-from avcli.cli.main import run
+from avcli.cli.main import main
 
-run()
+main()

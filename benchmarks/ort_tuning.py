@@ -3,7 +3,7 @@ one core taken by another process (issue 14: "graph optimisation, including onnx
 where they apply to these U-Nets, and thread settings that hold when the machine is busy").
 
 For each U-Net of an engine folder (`avgen export --out DIR`): the plain graph (what the engines run, ORT's own
-ENABLE_ALL passes on top) and the fused variants of `export/ort_fusions.py`, each through `engines.OrtEngine`
+ENABLE_ALL passes on top) and the fused variants of `engines/ort_fusions.py`, each through `engines.OrtEngine`
 (the class the pipeline uses) at the sampler's CFG batch; intra-op threads 1 and 2, pool spinning off (the
 engines' default) and on. Every configuration is timed in interleaved rounds (median), so each ratio is measured
 side by side. The "busy" condition runs a pure-Python busy loop in another process for the whole round. Each
@@ -103,7 +103,7 @@ def main() -> None:
 
     from engines.ort_engine import OrtEngine
     from export.descriptions import get_description, inputs_at
-    from export.ort_fusions import fuse_unet
+    from engines.ort_fusions import fuse_unet
 
     manifest = json.loads((args.engines / "bundle.json").read_text())
     work = args.work or args.engines / "fused"

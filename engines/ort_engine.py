@@ -3,6 +3,9 @@
 Providers: TensorRT EP -> CUDA EP -> CPU EP, as available (or as asked). On CUDA, inputs and outputs stay on the
 device through IO binding. On CPU the session is tuned: intra-op threads = physical cores, full graph optimisation,
 and the optimised graph is saved next to the ONNX file so later sessions skip the optimisation passes.
+`fusion=` (CPU EP, fp32 graphs) first applies one of onnxruntime's transformer fusions (engines/ort_fusions.py);
+the saved graph's name carries the variant (`video_unet.cpu.attention.opt.onnx`), so a plain and a fused session
+never read each other's file.
 """
 
 from __future__ import annotations
@@ -59,9 +62,9 @@ def choose_providers(requested: list[str] | None = None) -> list[str]:
     return chosen
 
 
-def optimized_path(path: Path, provider: str) -> Path:
+def optimized_path(path: Path, provider: str, fusion: str | None = None) -> Path:
     tag = provider.replace("ExecutionProvider", "").lower()
-    return path.with_name(f"{path.stem}.{tag}.opt.onnx")
+    return path.with_name(f"{path.stem}.{tag}{'.' + fusion if fusion else ''}.opt.onnx")
 
 
 def _has_external_data(path: Path) -> bool:
@@ -72,7 +75,8 @@ class OrtEngine(Engine):
     backend = "ort"
 
     def __init__(self, path: str | os.PathLike, name: str | None = None, providers: list[str] | None = None,
-                 intra_op_threads: int | None = None, save_optimized: bool = True, device_id: int = 0):
+                 intra_op_threads: int | None = None, save_optimized: bool = True, device_id: int = 0,
+                 fusion: str | None = None):
         import onnxruntime as ort
 
         path = Path(path)
@@ -92,19 +96,26 @@ class OrtEngine(Engine):
                 # ORT's pool threads spin for a while after each run; between runs the sampler works in torch on the
                 # same cores, so spinning threads steal them (measured: +45 ms per U-Net call on 2 cores)
                 so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # the fusions are CPU-EP rewrites of fp32 graphs (their fp16 attention has no CPU kernel); elsewhere: plain
+        cpu_plain = first == "CPUExecutionProvider" and not _has_external_data(path)
+        self.fusion = fusion if fusion and cpu_plain and ".fp16" not in path.name else None
         load_from = path
-        opt = optimized_path(path, first)
+        opt = optimized_path(path, first, self.fusion)
         # only the CPU EP can serialise its optimised graph: with the TensorRT EP ORT refuses compiled nodes, falls
         # back to CUDA, prints a banner on stdout (corrupting --json) and drops device_id
-        if save_optimized and first == "CPUExecutionProvider" and not _has_external_data(path):
-            if opt.exists() and opt.stat().st_mtime >= path.stat().st_mtime:
-                load_from = opt  # already optimised for this provider: skip the passes
-                so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-            else:
-                so.optimized_model_filepath = str(opt)
+        fresh = save_optimized and cpu_plain and opt.exists() and opt.stat().st_mtime >= path.stat().st_mtime
+        if fresh:
+            load_from = opt  # already optimised for this provider: skip the passes
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        elif save_optimized and cpu_plain:
+            so.optimized_model_filepath = str(opt)
+        source: str | bytes = str(load_from)
+        if self.fusion and not fresh:
+            from engines.ort_fusions import fused_model
+
+            source = fused_model(path, self.fusion)[0].SerializeToString()
         provider_options = [{"device_id": device_id} if p in PREFERRED[:2] else {} for p in self.providers]
-        self.session = ort.InferenceSession(str(load_from), so, providers=self.providers,
-                                            provider_options=provider_options)
+        self.session = ort.InferenceSession(source, so, providers=self.providers, provider_options=provider_options)
         self.loaded_from = load_from
         on_gpu = self.session.get_providers()[0] != "CPUExecutionProvider"
         self.device = torch.device("cuda", device_id) if on_gpu else torch.device("cpu")

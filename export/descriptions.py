@@ -272,6 +272,9 @@ COMPONENTS = ("text_encoder_video", "text_encoder_audio", "video_connector", "au
               "audio_unet", "video_vae_encoder", "video_vae_decoder", "audio_vae_encoder", "audio_vae_decoder",
               "vocoder")
 SAMPLER_COMPONENTS = ("video_connector", "audio_connector", "video_unet", "audio_unet")
+# onnxruntime transformer fusion per component for the CPU EP (engines/ort_fusions.py; benchmarks/ort_tuning.py:
+# attention fusion 1.05x quiet, 1.11x/1.25x with a core busy on the demo's U-Nets; the norm fusions lose)
+CPU_FUSION = {"video_unet": "attention", "audio_unet": "attention"}
 
 
 def descriptions(manifest: dict) -> dict[str, ExportDescription]:

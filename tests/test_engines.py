@@ -150,12 +150,12 @@ def test_trt_engine_matches_torch(tiny_model, onnx_dir, tmp_path):
 
 @pytest.mark.parametrize("name", ["video_unet", "audio_unet"])
 def test_ort_unet_fusions_run_on_the_cpu_ep_and_match_the_plain_graph(onnx_dir, tiny_model, tmp_path, name):
-    """export/ort_fusions.py: onnxruntime's unet fusions with the CUDA-only ops left out. The fused graph must hold
+    """engines/ort_fusions.py: onnxruntime's unet fusions with the CUDA-only ops left out. The fused graph must hold
     the CPU-runnable fused ops (MultiHeadAttention with q/k/v apart: a packed layout has no CPU kernel and fails at
     run time), run through OrtEngine, and give the plain graph's output."""
     from engines.ort_engine import OrtEngine
     from export.descriptions import get_description, inputs_at
-    from export.ort_fusions import fuse_unet
+    from engines.ort_fusions import fuse_unet
 
     feeds = inputs_at(get_description(tiny_model.manifest, name), tiny_model, 1.0, batch=1)
     plain = OrtEngine(onnx_dir / f"{name}.onnx", save_optimized=False).run(feeds)["noise_pred"]
@@ -166,3 +166,55 @@ def test_ort_unet_fusions_run_on_the_cpu_ep_and_match_the_plain_graph(onnx_dir, 
     assert torch.allclose(fused, plain, atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="unknown fusion variant"):
         fuse_unet(onnx_dir / f"{name}.onnx", tmp_path / "x.onnx", "packed")
+
+
+def test_ort_engine_fusion_saves_a_fused_graph_apart_from_the_plain_one(onnx_dir, tiny_model, tmp_path):
+    """OrtEngine(fusion="attention") fuses in memory, saves the optimised fused graph under its own name (a plain
+    session must not pick it up, nor a fused one the plain file), reloads it in the next session, and matches the
+    plain graph."""
+    import shutil
+
+    import onnx
+
+    from engines.ort_engine import OrtEngine, optimized_path
+    from export.descriptions import get_description, inputs_at
+
+    src = tmp_path / "video_unet.onnx"
+    shutil.copy(onnx_dir / "video_unet.onnx", src)
+    feeds = inputs_at(get_description(tiny_model.manifest, "video_unet"), tiny_model, 1.0, batch=1)
+    plain = OrtEngine(src).run(feeds)["noise_pred"]
+    plain_opt = optimized_path(src, "CPUExecutionProvider")
+    fused_opt = optimized_path(src, "CPUExecutionProvider", "attention")
+    assert plain_opt.exists() and not fused_opt.exists()
+    first = OrtEngine(src, fusion="attention")
+    assert first.fusion == "attention" and fused_opt.exists() and first.loaded_from == src
+    ops = {n.op_type for n in onnx.load(str(fused_opt)).graph.node}
+    assert "MultiHeadAttention" in ops
+    assert "MultiHeadAttention" not in {n.op_type for n in onnx.load(str(plain_opt)).graph.node}
+    again = OrtEngine(src, fusion="attention")
+    assert again.loaded_from == fused_opt
+    assert OrtEngine(src).loaded_from == plain_opt
+    for eng in (first, again):
+        assert torch.allclose(eng.run(feeds)["noise_pred"], plain, atol=1e-4, rtol=1e-4)
+
+
+def test_cpu_fusion_reaches_the_unet_engines_of_an_ort_pipeline(tiny_model, onnx_dir, monkeypatch):
+    """The components named in export.descriptions.CPU_FUSION get their fusion on the CPU EP; the others stay
+    plain."""
+    import engines.ort_engine as oe
+    from avcli.pipelines.backends import engine_folder_components
+    from export.descriptions import CPU_FUSION
+
+    seen = {}
+    real = oe.OrtEngine.__init__
+
+    def record(self, path, name=None, **kw):
+        seen[name] = kw.get("fusion")
+        real(self, path, name=name, **kw)
+
+    monkeypatch.setattr(oe.OrtEngine, "__init__", record)
+    engine_folder_components(onnx_dir, tiny_model.manifest, "ort", names=["video_unet", "audio_unet",
+                                                                           "audio_connector"], quiet=True)
+    assert seen == {"video_unet": CPU_FUSION["video_unet"], "audio_unet": CPU_FUSION["audio_unet"],
+                    "audio_connector": None}
+    assert set(CPU_FUSION) == {"video_unet", "audio_unet"}

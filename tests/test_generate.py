@@ -92,3 +92,32 @@ def test_unknown_option_is_a_usage_error_not_an_internal_one(tmp_path):
     assert r.returncode == 2, r.stderr
     assert "No such option" in r.stderr and "internal error" not in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_the_console_script_leaves_without_finalization_but_runs_threads_and_atexit_handlers(tmp_path):
+    """The console script (`main()`) leaves through os._exit (skipping ~0.7 s of torch/onnxruntime finalization) only after what the
+    interpreter would still do: a non-daemon thread finishes its write, atexit handlers run, stdout is flushed,
+    and the exit code is the command's (2 for a usage error, 0 for success)."""
+    import textwrap
+
+    def script(argv):
+        return textwrap.dedent(f"""
+            import atexit, sys, threading, time
+            from pathlib import Path
+            out = Path({str(tmp_path)!r})
+            atexit.register(lambda: (out / "atexit").write_text("ran"))
+            threading.Thread(target=lambda: (time.sleep(0.3), (out / "thread").write_text("done"))).start()
+            sys.argv = ["avgen", *{argv!r}]
+            from avcli.cli.main import main
+            main()
+            (out / "after_run").write_text("main returned")  # never: main() does not return
+        """)
+
+    r = subprocess.run([sys.executable, "-c", script(["generate"])], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "give --prompt" in r.stderr and "Traceback" not in r.stderr
+    assert (tmp_path / "atexit").read_text() == "ran" and (tmp_path / "thread").read_text() == "done"
+    assert not (tmp_path / "after_run").exists()
+    (tmp_path / "atexit").unlink()
+    r = subprocess.run([sys.executable, "-c", script(["generate", "--help"])], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0 and "Examples" in r.stdout and (tmp_path / "atexit").exists()

@@ -63,6 +63,31 @@ def test_same_seed_same_latents_through_pipeline_and_cli(which, tiny_bundle, eng
     assert not torch.equal(other.video_latent, clip.video_latent)
 
 
+def test_ort_on_the_cpu_runs_the_unets_concurrently_with_the_same_result(tiny_bundle, engine_dir, monkeypatch):
+    """ORT on the CPU runs the video U-Net in a pool thread beside the audio U-Net (pipe.unet_pool); torch does not.
+    The latents are those of the sequential run, exactly."""
+    assert JointPipeline.from_bundle(tiny_bundle, backend="torch").unet_pool is None
+    pipe = JointPipeline.from_bundle(engine_dir, backend="ort")
+    assert pipe.unet_pool is not None and pipe.unet_pool is pipe.unet_pool
+    threads = set()
+    real = pipe.components["video_unet"]
+
+    def video_unet(**kw):
+        import threading
+
+        threads.add(threading.current_thread().name)
+        return real(**kw)
+
+    pipe.components["video_unet"] = video_unet
+    req = GenerateRequest(PROMPT, steps=3, seed=2)
+    conc = pipe.generate(req)[0]
+    assert threads and all(t.startswith("avgen-video-unet") for t in threads)
+    monkeypatch.setenv("AVGEN_CONCURRENT_UNETS", "0")
+    assert pipe.unet_pool is None
+    seq = pipe.generate(req)[0]
+    assert torch.equal(conc.video_latent, seq.video_latent) and torch.equal(conc.audio_latent, seq.audio_latent)
+
+
 def test_engine_folder_matches_the_torch_bundle(tiny_bundle, engine_dir):
     req = GenerateRequest(PROMPT, steps=3, seed=1)
     a = JointPipeline.from_bundle(tiny_bundle, backend="torch").generate(req)[0]
@@ -82,8 +107,8 @@ def test_engine_only_process_never_imports_diffusers_or_transformers(engine_dir,
         atexit.register(report)
         sys.argv = ["avgen", "generate", "--bundle", {str(engine_dir)!r}, "-p", "a ball", "--steps", "2",
                     "-o", {str(out)!r}]
-        from avcli.cli.main import run
-        run()
+        from avcli.cli.main import main
+        main()
     """)
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -100,13 +100,14 @@ def generate_cmd(
     sidecars = sidecar_exts(save_wav, save_latents)
     refuse_existing(outputs + [side_path(p, ext) for p in outputs for ext in sidecars], overwrite)
 
-    t_import = time.perf_counter()
     from avcli.pipelines.common import Timings
     from avcli.pipelines.generate import GenerateRequest
     from avcli.pipelines.pipeline import JointPipeline
 
     timings = Timings()
-    timings.stages["import"] = time.perf_counter() - t_import  # the model's libraries load inside from_bundle
+    # from the command's start: the sampler's libraries (torch) come in with prompt_jobs above; a weights bundle's
+    # model libraries (diffusers, transformers) load inside from_bundle, under "load"
+    timings.stages["import"] = time.perf_counter() - t_start
     with timings.stage("load"):
         pipe = JointPipeline.from_bundle(bundle, backend=backend, device=device, precision=precision, quiet=json_out)
     req = GenerateRequest(prompt, negative_prompt, duration, fps, steps, solver, gamma, cfg_video, cfg_audio, None,

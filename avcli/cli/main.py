@@ -114,8 +114,43 @@ def exit_worker(code: int) -> None:
     os._exit(code)
 
 
+def leave(code: int) -> None:
+    """End a finished command the way the interpreter would, minus its finalization: join the threads
+    (`threading._shutdown` also runs concurrent.futures' exit hooks), run the atexit handlers (Ray's shutdown,
+    temporary files), flush, then `os._exit`. Finalizing torch's and onnxruntime's modules takes ~0.7 s on 2 cores
+    after every command (`python -c "import torch"`: 2.35 s, 1.67 s leaving this way), which a batch script pays
+    once per shot. Without `threading._shutdown` (not CPython) it exits normally."""
+    import atexit
+    import threading
+
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is None:
+        sys.exit(code)
+    shutdown()
+    atexit._run_exitfuncs()
+    exit_worker(code)
+
+
+def main() -> None:
+    """The console script (`avgen`, `python -m avcli`): `run()`, then `leave` with its exit code (no interpreter
+    finalization). In-process callers (tests, embedding scripts) call `run()`, which raises SystemExit as usual."""
+    try:
+        run()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if isinstance(exc.code, str):  # as the interpreter does with sys.exit("message")
+            print(exc.code, file=sys.stderr)
+    except BaseException:  # --debug tracebacks still print before the process leaves
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    leave(code)
+
+
 def run() -> None:
-    """Console-script entry: run the app, mapping our errors to a clean line and exit code.
+    """Run the app, mapping our errors to a clean line and exit code.
 
     A worker of a torchrun/accelerate launch leaves through `exit_worker` (no interpreter finalization, which can
     hang on gloo's native threads after the work is done)."""
@@ -170,4 +205,4 @@ def _run() -> None:
 
 
 if __name__ == "__main__":
-    run()
+    main()

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from avcli.errors import BackendUnavailable, BundleError, UsageError
-from export.descriptions import COMPONENTS, descriptions
+from export.descriptions import COMPONENTS, CPU_FUSION, descriptions
 from export.onnx_export import ExportError, export_all, onnx_path, read_manifest
 
 BACKENDS = ("torch", "ort", "trt", "auto")
@@ -93,6 +93,12 @@ def graph_names(manifest: dict, names: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(graph_of(manifest, n) for n in names))
 
 
+def cpu_fusion(graph: str) -> str | None:
+    """The onnxruntime fusion a graph gets on the CPU EP (export.descriptions.CPU_FUSION); AVGEN_ORT_FUSION=0 turns
+    the fusions off (benchmarks compare both)."""
+    return None if os.environ.get("AVGEN_ORT_FUSION") == "0" else CPU_FUSION.get(graph)
+
+
 def _ort_callables(model, names: list[str], export_dir: Path, fp16: bool, quiet: bool) -> dict:
     from engines.base import as_callable
     from engines.ort_engine import OrtEngine
@@ -100,7 +106,7 @@ def _ort_callables(model, names: list[str], export_dir: Path, fp16: bool, quiet:
     graphs = graph_names(model.manifest, names)
     paths = ensure_onnx(model, graphs, export_dir, fp16, quiet)
     threads = int(os.environ.get("AVGEN_ORT_THREADS") or 0) or None  # default: physical cores
-    engines = {g: OrtEngine(paths[g], name=g, intra_op_threads=threads) for g in graphs}
+    engines = {g: OrtEngine(paths[g], name=g, intra_op_threads=threads, fusion=cpu_fusion(g)) for g in graphs}
     return {n: as_callable(engines[graph_of(model.manifest, n)]) for n in names}
 
 
@@ -211,7 +217,8 @@ def engine_folder_components(folder: Path, manifest: dict, backend: str, names: 
 
         threads = int(os.environ.get("AVGEN_ORT_THREADS") or 0) or None
         for g, p in paths.items():
-            engines[g] = OrtEngine(p, name=g, intra_op_threads=threads, device_id=device_id)
+            engines[g] = OrtEngine(p, name=g, intra_op_threads=threads, device_id=device_id,
+                                   fusion=cpu_fusion(g))
     else:
         from engines.trt_engine import TrtEngine
         from export.descriptions import descriptions

@@ -134,7 +134,7 @@ def _task_inputs(model, task: str, duration: float, batch: int):
     return vspec, aspec, text, known
 
 
-def bench_step(model, comps, task: str, duration: float, batch: int, steps: int) -> dict:
+def bench_step(model, comps, task: str, duration: float, batch: int, steps: int, pool=None) -> dict:
     import torch
 
     from avcli.pipelines.common import sampler_config
@@ -142,10 +142,10 @@ def bench_step(model, comps, task: str, duration: float, batch: int, steps: int)
 
     vspec, aspec, text, known = _task_inputs(model, task, duration, batch)
     cfg = sampler_config(model, steps=steps)
-    sample(comps, vspec, aspec, text, cfg, torch.Generator().manual_seed(0), task=task, **known)  # warm-up
-    res = sample(comps, vspec, aspec, text, cfg, torch.Generator().manual_seed(0), task=task, **known)
+    sample(comps, vspec, aspec, text, cfg, torch.Generator().manual_seed(0), task=task, pool=pool, **known)  # warm-up
+    res = sample(comps, vspec, aspec, text, cfg, torch.Generator().manual_seed(0), task=task, pool=pool, **known)
     total, net = res.total_seconds, res.network_seconds
-    return {"steps": steps, "total_s": total, "network_s": net, "ms_per_step": 1e3 * total / steps,
+    return {"steps": steps, "concurrent_unets": pool is not None, "total_s": total, "network_s": net, "ms_per_step": 1e3 * total / steps,
             "sampler_overhead_pct": 100.0 * (total - net) / total if total > 0 else 0.0, "calls": res.calls}
 
 
@@ -235,7 +235,7 @@ def run_bench(model, backends: list[str], components: list[str], task: str = "ge
                       "achieved_gflops_s": gf, "utilisation_pct": 100.0 * gf / peaks[dev] if gf else None,
                       "device": dev}
         log(f"[{b}] joint {task} steps")
-        step = bench_step(model, comps, task, duration, batch, steps)
+        step = bench_step(model, comps, task, duration, batch, steps, pool=pipe.unet_pool)
         out["backends"][b] = {"resolved": chosen, "components": per, "step": step, "peak_rss_mb": peak_rss_mb(),
                               "matmul_peak_gflops": {d: peaks[d] for d in sorted({c["device"] for c in per.values()})}}
         if e2e:

@@ -81,7 +81,7 @@ def generate(pipe, req: GenerateRequest, on_step: Callable[[int, int], None] | N
         vspec, aspec = modality_specs(pipe.manifest, geo)
         with timings.stage("denoise"), torch.no_grad():
             res = sample(pipe.components, vspec, aspec, text, cfg, torch.Generator().manual_seed(req.seed),
-                         on_step=on_step, initial_noise=initial_noise)
+                         on_step=on_step, initial_noise=initial_noise, pool=pipe.unet_pool)
         clips = [_decode(pipe, geo, res.video, res.audio, req.seed, timings)]
         return GenerateOutput(clips, dict(timings.stages))
     clips = generate_batch(pipe, [req], 1, on_step=on_step, timings=timings)
@@ -122,7 +122,7 @@ def generate_batch(pipe, requests: list[GenerateRequest], batch_size: int = 1,
             vspec, aspec = modality_specs(pipe.manifest, geo, batch=len(chunk))
             with timings.stage("denoise"), torch.no_grad():
                 res = sample(pipe.components, vspec, aspec, text, cfg, seeded([r.seed for _, r in chunk]),
-                             on_step=on_step)
+                             on_step=on_step, pool=pipe.unet_pool)
             for b, (i, r) in enumerate(chunk):
                 clip = _decode(pipe, geo, res.video[b:b + 1], res.audio[b:b + 1], r.seed, timings)
                 out[order[id(r)]] = clip

@@ -14,6 +14,7 @@ never imports diffusers or transformers. The CLI, `avgen bench`, the benchmarks 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +59,7 @@ class JointPipeline:
         self.engine_folder = engine_folder
         self.load_seconds = load_seconds
         self._prompts = None
+        self._pool = None
 
     # --- construction -------------------------------------------------------------------------------------------
     @classmethod
@@ -109,6 +111,22 @@ class JointPipeline:
         if self._prompts is None:
             self._prompts = PromptEncoder(self.manifest, self.components, self.bundle_path)
         return self._prompts
+
+    @property
+    def unet_pool(self):
+        """A one-worker executor that runs the video U-Net beside the audio U-Net in each generate step, where that
+        wins: ONNX Runtime on the CPU (its calls release the GIL; benchmarks/ort_tuning.py "pair": 1.12x per step
+        quiet, 1.06x with a core busy). None elsewhere: torch's own thread pool would oversubscribe the cores, and
+        on a GPU the two engines share one stream. AVGEN_CONCURRENT_UNETS=0 or 1 overrides (benchmarks compare)."""
+        want = os.environ.get("AVGEN_CONCURRENT_UNETS")
+        on = (self.backend == "ort" and self.device == "cpu") if want is None else want == "1"
+        if not on:
+            return None
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="avgen-video-unet")
+        return self._pool
 
     def geometry(self, duration: float | None = None, fps: float | None = None) -> Geometry:
         return geometry(self.manifest, duration, fps)
