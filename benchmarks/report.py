@@ -431,6 +431,26 @@ def steps_sweep_section(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _edit(r: dict) -> str:
+    if not r["edit"]:
+        return "shipped"
+    return ", ".join(f"{k.split('.', 1)[-1] if k.startswith('sampling') else k} = {v}" for k, v in r["edit"].items())
+
+
+def clamp_study_section(res: dict) -> str:
+    """benchmarks/clamp_study.py: foley onsets against the solver, steps and the schedules' x0 clamp."""
+    lines = [f"`avgen foley` on {res['n']} clips per row, scored against the true impacts (+-1 frame). Produced by "
+             f"`{res['command']}` (`benchmarks/results/clamp_study.json`). test = the first {res['n']} held-out "
+             f"clips with the steps sweep's seeds; val = {res['n']} clips of their own (synth seed 2), where the "
+             f"clamp range is chosen.", ""]
+    rows = [[r["clips"], f"{r['solver']} {r['steps']}", _edit(r), _f(r["foley_onset_f1"], ".3f"),
+             _f(r["foley_onset_precision"], ".3f"), _f(r["foley_onset_recall"], ".3f"), _f(r["fd_logmel_foley"])]
+            for r in res["rows"]]
+    lines.append(_table(["clips", "solver, steps", "sampling change", "foley onset F1", "precision", "recall",
+                         "FD-logmel"], rows))
+    return "\n".join(lines) + "\n"
+
+
 def ort_tuning_section(res: dict) -> str:
     lines = [f"Produced by `{res['command']}` (`benchmarks/results/ort_tuning.json`): ms per U-Net call at the "
              f"sampler's CFG batch, median of {res['rounds']} interleaved rounds, onnxruntime {res['onnxruntime']}, "
@@ -500,6 +520,9 @@ def main() -> None:
         text = replace_section(text, "levers", levers_section(json.loads((RESULTS / "levers_v2.json").read_text())))
     if (RESULTS / "steps_sweep.json").exists() and "<!-- stepsweep:begin -->" in text:
         text = replace_section(text, "stepsweep", steps_sweep_section(json.loads((RESULTS / "steps_sweep.json")
+                                                                                .read_text())))
+    if (RESULTS / "clamp_study.json").exists() and "<!-- clampstudy:begin -->" in text:
+        text = replace_section(text, "clampstudy", clamp_study_section(json.loads((RESULTS / "clamp_study.json")
                                                                                 .read_text())))
     if (RESULTS / "ort_tuning.json").exists() and "<!-- orttuning:begin -->" in text:
         text = replace_section(text, "orttuning", ort_tuning_section(json.loads((RESULTS / "ort_tuning.json")
