@@ -107,7 +107,7 @@ class OrtEngine(Engine):
         if fresh:
             load_from = opt  # already optimised for this provider: skip the passes
             so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        elif save_optimized and cpu_plain:
+        elif save_optimized and cpu_plain and os.access(path.parent, os.W_OK):  # a read-only folder: optimise each time
             so.optimized_model_filepath = str(opt)
         source: str | bytes = str(load_from)
         if self.fusion and not fresh:

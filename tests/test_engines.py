@@ -218,3 +218,21 @@ def test_cpu_fusion_reaches_the_unet_engines_of_an_ort_pipeline(tiny_model, onnx
     assert seen == {"video_unet": CPU_FUSION["video_unet"], "audio_unet": CPU_FUSION["audio_unet"],
                     "audio_connector": None}
     assert set(CPU_FUSION) == {"video_unet", "audio_unet"}
+
+
+def test_ort_engine_in_a_read_only_folder_optimises_in_memory(onnx_dir, tiny_model, tmp_path, monkeypatch):
+    """A deploy box may mount the engine folder read-only: the session (fused or not) still loads and runs, and
+    nothing is written next to the graph."""
+    import shutil
+
+    import engines.ort_engine as oe
+    from export.descriptions import get_description, inputs_at
+
+    src = tmp_path / "audio_unet.onnx"
+    shutil.copy(onnx_dir / "audio_unet.onnx", src)
+    monkeypatch.setattr(oe.os, "access", lambda p, mode: False)
+    feeds = inputs_at(get_description(tiny_model.manifest, "audio_unet"), tiny_model, 1.0, batch=1)
+    for fusion in (None, "attention"):
+        eng = oe.OrtEngine(src, fusion=fusion)
+        assert eng.run(feeds)["noise_pred"].shape == feeds["sample"].shape
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audio_unet.onnx"]
