@@ -131,22 +131,27 @@ def leave(code: int) -> None:
     exit_worker(code)
 
 
-def main() -> None:
-    """The console script (`avgen`, `python -m avcli`): `run()`, then `leave` with its exit code (no interpreter
-    finalization). In-process callers (tests, embedding scripts) call `run()`, which raises SystemExit as usual."""
+def _exit_code(fn) -> int:
+    """Call fn() and return the exit code the interpreter would give it: SystemExit's code (a message is printed
+    to stderr, code 1), 1 with the traceback printed for any other exception (--debug), else 0."""
     try:
-        run()
-        code = 0
+        fn()
+        return 0
     except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if isinstance(exc.code, str):  # as the interpreter does with sys.exit("message")
             print(exc.code, file=sys.stderr)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except BaseException:  # --debug tracebacks still print before the process leaves
         import traceback
 
         traceback.print_exc()
-        code = 1
-    leave(code)
+        return 1
+
+
+def main() -> None:
+    """The console script (`avgen`, `python -m avcli`): `run()`, then `leave` with its exit code (no interpreter
+    finalization). In-process callers (tests, embedding scripts) call `run()`, which raises SystemExit as usual."""
+    leave(_exit_code(run))
 
 
 def run() -> None:
@@ -157,17 +162,7 @@ def run() -> None:
     if not is_launched_worker():
         _run()
         return
-    try:
-        _run()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except BaseException:  # --debug tracebacks still print before the worker leaves
-        import traceback
-
-        traceback.print_exc()
-        code = 1
-    exit_worker(code)
+    exit_worker(_exit_code(_run))
 
 
 def _run() -> None:
