@@ -34,6 +34,7 @@ VARIANTS = {
     "noclip": {"video.schedule.clip_sample": False, "audio.schedule.clip_sample": False},
     "gamma1": {"sampling.gamma": 1.0},
     **{f"aclip{r}": {"audio.schedule.clip_sample_range": r} for r in (3.0, 4.0, 7.0)},
+    **{f"vclip{r}": {"video.schedule.clip_sample_range": r} for r in (3.0, 5.0, 6.0)},
 }
 # (label, clip set, variant, solver, steps)
 ROWS = [
@@ -48,6 +49,11 @@ ROWS = [
     ("aclip4.0", "val", "aclip4.0", "ddim", 25),
     ("aclip5.5", "val", "base", "ddim", 25),
     ("aclip7.0", "val", "aclip7.0", "ddim", 25),
+    # the video clamp (shipped 4.0) on `avgen generate`: the sound's agreement with the contacts in its own frames
+    ("gen-vclip4.0", "val", "base", "ddim", 25),
+    ("gen-vclip3.0", "val", "vclip3.0", "ddim", 25),
+    ("gen-vclip5.0", "val", "vclip5.0", "ddim", 25),
+    ("gen-vclip6.0", "val", "vclip6.0", "ddim", 25),
 ]
 
 
@@ -87,8 +93,11 @@ def main() -> None:
             continue
         folder = args.work / ("val" if clips == "val" else "runs") / label
         qjson = folder / "quality.json"
+        gen = label.startswith("gen-")
         if not qjson.exists():
-            cmd = [sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--parts", "foley",
+            parts = ["--parts", "generate,foley", "--adherence-model", str(args.work / "adherence.safetensors")] \
+                if gen else ["--parts", "foley"]
+            cmd = [sys.executable, str(ROOT / "benchmarks" / "quality.py"), *parts,
                    "--bundle", str(variant_bundle(variant, args.work)), "--train", str(args.train),
                    "--test", str(args.val if clips == "val" else args.test), "--n", str(args.n),
                    "--out", str(folder / "clips"), "--steps", str(steps), "--solver", solver]
@@ -102,13 +111,22 @@ def main() -> None:
                "fd_logmel_foley": q["eval_foley"]["set_metrics"]["FD-logmel"]["value"],
                "noise_floor_db_foley": q.get("noise_floor_db_foley"), "noise_floor_db_real": q.get("noise_floor_db_real"),
                "real_onset_f1": q["onsets_real"]["f1"]}
+        if gen:
+            sm = q["eval_generate"]["set_metrics"]
+            row.update(contact_f1_generate=q["contact_generate"]["f1"], contact_f1_real=q["contact_real"]["f1"],
+                       colour_generate=q["adherence_generate"]["colour"],
+                       material_generate=q["adherence_generate"]["material"],
+                       fd_logmel_generate=sm["FD-logmel"]["value"], fd_colourflow_generate=sm["FD-colourflow"]["value"],
+                       av_align_generate=q["av_align_generate"]["seed000"])
         res["rows"] = [r for r in res["rows"] if r["label"] != label] + [row]
         OUT.write_text(json.dumps(res, indent=1) + "\n")
     order = [r[0] for r in ROWS]
     res["rows"].sort(key=lambda r: order.index(r["label"]) if r["label"] in order else len(order))
     OUT.write_text(json.dumps(res, indent=1) + "\n")
     for r in res["rows"]:
-        print(f"{r['label']:16s} {r['clips']:4s} F1 {r['foley_onset_f1']:.3f}  FD {r['fd_logmel_foley']:.1f}")
+        print(f"{r['label']:16s} {r['clips']:4s} F1 {r['foley_onset_f1']:.3f}  FD {r['fd_logmel_foley']:.1f}"
+              + (f"  contacts {r['contact_f1_generate']:.3f} colour {r['colour_generate']:.2f} FD-cf "
+                 f"{r['fd_colourflow_generate']:.0f}" if "contact_f1_generate" in r else ""))
 
 
 if __name__ == "__main__":

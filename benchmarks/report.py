@@ -443,11 +443,22 @@ def clamp_study_section(res: dict) -> str:
              f"`{res['command']}` (`benchmarks/results/clamp_study.json`). test = the first {res['n']} held-out "
              f"clips with the steps sweep's seeds; val = {res['n']} clips of their own (synth seed 2), where the "
              f"clamp range is chosen.", ""]
+    foley = [r for r in res["rows"] if "contact_f1_generate" not in r]
+    gen = [r for r in res["rows"] if "contact_f1_generate" in r]
     rows = [[r["clips"], f"{r['solver']} {r['steps']}", _edit(r), _f(r["foley_onset_f1"], ".3f"),
              _f(r["foley_onset_precision"], ".3f"), _f(r["foley_onset_recall"], ".3f"), _f(r["fd_logmel_foley"])]
-            for r in res["rows"]]
+            for r in foley]
     lines.append(_table(["clips", "solver, steps", "sampling change", "foley onset F1", "precision", "recall",
                          "FD-logmel"], rows))
+    if gen:
+        lines += ["", f"`avgen generate` from the same {res['n']} val clips' captions (seed = index), the video "
+                  f"clamp varied; contacts = the sound's onsets against the contacts seen in its own frames (real "
+                  f"clips: {gen[0]['contact_f1_real']:.3f}).", ""]
+        rows = [[r["clips"], _edit(r), _f(r["contact_f1_generate"], ".3f"), _f(100 * r["colour_generate"], ".0f") +
+                 " %", _f(100 * r["material_generate"], ".0f") + " %", _f(r["av_align_generate"], ".3f"),
+                 _f(r["fd_logmel_generate"]), _f(r["fd_colourflow_generate"], ".0f")] for r in gen]
+        lines.append(_table(["clips", "sampling change", "generate: onsets vs contacts", "colour", "material",
+                             "AV-Align", "FD-logmel", "FD-colourflow"], rows))
     return "\n".join(lines) + "\n"
 
 
