@@ -11,6 +11,7 @@ never read each other's file.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -107,15 +108,26 @@ class OrtEngine(Engine):
         if fresh:
             load_from = opt  # already optimised for this provider: skip the passes
             so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        elif save_optimized and cpu_plain and os.access(path.parent, os.W_OK):  # a read-only folder: optimise each time
-            so.optimized_model_filepath = str(opt)
+        tmp = None
+        if not fresh and save_optimized and cpu_plain and os.access(path.parent, os.W_OK):  # read-only: each time
+            # written under a name of this process's own, then renamed: several workers starting on one folder (a
+            # Ray node) never read a half-written graph
+            tmp = opt.with_name(f".{opt.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+            so.optimized_model_filepath = str(tmp)
         source: str | bytes = str(load_from)
         if self.fusion and not fresh:
             from engines.ort_fusions import fused_model
 
             source = fused_model(path, self.fusion)[0].SerializeToString()
         provider_options = [{"device_id": device_id} if p in PREFERRED[:2] else {} for p in self.providers]
-        self.session = ort.InferenceSession(source, so, providers=self.providers, provider_options=provider_options)
+        try:
+            self.session = ort.InferenceSession(source, so, providers=self.providers,
+                                                provider_options=provider_options)
+            if tmp is not None and tmp.exists():
+                os.replace(tmp, opt)
+        finally:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
         self.loaded_from = load_from
         on_gpu = self.session.get_providers()[0] != "CPUExecutionProvider"
         self.device = torch.device("cuda", device_id) if on_gpu else torch.device("cpu")

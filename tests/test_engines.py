@@ -191,6 +191,7 @@ def test_ort_engine_fusion_saves_a_fused_graph_apart_from_the_plain_one(onnx_dir
     ops = {n.op_type for n in onnx.load(str(fused_opt)).graph.node}
     assert "MultiHeadAttention" in ops
     assert "MultiHeadAttention" not in {n.op_type for n in onnx.load(str(plain_opt)).graph.node}
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # written aside, then renamed
     again = OrtEngine(src, fusion="attention")
     assert again.loaded_from == fused_opt
     assert OrtEngine(src).loaded_from == plain_opt
