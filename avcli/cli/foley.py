@@ -53,7 +53,8 @@ def foley_cmd(
     prompt: str = typer.Option("", "--prompt", "-p", help="What the sound should be (optional)."),
     negative_prompt: str = typer.Option("", "--negative-prompt", "-n", help="What to steer away from."),
     steps: Optional[int] = typer.Option(None, min=1, help="Denoising steps (default: the bundle's)."),
-    solver: Optional[str] = typer.Option(None, help="ddim or dpmpp2m (default: the bundle's)."),
+    solver: Optional[str] = typer.Option(None, help="ddim or dpmpp2m (default: the bundle's; on the demo bundle "
+                                                     "dpmpp2m places onsets worse: README, Steps and solvers)."),
     cfg: Optional[float] = typer.Option(None, "--cfg", help="Classifier-free guidance for audio."),
     gamma: Optional[float] = typer.Option(None, help="Timestep adjustment gamma (seed 000 eq. 8); 1 = off."),
     seed: int = typer.Option(0, help="Random seed; variation i uses seed + i."),
