@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -98,18 +99,20 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--only", default=",".join(LEVERS), help="comma-separated rows, in order")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "levers_v2.json")
+    ap.add_argument("--base-what", default="the v2 bundle as trained (800 joint steps)",
+                    help="how the table names the base row")
     args = ap.parse_args()
     names = [n for n in args.only.split(",") if n]
     unknown = [n for n in names if n not in LEVERS]
     if unknown:
         raise SystemExit(f"unknown lever {unknown[0]!r}; choose from {', '.join(LEVERS)}")
-    base = {"lever": "base", "what": "the v2 bundle as trained (800 joint steps)", "steps": 0}
+    base = {"lever": "base", "what": args.base_what, "steps": 0}
     base.update(_foley_row(json.loads(args.base_quality.read_text())))
     prior = json.loads(args.out.read_text())["rows"] if args.out.exists() else []
     rows = {r["lever"]: r for r in prior if r["lever"] in LEVERS}
     for name in names:
         rows[name] = lever_row(name, args)
-        res = {"command": "python benchmarks/levers.py " + " ".join(sys.argv[1:]), "base_bundle": str(args.base),
+        res = {"command": "python benchmarks/levers.py " + shlex.join(sys.argv[1:]), "base_bundle": str(args.base),
                "steps_per_row": args.steps, "recipe": RECIPE,
                "rows": [base] + [rows[n] for n in LEVERS if n in rows]}
         args.out.write_text(json.dumps(res, indent=1) + "\n")  # after every row: a cut run keeps what it has

@@ -529,6 +529,9 @@ def main() -> None:
             [(name, json.loads((RESULTS / f).read_text())) for name, f in SHIP_ROWS]))
     if (RESULTS / "levers_v2.json").exists() and "<!-- levers:begin -->" in text:
         text = replace_section(text, "levers", levers_section(json.loads((RESULTS / "levers_v2.json").read_text())))
+    if (RESULTS / "levers_short.json").exists() and "<!-- leversshort:begin -->" in text:
+        text = replace_section(text, "leversshort", levers_section(json.loads((RESULTS / "levers_short.json")
+                                                                            .read_text())))
     if (RESULTS / "steps_sweep.json").exists() and "<!-- stepsweep:begin -->" in text:
         text = replace_section(text, "stepsweep", steps_sweep_section(json.loads((RESULTS / "steps_sweep.json")
                                                                                 .read_text())))

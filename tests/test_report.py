@@ -54,6 +54,7 @@ def test_perf_section_ratios_and_replacement(report):
     ("stepsweep", "steps_sweep_section", ["steps_sweep.json"]),
     ("orttuning", "ort_tuning_section", ["ort_tuning.json"]),
     ("clampstudy", "clamp_study_section", ["clamp_study.json"]),
+    ("leversshort", "levers_section", ["levers_short.json"]),
     ("fastpath", "fastpath_section", ["fast_path.json"]),
 ])
 def test_readme_quality_sections_are_what_the_committed_json_renders(report, name, render, files):
