@@ -10,7 +10,8 @@ Rows (each on the same clips and seeds; a row already in the JSON is kept unless
     mode a, motion trained (no FF-Attn)                       --motion-bundle B (--unfreeze-motion --audio-dropout)
     mode a + FF-Attn (trained)                                --ff-bundle B (the same, with --first-frame-attn)
     mode b: FF-Attn + frame 0 given clean (trained)           --given-bundle B (the same, + --first-frame-p)
-    the last three at more etas (seed 002 Table 7's rows)     --ff-etas 1,8
+    mode b: FF-Conv + frame 0 given clean (trained)           --ffconv-bundle B (--first-frame-conv)
+    the last four at more etas (seed 002 Table 8's rows)      --ff-etas 1,8
 The picture is the clip's first frame written as a lossless PNG; the first latent is fitted through the decoder
 (animate's default) unless a row says fit 0 (rows measured before the fit landed).
 
@@ -189,6 +190,8 @@ def main() -> None:
     ap.add_argument("--ff-bundle", type=Path, default=None, help="the same training with --first-frame-attn")
     ap.add_argument("--given-bundle", type=Path, default=None,
                     help="a bundle trained with --first-frame-p (and FF-Attn): mode b, the picture given clean")
+    ap.add_argument("--ffconv-bundle", type=Path, default=None,
+                    help="a bundle trained with --first-frame-conv --first-frame-p: mode b with FF-Conv")
     ap.add_argument("--caption-rows", action="store_true",
                     help="also run the mode b rows with the clip's caption as the prompt (seed 002 Table 9: text + audio)")
     ap.add_argument("--ff-etas", default="1", help="audio guidance of the motion and FF-Attn rows (seed 002 Table 7 "
@@ -225,6 +228,10 @@ def main() -> None:
                 plan.append((f"mode b: FF-Attn + first frame given clean (trained){tail}", args.given_bundle, True, e))
                 if args.caption_rows:
                     plan.append((f"mode b (trained){tail}, caption as prompt", args.given_bundle, True, e))
+            if args.ffconv_bundle is not None:
+                what = "FF-Conv + FF-Attn" if json.loads((args.ffconv_bundle / "bundle.json").read_text())[
+                    "joint"].get("video_first_frame_attn") else "FF-Conv"
+                plan.append((f"mode b: {what} + first frame given clean (trained){tail}", args.ffconv_bundle, True, e))
         res = {"command": "python benchmarks/animate_sync.py " + " ".join(sys.argv[1:]), **report,
                "relsync_ground_truth": 0.5, "clips": len(test_clips),
                # which training of the classifiers scored a row: a row kept from a run with another one is marked

@@ -1,5 +1,7 @@
-"""Seed 002's first-frame attention (FF-Attn, animate mode b): the processor against a hand computation, frame 0
-unchanged, the video U-Net with it on, and its ONNX export validated at two frame counts."""
+"""Seed 002's first-frame lookups (animate mode b). FF-Attn: the processor against a hand computation, frame 0
+unchanged, the video U-Net with it on, and its ONNX export validated at two frame counts. FF-Conv: the video U-Net
+against one whose conv_in reads the first frame's latent concatenated to every frame's channels, zero at first,
+exported and recorded in a bundle."""
 
 from __future__ import annotations
 
@@ -114,3 +116,77 @@ def test_animate_on_a_first_frame_attention_bundle(tiny_bundle, tmp_path, monkey
     code, out, _ = run_cli(monkeypatch, capsys, "animate", str(clip), "--bundle", str(ff), "--image", str(pic),
                            "--steps", "1", "--backend", "torch", "-o", str(tmp_path / "o.mp4"), "--json")
     assert code == 0 and json.loads(out)["first_frame"] == "mode a + b (latent known, FF-Attn)"
+
+
+def _ffconv_model(manifest, weights):
+    from avcli.models.joint import JointModel
+
+    m = copy.deepcopy(manifest)
+    m["joint"]["video_first_frame_conv"] = True
+    model = JointModel(m).eval()
+    missing = model.load_state_dict(weights.state_dict(), strict=False).missing_keys
+    assert missing == ["video_unet.ff_conv.conv.weight"]  # the only new weights
+    return model
+
+
+def _video_inputs(manifest, model):
+    from export.descriptions import get_description, inputs_at
+
+    return list(inputs_at(get_description(manifest, "video_unet"), model, manifest["media"]["duration"]).values())
+
+
+def test_first_frame_conv_starts_as_the_base_then_concatenates_the_first_frame(tiny_manifest, tiny_model):
+    """Zero-initialised FF-Conv predicts exactly what the base does. With weights, it equals an independent
+    model: the same U-Net whose conv_in takes 2C channels, [x_f, x_0] per frame, its extra input weights FF-Conv's."""
+    ff = _ffconv_model(tiny_manifest, tiny_model)
+    inputs = _video_inputs(tiny_manifest, tiny_model)
+    x = inputs[0]
+    assert x.shape[2] > 1
+    with torch.no_grad():
+        assert torch.equal(ff.video_unet(*inputs), tiny_model.video_unet(*inputs))
+        torch.manual_seed(1)
+        ff.video_unet.ff_conv.conv.weight.normal_(0, 0.3)
+        got = ff.video_unet(*inputs)
+        assert not torch.allclose(got, tiny_model.video_unet(*inputs), atol=1e-4)
+
+        ref = copy.deepcopy(tiny_model)
+        old = ref.video_unet.unet.conv_in
+        wide = torch.nn.Conv2d(2 * old.in_channels, old.out_channels, old.kernel_size, padding=old.padding)
+        wide.weight.copy_(torch.cat([old.weight, ff.video_unet.ff_conv.conv.weight], dim=1))
+        wide.bias.copy_(old.bias)
+        ref.video_unet.unet.conv_in = wide
+        cat = torch.cat([x, x[:, :, :1].expand_as(x)], dim=1)  # (B, 2C, F, h, w): frame 0 beside every frame
+        want = ref.video_unet(cat, *inputs[1:])
+        assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_first_frame_conv_exports_and_validates(tiny_manifest, tiny_model, tmp_path):
+    from export.onnx_export import export_component
+
+    ff = _ffconv_model(tiny_manifest, tiny_model)
+    torch.manual_seed(2)
+    with torch.no_grad():
+        ff.video_unet.ff_conv.conv.weight.normal_(0, 0.3)
+    rec = export_component(ff, "video_unet", tmp_path)
+    assert rec.status == "ok" and rec.max_error < 1e-3, rec
+    assert len({tuple(v["shape"]) for v in rec.validation}) == 2
+
+
+def test_first_frame_conv_is_written_into_the_bundle(tiny_bundle, tmp_path):
+    """add_first_frame_conv (as `train joint --first-frame-conv` does) writes the weights and the flag; the bundle
+    verifies and loads with FF-Conv, and animate names the mode."""
+    import shutil
+
+    from avcli.models.bundle import load_bundle
+    from avcli.pipelines.animate import first_frame_mode
+    from avcli.training.joint_stage import add_first_frame_conv
+
+    ff = tmp_path / "ff"
+    shutil.copytree(tiny_bundle, ff)
+    assert add_first_frame_conv(load_bundle(ff), ff) and not add_first_frame_conv(load_bundle(ff), ff)
+    model = load_bundle(ff)  # verified: hashes match the rewritten video_unet
+    assert model.video_unet.first_frame_conv and not load_bundle(tiny_bundle).video_unet.first_frame_conv
+    assert first_frame_mode(model.manifest, True) == "mode a + b (latent known, FF-Conv)"
+    m = copy.deepcopy(model.manifest)
+    m["joint"].update(video_first_frame_attn=True, video_first_frame_given=True)
+    assert first_frame_mode(m, True) == "mode b (latent given clean, FF-Conv, FF-Attn)"

@@ -301,3 +301,23 @@ def test_joint_first_frame_given_is_recorded_and_animate_gives_the_picture_clean
     plain.components["video_unet"] = lambda **kw: (seen2.append(kw["sample"][:, :, :1].clone()), unet2(**kw))[1]
     plain.animate(wav, AnimateRequest(steps=3, image=str(pic), first_frame_steps=0))
     assert not torch.allclose(seen2[0], first.expand_as(seen2[0]))
+
+
+def test_joint_first_frame_conv_trains_its_weights_and_is_recorded(tiny_bundle, real_data, tmp_path):
+    """--first-frame-conv --first-frame-p: FF-Conv's weights start at zero and training moves them (they are among
+    the trained parameters and reach the bundle); the base U-Net's own weights do not move."""
+    from avcli.models.bundle import load_bundle
+
+    bundle, work = tmp_path / "b", tmp_path / "w"
+    shutil.copytree(tiny_bundle, bundle)
+    before = load_file(str(bundle / "video_unet.safetensors"))
+    res = _joint(bundle, real_data, work, 2, "--first-frame-conv", "--first-frame-p", "0.5", "--ema-decay", "0")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["first_frame_conv"] is True
+    joint = json.loads((bundle / "bundle.json").read_text())["joint"]
+    assert joint["video_first_frame_conv"] is True and joint["video_first_frame_given"] is True
+    model = load_bundle(bundle)
+    assert model.video_unet.first_frame_conv and float(model.video_unet.ff_conv.conv.weight.detach().abs().sum()) > 0
+    after = load_file(str(bundle / "video_unet.safetensors"))
+    assert "ff_conv.conv.weight" in after and "ff_conv.conv.weight" not in before
+    assert not any(k.startswith("unet.") and not torch.equal(before[k], after[k]) for k in before)

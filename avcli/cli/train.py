@@ -237,6 +237,10 @@ def train_joint(
                                           help="Seed 002's FF-Attn: the video U-Net's spatial attention also "
                                                "attends to the first frame (animate --image mode b); no new "
                                                "weights, pair it with --unfreeze-motion. The bundle records it."),
+    first_frame_conv: bool = typer.Option(False, "--first-frame-conv",
+                                          help="Seed 002's FF-Conv: the first frame's latent joins every frame's "
+                                               "input channels (new weights, zero at first; trained in joint). "
+                                               "The bundle records it."),
     first_frame_p: float = typer.Option(0.0, "--first-frame-p", min=0.0, max=1.0,
                                         help="Share of samples whose first frame is given clean, its loss left "
                                              "out (seed 002's first-frame conditioning; animate --image then keeps "
@@ -251,7 +255,7 @@ def train_joint(
                         contrastive_weight=contrastive_weight, known_p=known_p, high_noise_weight=high_noise_weight,
                         audio_dropout=audio_dropout, onset_weight=onset_weight, concat_p=concat_p,
                         attentive_pool=attentive_pool, first_frame_attn=first_frame_attn,
-                        first_frame_p=first_frame_p)
+                        first_frame_conv=first_frame_conv, first_frame_p=first_frame_p)
     cfg = LoopConfig(steps=steps, lr=lr, seed=seed, ckpt_every=ckpt_every, resume=resume, grad_clip=grad_clip,
                      weight_decay=weight_decay)
     _run("joint", opts, cfg, json_out)

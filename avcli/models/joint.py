@@ -89,7 +89,8 @@ class JointModel(nn.Module):
                                               bool(joint.get("video_global_pool", False)))
         self.audio_connector = AudioConnector(acfg["in_channels"], hidden, dim)
         self.video_unet = JointVideoUNet(DIFFUSERS_CLASSES[comps["video_unet"]["class"]].from_config(vcfg),
-                                         dim, mode, heads, bool(joint.get("video_first_frame_attn", False)))
+                                         dim, mode, heads, bool(joint.get("video_first_frame_attn", False)),
+                                         bool(joint.get("video_first_frame_conv", False)))
         self.audio_unet = JointAudioUNet(DIFFUSERS_CLASSES[comps["audio_unet"]["class"]].from_config(acfg),
                                          dim, mode, heads, comps["audio_unet"].get("text_mode", "cross_attention"))
         self.logmel = LogMel(media["sample_rate"], media["n_fft"], media["hop_length"], media["win_length"],

@@ -5,7 +5,10 @@ with forward hooks, so the base U-Net's own modules and state dict stay exactly 
 
 The video U-Net can also run seed 002's first-frame attention (FF-Attn, `first_frame_attn`): every frame's spatial
 self-attention takes its keys and values from its own tokens *and* the first frame's, through the base's own
-projections (no new weights; the motion modules are what training adapts to it).
+projections (no new weights; the motion modules are what training adapts to it). And seed 002's FF-Conv
+(`first_frame_conv`): the first frame's input latent joins every frame's input, as if concatenated to its channels
+ahead of `conv_in`; the new input channels' weights (`ff_conv`) start at zero, so the U-Net computes what it did
+before until training moves them.
 """
 
 from __future__ import annotations
@@ -59,6 +62,24 @@ def _is_spatial_self_attention(name: str) -> bool:
     return ".attentions." in f".{name}" and name.endswith("attn1.processor")
 
 
+class FirstFrameConv(nn.Module):
+    """Seed 002's FF-Conv beside a U-Net's `conv_in`: conv_in(x_f) + ff(x_0) for every frame f, which is conv_in
+    applied to [x_f, x_0] concatenated along channels with the extra input channels' weights in `ff`. Zero at
+    first (the base's prediction is unchanged), and without a bias (conv_in keeps its own)."""
+
+    def __init__(self, conv_in: nn.Conv2d):
+        super().__init__()
+        self.conv = nn.Conv2d(conv_in.in_channels, conv_in.out_channels, conv_in.kernel_size,
+                              stride=conv_in.stride, padding=conv_in.padding, bias=False)
+        nn.init.zeros_(self.conv.weight)
+
+    def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
+        """x: conv_in's input (B*F, C, h, w), frame-major per sample; returns ff(x_0) for each of the B*F rows."""
+        bf = x.shape[0]
+        first = x.reshape(bf // frames, frames, *x.shape[1:])[:, :1].expand(-1, frames, *([-1] * (x.dim() - 1)))
+        return self.conv(first.reshape(x.shape))
+
+
 class _JointUNetBase(nn.Module):
     """Shared hook plumbing. Subclasses say how a block's feature map becomes (B, C, T, S)."""
 
@@ -101,12 +122,30 @@ class JointVideoUNet(_JointUNetBase):
     """video_unet: sample (B, C, F, h, w), timestep (B,), text_embeds (B, L, D), cross_features (B, T_a, D_a)."""
 
     def __init__(self, unet: UNetMotionModel, cond_dim: int, mode: str = "cmcpe", heads: int = 4,
-                 first_frame_attn: bool = False):
+                 first_frame_attn: bool = False, first_frame_conv: bool = False):
         super().__init__(unet, cond_dim, mode, heads)
         self._frames = _FrameCount()
         self.first_frame_attn = False
         if first_frame_attn:
             self.set_first_frame_attn(True)
+        self.ff_conv: FirstFrameConv | None = None
+        if first_frame_conv:
+            self.add_first_frame_conv()
+
+    @property
+    def first_frame_conv(self) -> bool:
+        return self.ff_conv is not None
+
+    def add_first_frame_conv(self) -> None:
+        """Give the video U-Net seed 002's FF-Conv (zero-initialised, so its prediction is unchanged)."""
+        if self.ff_conv is not None:
+            return
+        conv_in = self.unet.conv_in
+        self.ff_conv = FirstFrameConv(conv_in).to(conv_in.weight.device, conv_in.weight.dtype)
+        conv_in.register_forward_hook(self._ff_conv_hook)
+
+    def _ff_conv_hook(self, module, args, output):
+        return output + self.ff_conv(args[0], self._frames.n)
 
     def set_first_frame_attn(self, on: bool) -> None:
         """Switch seed 002's FF-Attn on (or back to plain spatial self-attention) in every spatial transformer."""
@@ -134,6 +173,11 @@ class JointVideoUNet(_JointUNetBase):
             return self.unet(sample, timestep, encoder_hidden_states=ehs).sample
         finally:
             self._ctx = None
+
+    def joint_parameters(self):
+        yield from self.cross_blocks.parameters()
+        if self.ff_conv is not None:
+            yield from self.ff_conv.parameters()
 
     def motion_parameters(self):
         return (p for n, p in self.unet.named_parameters() if "motion_modules" in n)

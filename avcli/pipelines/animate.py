@@ -35,14 +35,17 @@ FIRST_FRAME_STEPS = 50  # L-BFGS iterations of the first frame's latent fit. Dem
 
 def first_frame_mode(manifest: dict, has_image: bool) -> str | None:
     """How a given first frame conditions the video: seed 002's mode (a) (its latent known, re-noised each step),
-    plus mode (b)'s first-frame attention when the bundle was trained with it (`joint.video_first_frame_attn`)."""
+    plus mode (b)'s first-frame lookups when the bundle was trained with them (`joint.video_first_frame_attn`,
+    `joint.video_first_frame_conv`)."""
     if not has_image:
         return None
     joint = manifest.get("joint", {})
+    lookups = [name for key, name in (("video_first_frame_conv", "FF-Conv"), ("video_first_frame_attn", "FF-Attn"))
+               if joint.get(key)]
     if joint.get("video_first_frame_given"):
-        return "mode b (latent given clean" + (", FF-Attn)" if joint.get("video_first_frame_attn") else ")")
-    if joint.get("video_first_frame_attn"):
-        return "mode a + b (latent known, FF-Attn)"
+        return "mode b (latent given clean" + "".join(f", {n}" for n in lookups) + ")"
+    if lookups:
+        return f"mode a + b (latent known, {' + '.join(lookups)})"
     return "mode a (latent known)"
 
 

@@ -123,6 +123,18 @@ def add_first_frame_attn(model: JointModel, bundle: Path | None) -> bool:
     return True
 
 
+def add_first_frame_conv(model: JointModel, bundle: Path | None) -> bool:
+    """Give the video U-Net seed 002's FF-Conv (zero-initialised: the model computes what it did before) and (when
+    given) write it into the bundle with its manifest flag. False when the bundle already has it."""
+    if model.manifest["joint"].get("video_first_frame_conv"):
+        return False
+    model.video_unet.add_first_frame_conv()
+    model.manifest["joint"]["video_first_frame_conv"] = True
+    if bundle is not None:
+        update_bundle(model, bundle, ["video_unet"], [("joint", "video_first_frame_conv")])
+    return True
+
+
 def mark_first_frame_given(model: JointModel, bundle: Path | None) -> bool:
     """Record that the video U-Net was trained with a clean first frame (`--first-frame-p`): animate then gives the
     picture's latent clean at every step instead of re-noising it (mode b). False when already recorded."""
@@ -166,6 +178,8 @@ def stage_joint(opts, cfg: LoopConfig) -> dict:
         add_global_pool(model, opts.bundle if main else None)
     if opts.first_frame_attn:
         add_first_frame_attn(model, opts.bundle if main else None)
+    if opts.first_frame_conv:
+        add_first_frame_conv(model, opts.bundle if main else None)
     if opts.first_frame_p > 0:
         mark_first_frame_given(model, opts.bundle if main else None)
     geo = model.geometry()
@@ -219,7 +233,7 @@ def stage_joint(opts, cfg: LoopConfig) -> dict:
                   known_p=opts.known_p, high_noise_weight=opts.high_noise_weight, audio_dropout=opts.audio_dropout,
                   onset_weight=opts.onset_weight, onset_head_from=head_from, concat_p=opts.concat_p,
                   attentive_pool=opts.attentive_pool, first_frame_attn=opts.first_frame_attn,
-                  first_frame_p=opts.first_frame_p)
+                  first_frame_conv=opts.first_frame_conv, first_frame_p=opts.first_frame_p)
     if main:
         weights = ema.shadow if ema is not None else _trainable(objective)
         write_joint(opts.bundle, {k: v for k, v in weights.items() if not k.startswith("onset_head.")})

@@ -55,6 +55,7 @@ class StageOptions:
     concat_p: float = 0.0  # seed 004: share of samples made of two clips cut at one instant
     attentive_pool: bool = False  # seed 003: the video connector gains an attentive-pooled global feature
     first_frame_attn: bool = False  # seed 002: FF-Attn in the video U-Net's spatial attention (animate mode b)
+    first_frame_conv: bool = False  # seed 002: FF-Conv, frame 0's input latent joins every frame's (animate mode b)
     first_frame_p: float = 0.0  # seed 002: share of samples whose frame 0 is given clean (animate with a picture)
 
 
