@@ -108,14 +108,24 @@ def test_finalize_keeps_the_history_appends_new_stages_and_sets_sampling_default
     (work / "records" / "vae-video.json").write_text(json.dumps([old]))  # already in the bundle's history
     out = tmp_path / "shipped"
     res = runner.invoke(app, ["train", "finalize", "--bundle", str(src), "--work", str(work), "-o", str(out),
-                              "--steps", "12", "--solver", "dpmpp2m", "--animate-audio-guidance", "12"])
+                              "--steps", "12", "--solver", "dpmpp2m", "--animate-audio-guidance", "12",
+                              "--noise-fill-below-dbfs", "-40"])
     assert res.exit_code == 0, res.output
     shipped = load_bundle(out).manifest
     assert shipped["training"] == [old, new]
-    assert shipped["sampling"] == {**m["sampling"], "steps": 12, "solver": "dpmpp2m", "animate_audio_guidance": 12.0}
+    assert shipped["sampling"] == {**m["sampling"], "steps": 12, "solver": "dpmpp2m", "animate_audio_guidance": 12.0,
+                                   "noise_fill_below_dbfs": -40.0}
+    res = runner.invoke(app, ["train", "finalize", "--bundle", str(out), "-o", str(tmp_path / "off"),
+                              "--noise-fill-below-dbfs", "off"])
+    assert res.exit_code == 0, res.output
+    assert "noise_fill_below_dbfs" not in load_bundle(tmp_path / "off").manifest["sampling"]
     from conftest import run_cli
 
     code, _, err = run_cli(monkeypatch, capsys, "train", "finalize", "--bundle", src, "-o", tmp_path / "x",
                            "--solver", "euler")
     assert code == 2 and "--solver must be one of ddim, dpmpp2m; got 'euler'" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+    code, _, err = run_cli(monkeypatch, capsys, "train", "finalize", "--bundle", src, "-o", tmp_path / "x",
+                           "--noise-fill-below-dbfs", "loud")
+    assert code == 2 and "--noise-fill-below-dbfs must be a level" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "x").exists()

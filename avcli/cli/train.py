@@ -104,6 +104,10 @@ def finalize_cmd(
     animate_audio_guidance: Optional[float] = typer.Option(
         None, "--animate-audio-guidance", min=1.0,
         help="animate's default --audio-guidance (for a bundle trained with --audio-dropout)."),
+    noise_fill: Optional[str] = typer.Option(
+        None, "--noise-fill-below-dbfs",
+        help="Replace the vocoder's output in frames quieter than this (dBFS, e.g. -40) by noise of the mel's "
+             "shape and level (removes the hop-rate buzz of quiet stretches); 'off' removes the setting."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle at --output."),
 ) -> None:
     from avcli.cli.common import human_size
@@ -115,7 +119,7 @@ def finalize_cmd(
         raise UsageError(f"{output}: already exists (use --overwrite to replace it)")
     model = load_bundle(bundle)
     extra = shipping_manifest(model.manifest, work, name=name, steps=steps, solver=solver,
-                              animate_audio_guidance=animate_audio_guidance)
+                              animate_audio_guidance=animate_audio_guidance, noise_fill=noise_fill)
     out = save_bundle(model, output, dtype=dtype, extra=extra)
     size = sum(f.stat().st_size for f in out.iterdir())
     stdout.print(f"wrote {out} ({human_size(size)}, {dtype})")

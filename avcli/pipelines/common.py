@@ -108,10 +108,18 @@ def decode_audio(source, components: Mapping[str, Callable], latent: torch.Tenso
     """(B, C, T, m) latent -> (B, samples) float32 waveform in [-1, 1].
 
     The last FADE_OUT_S fade out (raised cosine): the vocoder's final frames see zero padding and often end in a
-    click, the loudest sample of a whole demo clip in practice."""
+    click, the loudest sample of a whole demo clip in practice. A bundle with `sampling.noise_fill_below_dbfs`
+    has its quiet frames noise-filled (avcli.models.noise_fill: the vocoder's hop-periodic buzz replaced by
+    noise of the mel's shape and level)."""
     mel = components["audio_vae_decoder"](latent=latent)  # (B, 1, T, M) normalised log-mel
-    wav = components["vocoder"](mel=denormalize_mel(source, mel[:, 0].float()))  # (B, N)
+    logmel = denormalize_mel(source, mel[:, 0].float())
+    wav = components["vocoder"](mel=logmel)  # (B, N)
     wav = wav.float()
+    below = manifest_of(source).get("sampling", {}).get("noise_fill_below_dbfs")
+    if below is not None:
+        from avcli.models.noise_fill import noise_fill
+
+        wav = noise_fill(wav.clamp(-1, 1).cpu(), logmel.cpu(), log_mel(source), float(below))
     if wav.shape[-1] < samples:
         wav = torch.nn.functional.pad(wav, (0, samples - wav.shape[-1]))
     wav = wav[:, :samples].clamp(-1, 1)

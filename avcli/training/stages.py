@@ -348,7 +348,8 @@ def run_stage(stage: str, opts: StageOptions, cfg: LoopConfig) -> dict:
 
 
 def shipping_manifest(manifest: dict, work: Path | None, name: str | None = None, steps: int | None = None,
-                      solver: str | None = None, animate_audio_guidance: float | None = None) -> dict:
+                      solver: str | None = None, animate_audio_guidance: float | None = None,
+                      noise_fill: str | None = None) -> dict:
     """The manifest keys `avgen train finalize` changes: the training record (the bundle's own, then the work
     folder's stages not already in it: a bundle trained further keeps its history) and the sampling defaults."""
     from avcli.errors import UsageError
@@ -366,6 +367,16 @@ def shipping_manifest(manifest: dict, work: Path | None, name: str | None = None
     for key, value in (("steps", steps), ("solver", solver), ("animate_audio_guidance", animate_audio_guidance)):
         if value is not None:
             sampling[key] = value
+    if noise_fill == "off":
+        sampling.pop("noise_fill_below_dbfs", None)
+    elif noise_fill is not None:
+        try:
+            level = float(noise_fill)
+        except ValueError:
+            level = float("nan")
+        if not level <= 0:
+            raise UsageError(f"--noise-fill-below-dbfs must be a level in dBFS (<= 0) or 'off'; got {noise_fill!r}")
+        sampling["noise_fill_below_dbfs"] = level
     if sampling != manifest["sampling"]:
         extra["sampling"] = sampling
     return extra
