@@ -231,12 +231,13 @@ def fastpath_section(f: dict) -> str:
 
 
 def vocoder_section(v: dict) -> str:
-    rows = [[name, _f(r["mr_stft"], ".3f"), _f(r["mel_l1"], ".3f"), _f(r["onset_f1"], ".3f"), _f(r["floor_db"], ".1f")]
-            for name, r in v["summary"].items()]
+    rows = [[name, _f(r["mr_stft"], ".3f"), _f(r["mel_l1"], ".3f"), _f(r["onset_f1"], ".3f"), _f(r["floor_db"], ".1f"),
+             _f(r.get("buzz"), ".3f")] for name, r in v["summary"].items()]
     return (f"Real audio of {v['clips']} held-out clips -> each vocoder's own mel front end -> the vocoder, scored at "
             f"16 kHz against the original (noise floor: the stretch before the first impact, {v['floor_clips']} "
             f"clips). Produced by `{v['command']}`.\n\n"
-            + _table(["path", "MR-STFT distance", "mel L1", "onset F1 vs true impacts", "noise floor (dBFS)"], rows)
+            + _table(["path", "MR-STFT distance", "mel L1", "onset F1 vs true impacts", "noise floor (dBFS)",
+                      "buzz"], rows)
             + "\n")
 
 

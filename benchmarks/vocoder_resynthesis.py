@@ -54,11 +54,14 @@ def main() -> None:
     ap.add_argument("--test", type=Path, required=True)
     ap.add_argument("--n", type=int, default=30)
     ap.add_argument("--bundle", default=None, help="the bundle whose vocoder is 'current' (default: hits-demo)")
+    ap.add_argument("--noise-fill", type=float, default=-40.0,
+                    help="the 'noise fill' rows' threshold (dBFS; sampling.noise_fill_below_dbfs)")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "vocoder_resynthesis.json")
     args = ap.parse_args()
 
     import avcli.metrics as M
-    from avcli.metrics.contact import noise_floor_db
+    from avcli.metrics.contact import buzz, noise_floor_db
+    from avcli.models.noise_fill import noise_fill
     from avcli.media.ffmpeg import read_audio
     from avcli.models.bundle import load_bundle
     from avcli.models.hifigan import MEDIA, load_hifigan
@@ -76,8 +79,11 @@ def main() -> None:
                 "HiFi-GAN V1 universal (22.05 kHz, 80 mels)": (m["sample_rate"], hifi_mel, hifi)}
     rows = [json.loads(line) for line in (args.test / "events.jsonl").read_text().splitlines() if line.strip()]
     rows = rows[: args.n]
-    scores: dict[str, dict[str, list]] = {k: {"mr_stft": [], "mel_l1": [], "onset_f1": [], "floor_db": []}
-                                          for k in ["original", *vocoders, "current VAE + vocoder"]}
+    nf = f"current + noise fill below {args.noise_fill:g} dBFS"
+    nf_vae = f"current VAE + vocoder + noise fill below {args.noise_fill:g} dBFS"
+    scores: dict[str, dict[str, list]] = {k: {"mr_stft": [], "mel_l1": [], "onset_f1": [], "floor_db": [],
+                                              "buzz": []}
+                                          for k in ["original", *vocoders, nf, "current VAE + vocoder", nf_vae]}
     with torch.no_grad():
         for r in rows:
             orig = read_audio(args.test / r["file"], SR)
@@ -85,7 +91,11 @@ def main() -> None:
             outs = {"original": orig}
             lat = model.audio_vae_encoder(mel=normalize_mel(model, ref_mel[None, None]))
             vae_mel = denormalize_mel(model, model.audio_vae_decoder(latent=lat)[:, 0])
-            outs["current VAE + vocoder"] = np.clip(model.vocoder(mel=vae_mel)[0].numpy(), -1, 1)[: len(orig)]
+            vae_wav = model.vocoder(mel=vae_mel).clamp(-1, 1)
+            outs["current VAE + vocoder"] = vae_wav[0].numpy()[: len(orig)]
+            outs[nf_vae] = noise_fill(vae_wav, vae_mel, cur_mel, args.noise_fill)[0].numpy()[: len(orig)]
+            cur_wav = model.vocoder(mel=ref_mel[None]).clamp(-1, 1)
+            outs[nf] = noise_fill(cur_wav, ref_mel[None], cur_mel, args.noise_fill)[0].numpy()[: len(orig)]
             for name, (sr, front, voc) in vocoders.items():
                 x = _resample(orig, SR, sr)
                 mel = front(torch.from_numpy(x)[None])  # (1, T, M) natural-log mel
@@ -100,6 +110,7 @@ def main() -> None:
                 fl = noise_floor_db(y, SR, r["events"][0])
                 if fl is not None:
                     s["floor_db"].append(fl)
+                    s["buzz"].append(buzz(y, SR, r["events"][0]))
     summary = {k: {m_: (float(np.mean(v)) if v else None) for m_, v in s.items()} for k, s in scores.items()}
     res = {"command": "python benchmarks/vocoder_resynthesis.py " + " ".join(sys.argv[1:]), "clips": len(rows),
            "floor_clips": len(scores["original"]["floor_db"]), "summary": summary}
