@@ -9,6 +9,7 @@ from the JSON files in benchmarks/results/ (nothing is typed by hand, so the REA
     training  avcli/bundles/hits-demo/bundle.json  (the shipped bundle's training record)
     fastpath  benchmarks/results/fast_path.json   (benchmarks/fast_path.py)
     vocoder   benchmarks/results/vocoder_resynthesis.json (benchmarks/vocoder_resynthesis.py)
+    noisefill benchmarks/results/noise_fill_generated.json (benchmarks/noise_fill_generated.py)
     animatesync benchmarks/results/animate_sync.json (benchmarks/animate_sync.py)
     raybatch  benchmarks/results/ray_batch.json    (benchmarks/ray_batch.py)
     v2compare benchmarks/results/quality_v2_shipped.json + quality_v2.json (benchmarks/quality.py, same clips)
@@ -238,6 +239,17 @@ def vocoder_section(v: dict) -> str:
             f"clips). Produced by `{v['command']}`.\n\n"
             + _table(["path", "MR-STFT distance", "mel L1", "onset F1 vs true impacts", "noise floor (dBFS)",
                       "buzz"], rows)
+            + "\n")
+
+
+def noise_fill_section(v: dict) -> str:
+    rows = [[name, _f(r["onset_f1"], ".3f"), _f(r["floor_db"], ".1f"), _f(r["buzz"], ".3f"), _f(r["buzz_median"], ".3f")]
+            for name, r in v["summary"].items()]
+    return (f"`avgen foley` on {v['clips']} held-out clips ({v['bundle'].split('/')[-1]}), each soundtrack scored as the "
+            f"vocoder rendered it and noise-filled from the same generated mel (floor and buzz: the stretch before the "
+            f"first impact, {v['floor_clips']} clips). Produced by `{v['command']}`.\n\n"
+            + _table(["soundtrack", "onset F1 vs true impacts", "noise floor (dBFS)", "buzz (mean)", "buzz (median)"],
+                     rows)
             + "\n")
 
 
@@ -516,6 +528,9 @@ def main() -> None:
     if (RESULTS / "vocoder_resynthesis.json").exists() and "<!-- vocoder:begin -->" in text:
         text = replace_section(text, "vocoder",
                                vocoder_section(json.loads((RESULTS / "vocoder_resynthesis.json").read_text())))
+    if (RESULTS / "noise_fill_generated.json").exists() and "<!-- noisefill:begin -->" in text:
+        text = replace_section(text, "noisefill",
+                               noise_fill_section(json.loads((RESULTS / "noise_fill_generated.json").read_text())))
     if (RESULTS / "animate_sync.json").exists() and "<!-- animatesync:begin -->" in text:
         text = replace_section(text, "animatesync",
                                animate_sync_section(json.loads((RESULTS / "animate_sync.json").read_text())))

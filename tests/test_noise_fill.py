@@ -48,13 +48,45 @@ def test_quiet_buzz_becomes_noise_at_its_level_and_loud_frames_are_untouched():
     a, b = wav[0].numpy(), out[0].numpy()
     assert buzz(a, SR, 1.0) > 0.5  # the input is the buzz the metric is built for
     assert buzz(b, SR, 1.0) < 0.1
-    assert abs(_level_db(b[: SR - 2 * HOP]) - _level_db(given[0, : SR - 2 * HOP].numpy())) < 1.5
-    quiet_mel, filled_mel = mel[0, 5:90], front(out)[0, 5:90]
-    assert float((filled_mel - quiet_mel).mean().abs()) < 0.3  # the mel's level, band by band on average
+    # the vocoder's own level (not the mel's), and the mel's broad shape: band by band, the filled stretch's mel
+    # differs from the given one by one constant (the level), within a fraction of a neper
+    assert abs(_level_db(b[: SR - 2 * HOP]) - _level_db(a[: SR - 2 * HOP])) < 0.5
+    quiet_mel, filled_mel = mel[0, 5:90].mean(0), front(out)[0, 5:90].mean(0)
+    d = filled_mel - quiet_mel
+    assert float((d - d.mean()).abs().mean()) < 0.25
     # the burst's first 30 ms are far above -40 dBFS: exactly the input, away from the one-hop crossfade
     assert np.array_equal(b[SR + 2 * HOP: SR + 2 * HOP + 480], a[SR + 2 * HOP: SR + 2 * HOP + 480])
     # a threshold below every frame changes nothing
     assert torch.equal(noise_fill(wav, mel, front, -120.0), wav)
+
+
+def test_a_mel_louder_than_the_vocoder_or_itself_periodic_neither_raises_the_floor_nor_buzzes():
+    """What generated audio does (measured): its quiet mel asks for more than the vocoder renders, and its fine
+    structure is the buzz's own. Filling from the mel of the pulse train itself, 12 dB up, still gives noise at the
+    vocoder's level without the buzz."""
+    front = _front()
+    _, wav = _clip()
+    mel = front(wav) + np.log(10 ** (12 / 20))
+    out = noise_fill(wav, mel, front, -40.0)[0].numpy()
+    a = wav[0].numpy()
+    assert abs(_level_db(out[: SR - 2 * HOP]) - _level_db(a[: SR - 2 * HOP])) < 0.5
+    assert buzz(a, SR, 1.0) > 0.5 and buzz(out, SR, 1.0) < 0.1
+
+
+def test_a_quiet_ringing_tail_is_not_background_and_keeps_the_vocoders_output():
+    """Metal and glass ring on below the threshold: tonal, well above the background in their bands. Filling that
+    with noise cost onset F1 on generated audio (0.504 against 0.582 on 30 clips, measured); such frames keep the
+    vocoder's output."""
+    front = _front()
+    given, wav = _clip()
+    t = np.arange(SR) / SR
+    ring = sum(np.sin(2 * np.pi * f * t) for f in (700, 1130, 1870, 2450, 3310, 4020, 5270, 6480)) * 3e-3
+    ring = np.concatenate([ring * np.exp(-t / 2.0), np.zeros(SR)]).astype(np.float32)[None]
+    w, g = wav + torch.from_numpy(ring), given + torch.from_numpy(ring)
+    a = w[0].numpy()
+    assert _level_db(a[4 * HOP: 60 * HOP]) < -40  # quiet by the threshold's measure
+    out = noise_fill(w, front(g), front, -40.0)[0].numpy()
+    assert np.array_equal(out[10 * HOP: 60 * HOP], a[10 * HOP: 60 * HOP])
 
 
 def test_noise_is_deterministic_per_clip_and_independent_of_the_batch():
@@ -69,10 +101,14 @@ def test_noise_is_deterministic_per_clip_and_independent_of_the_batch():
     assert abs(np.corrcoef(both[0, :SR // 2].numpy(), q2)[0, 1]) < 0.2 and np.abs(q1).max() > 0
 
 
-def test_a_bundle_with_the_setting_decodes_through_it(tiny_model):
+def test_a_bundle_with_the_setting_decodes_through_it(tiny_model, monkeypatch):
     """decode_audio on a manifest with sampling.noise_fill_below_dbfs equals the plain decode passed through
     noise_fill with the bundle's own front end."""
     import copy
+
+    import avcli.models.noise_fill as nf
+
+    monkeypatch.setattr(nf, "BACKGROUND_NEPERS", float("inf"))  # a random model's mel is nowhere stationary
 
     from avcli.pipelines.common import decode_audio, denormalize_mel, log_mel
 

@@ -3,10 +3,15 @@
 A deterministic vocoder fed a nearly stationary mel (a quiet background between impacts) gives out nearly the same
 waveform every hop: a pulse train at sr / hop (100 Hz for the demo's 16 kHz / 160), the "buzz" that
 `avcli.metrics.contact.buzz` measures. Background noise has random phase, so in frames whose level is below a
-threshold this replaces the vocoder's output with noise of the mel's level and spectral shape: the frame's mel
-magnitudes spread back onto the STFT bins through the filter bank, random phases, inverse STFT, then scaled frame by
-frame so that its log-mel meets the mel's on average. Louder frames (impacts, their decay above the threshold) keep the
-vocoder's output; the switch is a crossfade over one hop. The phases come from a generator seeded by the mel's
+threshold this replaces the vocoder's output with noise of the mel's broad spectral shape at the vocoder's own level:
+the mel's magnitudes spread back onto the STFT bins through the filter bank, random phases, inverse STFT, then scaled
+frame by frame to the RMS the vocoder gave out there. Both choices come from generated audio (the first version,
+measured in `benchmarks/results/quality_long2000_noisefill.json`, took level and shape from the mel as given): a
+generated mel's quiet stretches ask for 2-13 dB more than the vocoder renders from them, so noise at the mel's level
+raised the floor by about 6 dB; and their fine structure across bands and frames is itself periodic enough that noise
+shaped by it still buzzes (up to 0.6 on the buzz metric). So the level is the vocoder's, and the shape is the mel
+averaged over SMOOTH_BANDS bands and SMOOTH_FRAMES frames: a background's broad spectrum, not its lines. Louder
+frames (impacts, their decay above the threshold) keep the vocoder's output; the switch is a crossfade over one hop. The phases come from a generator seeded by the mel's
 bytes, so the output is deterministic and one clip's does not depend on the batch it was decoded in, while two
 clips never share a noise pattern (layered, they do not comb-filter). This is the parametric noise substitution of
 audio codecs (AAC's PNS), applied to a vocoder.
@@ -19,6 +24,23 @@ import hashlib
 import torch
 
 from avcli.models.mel import LogMel
+
+SMOOTH_BANDS = 9  # the noise's spectral shape: the mel averaged over this many neighbouring bands
+SMOOTH_FRAMES = 9  # ... and over this many frames; the level follows the vocoder's RMS averaged over as many
+BACKGROUND_QUANTILE = 0.1  # a band's background level: this quantile of its values over the clip
+BACKGROUND_NEPERS = 0.6  # a frame is background when its mel exceeds that by less than this ...
+BACKGROUND_BANDS = 0.9  # ... in this fraction of its bands (a few partials standing out make it not background)
+
+
+def _smooth(x: torch.Tensor, k: int, dim: int) -> torch.Tensor:
+    """Moving average of width k (odd) along dim, the ends held."""
+    if k <= 1:
+        return x
+    y = x.movedim(dim, -1)
+    shape = y.shape
+    flat = torch.nn.functional.pad(y.reshape(-1, 1, shape[-1]), (k // 2, k // 2), mode="replicate")
+    out = torch.nn.functional.conv1d(flat, torch.full((1, 1, k), 1.0 / k, dtype=x.dtype))
+    return out.reshape(shape).movedim(-1, dim).contiguous()
 
 
 def _frame_rms(wav: torch.Tensor, hop: int, frames: int) -> torch.Tensor:
@@ -35,6 +57,16 @@ def _to_samples(per_frame: torch.Tensor, hop: int, n: int) -> torch.Tensor:
     if up.shape[-1] < n:
         up = torch.nn.functional.pad(up, (0, n - up.shape[-1]), mode="replicate")
     return up[:, :n]
+
+
+def _background(logmel: torch.Tensor) -> torch.Tensor:
+    """(T, M) mel (smoothed over time, so a noise's own frame-to-frame fluctuation does not count) -> (T,) bool: the
+    frames that are the clip's background (minimum statistics: in BACKGROUND_BANDS of the bands, within
+    BACKGROUND_NEPERS of that band's BACKGROUND_QUANTILE over time). A ringing tail that is quiet but tonal (metal,
+    glass) stands above it in its partials' bands and keeps the vocoder's output."""
+    floor = torch.quantile(logmel, BACKGROUND_QUANTILE, dim=0)
+    excess = (logmel - floor).clamp(min=0)
+    return torch.quantile(excess, BACKGROUND_BANDS, dim=-1) < BACKGROUND_NEPERS
 
 
 def row_generator(logmel: torch.Tensor) -> torch.Generator:
@@ -63,8 +95,8 @@ def shaped_noise(logmel: torch.Tensor, front_end: LogMel, samples: int, generato
 
 
 def noise_fill(wav: torch.Tensor, logmel: torch.Tensor, front_end: LogMel, below_dbfs: float) -> torch.Tensor:
-    """The vocoder's (B, N) output with its frames quieter than `below_dbfs` (RMS re full scale) replaced by shaped
-    noise at the same level. logmel: (B, T, M), what the vocoder was given."""
+    """The vocoder's (B, N) output with its frames quieter than `below_dbfs` (RMS re full scale) replaced by noise of
+    the mel's broad shape at the vocoder's own level. logmel: (B, T, M), what the vocoder was given."""
     hop = front_end.hop_length
     b, n = wav.shape
     t = logmel.shape[1]
@@ -72,15 +104,19 @@ def noise_fill(wav: torch.Tensor, logmel: torch.Tensor, front_end: LogMel, below
     for i in range(b):  # row by row: a clip's result does not depend on the batch's shape
         # row-major rows: a reduction along a strided axis rounds differently (the front end gives (T, M) transposed)
         row, lm = wav[i:i + 1].float().contiguous(), logmel[i].float().contiguous()
-        quiet = (20 * torch.log10(_frame_rms(row, hop, t).clamp(min=1e-10)) < below_dbfs).float()  # (1, T)
+        rms = _frame_rms(row, hop, t)  # (1, T)
+        quiet = (20 * torch.log10(rms.clamp(min=1e-10)) < below_dbfs) & _background(_smooth(lm, SMOOTH_FRAMES, 0))[None]
+        quiet = quiet.float()
         if not bool(quiet.any()):
             out.append(row[0])
             continue
-        noise = shaped_noise(lm, front_end, n, row_generator(lm))
-        # the level the mel asks for, frame by frame: random phases overlap-add to less than the magnitudes say
-        got = front_end(noise[None])[0][:t].contiguous()
-        gain = torch.exp((lm - got).mean(-1))
-        g = _to_samples(gain[None], hop, n)[0]
+        shape = _smooth(_smooth(lm, SMOOTH_BANDS, 1), SMOOTH_FRAMES, 0)
+        noise = shaped_noise(shape, front_end, n, row_generator(lm))
+        # the vocoder's own level, averaged over the neighbouring quiet frames only (so the gain does not pulse at
+        # the hop rate, and an impact's level does not leak into the noise before it)
+        level = _smooth(rms * quiet, SMOOTH_FRAMES, 1) / _smooth(quiet, SMOOTH_FRAMES, 1).clamp(min=1e-6)
+        gain = torch.where(quiet > 0, level, rms) / _frame_rms(noise[None], hop, t).clamp(min=1e-10)
+        g = _to_samples(gain, hop, n)[0]
         m = _to_samples(quiet, hop, n)[0]  # 1 in quiet frames, a one-hop ramp at each switch
         out.append(row[0] * (1 - m) + noise * g * m)
     return torch.stack(out).to(wav.dtype)
