@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
 
 
 def foley_cmd(
-    inputs: Optional[List[Path]] = typer.Argument(None, help="Video files or folders (mp4 mov mkv webm avi m4v).",
+    inputs: Optional[List[Path]] = typer.Argument(None, help="Video files or folders (mp4 mov mkv webm avi m4v mpg mpeg; a named file may be anything ffmpeg reads).",
                                                   show_default=False),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file (only with a single input)."),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Folder for outputs (default: next to inputs)."),

@@ -9,13 +9,12 @@ Without a caption line, a file's caption is its stem with _ and - read as spaces
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from avcli.errors import UsageError
-
-VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".webm", ".m4v", ".avi")
+from avcli.jsonl import read_file_rows
+from avcli.media.container import VIDEO_EXTS
 
 
 @dataclass(frozen=True)
@@ -27,20 +26,7 @@ class Item:
 
 
 def _jsonl(path: Path) -> dict[str, dict]:
-    rows = {}
-    if not path.exists():
-        return rows
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{path}:{i}: not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or "file" not in row:
-            raise UsageError(f"{path}:{i}: each line needs a \"file\" key")
-        rows[row["file"]] = row
-    return rows
+    return {r["file"]: r for r in read_file_rows(path, path.name, missing_ok=True)}
 
 
 def read_folder(data_dir: str | Path) -> list[Item]:

@@ -343,13 +343,7 @@ def write_dataset(out_dir, n: int, seed: int = 0, progress: bool = True, **clip_
 
 
 def _read_rows(path) -> dict[str, dict]:
-    rows = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a damaged line from an earlier run: rewritten below
-            if isinstance(row, dict) and "file" in row:
-                rows[row["file"]] = row
-    return rows
+    from avcli.jsonl import read_file_rows
+
+    # tolerant: a damaged line from an earlier run is rewritten below
+    return {r["file"]: r for r in read_file_rows(path, path.name, missing_ok=True, tolerant=True)}

@@ -26,6 +26,8 @@ from pathlib import Path
 from avcli.errors import UsageError
 
 VIDEO_CODECS = ("copy", "h264", "prores")
+# video files avgen reads from folders (foley batches, training data); anything ffmpeg opens works when named directly
+VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg")
 # containers foley writes: suffix -> (ffmpeg muxer, audio codec args)
 CONTAINERS = {
     ".mp4": ("mp4", ["-c:a", "aac", "-b:a", "160k"]),

@@ -192,8 +192,9 @@ def fit_from_folder(folder, fps: float = 8.0, limit: int = 200, on_file=None) ->
     path = folder / "events.jsonl"
     if not path.is_file():
         raise UsageError(f"{folder}: no events.jsonl with colour/material labels (make one with avgen data synth)")
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    rows = [r for r in rows if isinstance(r, dict) and (r.get("attrs") or {}).get("colour")][:limit]
+    from avcli.jsonl import read_file_rows
+
+    rows = [r for r in read_file_rows(path, "events") if (r.get("attrs") or {}).get("colour")][:limit]
     if not rows:
         raise UsageError(f"{path}: no line has attrs.colour / attrs.material labels")
     frames, audio, colours, materials = [], [], [], []

@@ -5,7 +5,6 @@ Media is read with avcli.media (imported lazily); everything else is the pure me
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -64,21 +63,9 @@ def list_clips(folder) -> list[Path]:
 
 
 def read_jsonl(path, what: str) -> list[dict]:
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"{path}: {what} file not found")
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{path}:{n}: not valid JSON ({exc.msg})") from exc
-        if not isinstance(row, dict) or "file" not in row:
-            raise UsageError(f"{path}:{n}: each line must be a JSON object with a \"file\" key")
-        rows.append(row)
-    return rows
+    from avcli.jsonl import read_file_rows
+
+    return read_file_rows(path, what)
 
 
 def load_truth(path) -> dict[str, list[float]]:

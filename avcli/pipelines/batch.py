@@ -20,8 +20,9 @@ from pathlib import Path
 
 from avcli.errors import AvgenError, UsageError
 
-VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg")
-OUTPUT_EXTS = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mpg", ".mpeg")  # avcli.media.container.CONTAINERS
+from avcli.media.container import CONTAINERS, VIDEO_EXTS
+
+OUTPUT_EXTS = tuple(CONTAINERS)  # the containers foley can write
 JOB_FIELDS = ("input", "output", "prompt", "negative_prompt", "seed", "start", "duration")
 
 STATUS_OK, STATUS_SKIPPED, STATUS_FAILED, STATUS_NOT_RUN = "ok", "skipped", "failed", "not run"
@@ -144,16 +145,9 @@ def table_rows(path: Path, text: str) -> list[tuple[int, dict]]:
     row; blank rows skipped) file: the one reader of row files (foley jobs, generate prompts)."""
     rows: list[tuple[int, dict]] = []
     if path.suffix.lower() == ".jsonl":
-        for i, line in enumerate(text.splitlines(), 1):
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UsageError(f"{path}:{i}: not valid JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise UsageError(f"{path}:{i}: each line must be a JSON object")
-            rows.append((i, obj))
+        from avcli.jsonl import parse_jsonl
+
+        rows = parse_jsonl(text, path, comments=True)
     else:
         for i, row in enumerate(csv.DictReader(text.splitlines()), 2):
             if any((v or "").strip() for v in row.values() if isinstance(v, str)):
