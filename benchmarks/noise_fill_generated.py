@@ -1,4 +1,4 @@
-"""Noise filling on generated audio (issue 13's buzz): `avgen foley` on held-out clips, each soundtrack scored twice
+"""Noise filling on generated audio (issue 13's buzz): `avgen foley` on held-out clips (no prompt, seed = index, as in benchmarks/quality.py), each soundtrack scored twice
 from the same generated mel, once as the vocoder rendered it and once noise-filled (avcli.models.noise_fill), so the
 two rows differ by the fill alone:
 
@@ -33,6 +33,8 @@ def main() -> None:
     ap.add_argument("--test", type=Path, required=True, help="held-out clips (events.jsonl, captions.jsonl)")
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--below", default="-40", help="comma-separated thresholds (dBFS) for the filled rows")
+    ap.add_argument("--prompt", action="store_true",
+                    help="give each clip its caption as the prompt (default: none, as benchmarks/quality.py does)")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "noise_fill_generated.json")
     args = ap.parse_args()
 
@@ -67,7 +69,7 @@ def main() -> None:
     t0 = time.perf_counter()
     for i, name in enumerate(files):
         ev = events[name]
-        pipe.foley(args.test / name, FoleyRequest(prompt=captions.get(name, ""), seed=i))
+        pipe.foley(args.test / name, FoleyRequest(prompt=captions.get(name, "") if args.prompt else "", seed=i))
         if seen["wav"].shape[0] != 1:
             raise SystemExit(f"{name}: foley ran {seen['wav'].shape[0]} windows; use clips of the bundle's duration")
         wav = seen["wav"].clamp(-1, 1)
@@ -87,7 +89,7 @@ def main() -> None:
     for k, s in scores.items():
         summary[k]["buzz_median"] = float(np.median(s["buzz"])) if s["buzz"] else None
     res = {"command": "python benchmarks/noise_fill_generated.py " + " ".join(sys.argv[1:]),
-           "bundle": str(args.bundle), "clips": len(files), "floor_clips": len(scores["real"]["floor_db"]),
+           "bundle": str(args.bundle), "prompt": "caption" if args.prompt else None, "clips": len(files), "floor_clips": len(scores["real"]["floor_db"]),
            "settings": {"smooth_bands": nf.SMOOTH_BANDS, "smooth_frames": nf.SMOOTH_FRAMES,
                         "background_quantile": nf.BACKGROUND_QUANTILE, "background_nepers": nf.BACKGROUND_NEPERS,
                         "background_bands": nf.BACKGROUND_BANDS},

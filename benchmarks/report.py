@@ -245,7 +245,9 @@ def vocoder_section(v: dict) -> str:
 def noise_fill_section(v: dict) -> str:
     rows = [[name, _f(r["onset_f1"], ".3f"), _f(r["floor_db"], ".1f"), _f(r["buzz"], ".3f"), _f(r["buzz_median"], ".3f")]
             for name, r in v["summary"].items()]
-    return (f"`avgen foley` on {v['clips']} held-out clips ({v['bundle'].split('/')[-1]}), each soundtrack scored as the "
+    prompt = "each clip's caption as the prompt" if v.get("prompt") else "no prompt"
+    return (f"`avgen foley` on {v['clips']} held-out clips ({v['bundle'].split('/')[-1]}, {prompt}, seed = index), each "
+            f"soundtrack scored as the "
             f"vocoder rendered it and noise-filled from the same generated mel (floor and buzz: the stretch before the "
             f"first impact, {v['floor_clips']} clips). Produced by `{v['command']}`.\n\n"
             + _table(["soundtrack", "onset F1 vs true impacts", "noise floor (dBFS)", "buzz (mean)", "buzz (median)"],
