@@ -10,11 +10,14 @@ measured in `benchmarks/results/quality_long2000_noisefill.json`, took level and
 generated mel's quiet stretches ask for 2-13 dB more than the vocoder renders from them, so noise at the mel's level
 raised the floor by about 6 dB; and their fine structure across bands and frames is itself periodic enough that noise
 shaped by it still buzzes (up to 0.6 on the buzz metric). So the level is the vocoder's, and the shape is the mel
-averaged over SMOOTH_BANDS bands and SMOOTH_FRAMES frames: a background's broad spectrum, not its lines. Louder
-frames (impacts, their decay above the threshold) keep the vocoder's output; the switch is a crossfade over one hop. The phases come from a generator seeded by the mel's
-bytes, so the output is deterministic and one clip's does not depend on the batch it was decoded in, while two
-clips never share a noise pattern (layered, they do not comb-filter). This is the parametric noise substitution of
-audio codecs (AAC's PNS), applied to a vocoder.
+averaged over SMOOTH_BANDS bands and SMOOTH_FRAMES frames: a background's broad spectrum, not its lines. Only
+background frames are filled: below the threshold and, on a time-smoothed mel, within BACKGROUND_NEPERS of each
+band's BACKGROUND_QUANTILE level in BACKGROUND_BANDS of the bands (minimum statistics), because below -40 dBFS a
+struck metal bar or glass is still ringing, and noise in place of that tonal tail cost onset F1. Louder frames
+(impacts, ringing tails) keep the vocoder's output; the switch is a crossfade over one hop. The phases come from a
+generator seeded by the mel's bytes, so the output is deterministic and one clip's does not depend on the batch it
+was decoded in, while two clips never share a noise pattern (layered, they do not comb-filter). This is the
+parametric noise substitution of audio codecs (AAC's PNS), applied to a vocoder.
 """
 
 from __future__ import annotations
