@@ -59,10 +59,9 @@ def foley_scores(model, test: Path, n: int, gamma: float, steps: int, solver: st
     t0 = time.perf_counter()
     for i, r in enumerate(rows):
         audio = pipe.foley(test / r["file"], FoleyRequest(steps=steps, solver=solver, gamma=gamma, seed=i)).audio
-        onsets = M.audio_onsets(audio, geo.sample_rate)
-        accs.append(M.onset_accuracy(onsets, r["events"], tolerance=1.0 / geo.fps))
+        accs.append(M.onset_accuracy(M.impact_onsets(audio, geo.sample_rate), r["events"], tolerance=1.0 / geo.fps))
         frames = read_video(test / r["file"], geo.fps, geo.frame_size)
-        aligns.append(M.av_align_seed000(onsets, M.video_peaks(frames, geo.fps), geo.fps))
+        aligns.append(M.av_align_seed000(M.audio_onsets(audio, geo.sample_rate), M.video_peaks(frames, geo.fps), geo.fps))
     mean = lambda xs: float(np.mean(xs))  # noqa: E731
     return {"foley_onset_precision": mean([a.precision for a in accs]), "foley_onset_recall": mean([a.recall for a in accs]),
             "foley_onset_f1": mean([a.f1 for a in accs]), "foley_av_align_seed000": mean(aligns),

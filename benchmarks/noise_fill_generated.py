@@ -80,7 +80,7 @@ def main() -> None:
             outs[row] = (wav if below is None else nf.noise_fill(wav, seen["mel"], front, below))[0].numpy()
         for row, y in outs.items():
             s = scores[row]
-            s["onset_f1"].append(M.onset_accuracy(M.audio_onsets(y, sr), ev, tolerance=1 / fps).f1)
+            s["onset_f1"].append(M.onset_accuracy(M.impact_onsets(y, sr), ev, tolerance=1 / fps).f1)
             floor = noise_floor_db(y, sr, ev[0])
             if floor is not None:
                 s["floor_db"].append(floor)

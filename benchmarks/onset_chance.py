@@ -30,7 +30,7 @@ def main() -> None:
 
     rows = [json.loads(line) for line in (args.test / "events.jsonl").read_text().splitlines() if line.strip()]
     rows = rows[: args.n]
-    onsets = [M.audio_onsets(read_audio(args.test / r["file"], args.sample_rate), args.sample_rate) for r in rows]
+    onsets = [M.impact_onsets(read_audio(args.test / r["file"], args.sample_rate), args.sample_rate) for r in rows]
     tol = 1.0 / args.fps
     own = [M.onset_accuracy(onsets[i], rows[i]["events"], tol).f1 for i in range(len(rows))]
     other = [M.onset_accuracy(onsets[(i + 1) % len(rows)], rows[i]["events"], tol).f1 for i in range(len(rows))]

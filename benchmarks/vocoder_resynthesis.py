@@ -106,7 +106,7 @@ def main() -> None:
                 s = scores[name]
                 s["mr_stft"].append(mr_stft(orig, y))
                 s["mel_l1"].append(float((cur_mel(torch.from_numpy(y)[None])[0] - ref_mel).abs().mean()))
-                s["onset_f1"].append(M.onset_accuracy(M.audio_onsets(y, SR), r["events"], tolerance=1 / 8).f1)
+                s["onset_f1"].append(M.onset_accuracy(M.impact_onsets(y, SR), r["events"], tolerance=1 / 8).f1)
                 fl = noise_floor_db(y, SR, r["events"][0])
                 if fl is not None:
                     s["floor_db"].append(fl)

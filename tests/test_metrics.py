@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from avcli.metrics import (aa_align, audio_onsets, av_align, av_align_legacy, av_align_official, av_align_seed000,
-                           beat_hit_rate, beat_times, frechet_distance, onset_accuracy, paired_distances,
+                           beat_hit_rate, beat_times, frechet_distance, impact_onsets, onset_accuracy, paired_distances,
                            parse_caption, train_adherence_classifiers, video_peaks)
 from avcli.metrics.adherence import AdherenceModel
 
@@ -50,6 +50,20 @@ def test_detectors_find_constructed_events(video):
     on = audio_onsets(clicks(np.array(EVENT_FRAMES) / FPS), SR)
     assert len(on) == len(EVENT_FRAMES)
     assert np.max(np.abs(on - np.array(EVENT_FRAMES) / FPS)) < 0.03
+
+
+@pytest.mark.parametrize("first", [0.25, 2.0])
+def test_impact_onsets_ignore_a_noise_floor_from_the_start(first):
+    """A steady -50 dBFS noise floor from t = 0 plus impacts: zero padding makes seed 000's detector report an onset in
+    the first frames (the padding edge), the reflected ends of impact_onsets do not, and both find every impact."""
+    times = np.array([first, 3.0])
+    y = clicks(times) + (10 ** (-50 / 20) * np.random.default_rng(2).standard_normal(4 * SR)).astype(np.float32)
+    seed = audio_onsets(y, SR)
+    assert seed[0] < 0.12  # the edge onset the fix is for
+    got = impact_onsets(y, SR)
+    assert len(got) == len(times)
+    assert np.max(np.abs(got - times)) < 0.03
+    assert onset_accuracy(got, times, 1 / FPS).f1 == 1.0
 
 
 @pytest.mark.parametrize("variant", ["seed000", "official", "legacy"])

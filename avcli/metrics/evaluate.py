@@ -135,7 +135,8 @@ def _ref_audio(ref: Path) -> tuple[np.ndarray, int]:
 def evaluate_folder(gen_dir, cfg: EvalConfig, reference=None, truth=None, adherence_model=None,
                     on_file=None, sync_model=None) -> EvalResult:
     """Compute per-file metrics for every *.mp4 in gen_dir. `on_file(name)` is called before each file."""
-    from avcli.metrics import (aa_align, audio_onsets, beat_hit_rate, beat_times, onset_accuracy, video_peaks)
+    from avcli.metrics import (aa_align, audio_onsets, beat_hit_rate, beat_times, impact_onsets, onset_accuracy,
+                               video_peaks)
     from avcli.metrics.av_align import SCORERS
     from avcli.metrics.frechet import (FD_AUDIO_NAME, FD_VIDEO_NAME, audio_features, frechet_distance,
                                        video_features)
@@ -169,7 +170,9 @@ def evaluate_folder(gen_dir, cfg: EvalConfig, reference=None, truth=None, adhere
             warnings.simplefilter("always")
             frames = read_clip_frames(clip, cfg.fps)  # (F, H, W, 3)
             audio, sr = read_clip_audio(clip)
-            onsets = audio_onsets(audio, sr)
+            onsets = audio_onsets(audio, sr)  # seed 000's detector: AV-Align and AA-Align
+            if {"onsets", "contact"} & set(cfg.metrics):
+                impacts = impact_onsets(audio, sr)  # onset accuracy, contact agreement (no zero-padding edge)
             if "av_align" in cfg.metrics:
                 peaks = video_peaks(frames, cfg.fps, resolution_aware=cfg.resolution_aware)
                 for v in cfg.variants:
@@ -208,13 +211,14 @@ def evaluate_folder(gen_dir, cfg: EvalConfig, reference=None, truth=None, adhere
                     row["relsync"] = rel_sync(sync_model, ref_a, gen_v, ref_v)
             if "onsets" in cfg.metrics:
                 if clip.name in events:
-                    s = onset_accuracy(onsets, events[clip.name], cfg.onset_tolerance)
+                    s = onset_accuracy(impacts, events[clip.name], cfg.onset_tolerance)
                     row.update(onset_precision=s.precision, onset_recall=s.recall, onset_f1=s.f1,
                                onset_offset_ms=s.offset_ms)
                 else:
                     warnings.warn(f"{clip.name} has no line in the events file", RuntimeWarning)
             if "contact" in cfg.metrics or "floor" in cfg.metrics:
-                row.update(_contact_floor(cfg, frames, audio, sr, onsets, (events or {}).get(clip.name)))
+                row.update(_contact_floor(cfg, frames, audio, sr, impacts if "contact" in cfg.metrics else None,
+                                          (events or {}).get(clip.name)))
             if "adherence" in cfg.metrics:
                 row.update(_adherence(adherence_model, captions.get(clip.name), frames, audio, sr, clip.name))
         messages += [f"{clip.name}: {w.message}" for w in caught]
