@@ -61,7 +61,8 @@ def foley_scores(model, test: Path, n: int, gamma: float, steps: int, solver: st
         audio = pipe.foley(test / r["file"], FoleyRequest(steps=steps, solver=solver, gamma=gamma, seed=i)).audio
         accs.append(M.onset_accuracy(M.impact_onsets(audio, geo.sample_rate), r["events"], tolerance=1.0 / geo.fps))
         frames = read_video(test / r["file"], geo.fps, geo.frame_size)
-        aligns.append(M.av_align_seed000(M.audio_onsets(audio, geo.sample_rate), M.video_peaks(frames, geo.fps), geo.fps))
+        seed_onsets = M.audio_onsets(audio, geo.sample_rate)  # seed 000's detector for its AV-Align
+        aligns.append(M.av_align_seed000(seed_onsets, M.video_peaks(frames, geo.fps), geo.fps))
     mean = lambda xs: float(np.mean(xs))  # noqa: E731
     return {"foley_onset_precision": mean([a.precision for a in accs]), "foley_onset_recall": mean([a.recall for a in accs]),
             "foley_onset_f1": mean([a.f1 for a in accs]), "foley_av_align_seed000": mean(aligns),
@@ -139,7 +140,10 @@ def main() -> None:
         results.append(row)
     geo = load_bundle(args.cmcpe).geometry()
     real = None if args.foley_only else score_folder(args.test, args.test, geo.fps, geo.sample_rate)
+    from avcli.metrics.onsets import IMPACT_ONSET_DETECTOR
+
     summary = {"settings": results, "real_test_clips": real, "n_captions": len(caps),
+               "onset_detector": IMPACT_ONSET_DETECTOR,
                "command": "python benchmarks/ablation.py " + " ".join(sys.argv[1:])}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out.parent / f"{args.name}.json").write_text(json.dumps(summary, indent=1))

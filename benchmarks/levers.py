@@ -52,7 +52,7 @@ def _foley_row(q: dict) -> dict:
             "fd_logmel": (fd.get("FD-logmel") or {}).get("value"), "onset_f1_real": q["onsets_real"]["f1"],
             "av_align_real": q["av_align_real"]["seed000"], "noise_floor_db": q.get("noise_floor_db_foley"),
             "noise_floor_db_real": q.get("noise_floor_db_real"), "buzz": q.get("buzz_foley"),
-            "buzz_real": q.get("buzz_real"), "n": q["n"]}
+            "buzz_real": q.get("buzz_real"), "n": q["n"], "onset_detector": q.get("onset_detector")}
 
 
 def lever_row(name: str, args) -> dict:

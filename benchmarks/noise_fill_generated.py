@@ -88,8 +88,11 @@ def main() -> None:
     summary = {k: {m: (float(np.mean(v)) if v else None) for m, v in s.items()} for k, s in scores.items()}
     for k, s in scores.items():
         summary[k]["buzz_median"] = float(np.median(s["buzz"])) if s["buzz"] else None
+    from avcli.metrics.onsets import IMPACT_ONSET_DETECTOR
+
     res = {"command": "python benchmarks/noise_fill_generated.py " + " ".join(sys.argv[1:]),
-           "bundle": str(args.bundle), "prompt": "caption" if args.prompt else None, "clips": len(files), "floor_clips": len(scores["real"]["floor_db"]),
+           "bundle": str(args.bundle), "prompt": "caption" if args.prompt else None, "clips": len(files),
+           "floor_clips": len(scores["real"]["floor_db"]), "onset_detector": IMPACT_ONSET_DETECTOR,
            "settings": {"smooth_bands": nf.SMOOTH_BANDS, "smooth_frames": nf.SMOOTH_FRAMES,
                         "background_quantile": nf.BACKGROUND_QUANTILE, "background_nepers": nf.BACKGROUND_NEPERS,
                         "background_bands": nf.BACKGROUND_BANDS},

@@ -65,7 +65,9 @@ def main() -> None:
         if not sep:
             ap.error(f"--generated takes LABEL=DIR, got {g!r}")
         sets[label] = Path(folder)
-    res = {"n": len(rows), "tolerance_s": 1.0 / args.fps, "edge_s": EDGE_S,
+    from avcli.metrics.onsets import IMPACT_ONSET_DETECTOR
+
+    res = {"n": len(rows), "tolerance_s": 1.0 / args.fps, "edge_s": EDGE_S, "onset_detector": IMPACT_ONSET_DETECTOR,
            "command": "python benchmarks/onset_detector.py " + " ".join(sys.argv[1:]),
            "sets": {label: score(folder, rows, args.fps, args.sample_rate) for label, folder in sets.items()}}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -107,6 +107,8 @@ def main() -> None:
     res["parts"] = sorted(parts)
     cfg = sampler_config(model, steps=args.steps, solver=args.solver)
     res["sampling"] = {"steps": cfg.steps, "solver": cfg.solver, "seed_offset": args.seed_offset}
+    from avcli.metrics.onsets import IMPACT_ONSET_DETECTOR
+    res["onset_detector"] = IMPACT_ONSET_DETECTOR
     truth_args = ["--truth", str(real / "events.jsonl"), "--onset-tolerance-ms", tol]
     if "generate" in parts:
         res["eval_real"] = avgen_eval(real, *common, "--metrics", "av_align,onsets,adherence,contact,floor", *truth_args,

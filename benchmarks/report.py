@@ -124,6 +124,21 @@ def perf_section(res: dict, png: Path | None) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def detector_note(*results: dict) -> str:
+    """A line for tables whose onset scores predate `avcli.metrics.impact_onsets` (their JSON has no
+    "onset_detector"): the zero-padded detector's edge onset costs every row precision, the real clips included."""
+    if all(r.get("onset_detector") for r in results):
+        return ""
+    line = ("\nOnset scores here: seed 000's zero-padded detector (before 2026-12-02), with a false onset near 70 ms "
+            "in nearly every clip")
+    od = RESULTS / "onset_detector.json"
+    if od.exists():
+        real = json.loads(od.read_text())["sets"]["real"]
+        old, new = real["zero_padded (seed 000)"]["f1"], real["reflected (impact_onsets)"]["f1"]
+        line += f" (real clips: onset F1 {old:.3f} with it, {new:.3f} with today's)"
+    return line + "; compare rows within the table.\n"
+
+
 def quality_section(q: dict) -> str:
     al = lambda k: q.get(f"av_align_{k}", {})  # noqa: E731
     adh = lambda k, m: _f(q.get(f"adherence_{k}", {}).get(m), ".0%")  # noqa: E731
@@ -152,7 +167,7 @@ def quality_section(q: dict) -> str:
         ratios.append(f"generated sound on the contacts seen in its own frames {cg / cr:.2f}x real clips")
     if ratios:
         text.append("Ratios (targets >= 0.7x): " + "; ".join(ratios) + ".")
-    return "\n".join(text).rstrip() + "\n"
+    return "\n".join(text).rstrip() + "\n" + detector_note(q)
 
 
 def ablation_section(a: dict) -> str:
@@ -168,7 +183,7 @@ def ablation_section(a: dict) -> str:
     return (f"{a['n_captions']} held-out captions per setting, same seeds in every row, {first['solver']} with "
             f"{first['steps']} steps. Produced by `{a.get('command', 'python benchmarks/ablation.py')}`.\n\n"
             + _table(["connector", "gamma", "AV-Align (seed 000)", "AV-Align (official)", "FD-logmel",
-                      "FD-colourflow", "foley onset F1", "foley AV-Align"], rows) + "\n")
+                      "FD-colourflow", "foley onset F1", "foley AV-Align"], rows) + "\n" + detector_note(a))
 
 
 def training_section(manifest: dict) -> str:
@@ -239,7 +254,7 @@ def vocoder_section(v: dict) -> str:
             f"clips). Produced by `{v['command']}`.\n\n"
             + _table(["path", "MR-STFT distance", "mel L1", "onset F1 vs true impacts", "noise floor (dBFS)",
                       "buzz"], rows)
-            + "\n")
+            + "\n" + detector_note(v))
 
 
 def noise_fill_section(v: dict) -> str:
@@ -252,7 +267,7 @@ def noise_fill_section(v: dict) -> str:
             f"first impact, {v['floor_clips']} clips). Produced by `{v['command']}`.\n\n"
             + _table(["soundtrack", "onset F1 vs true impacts", "noise floor (dBFS)", "buzz (mean)", "buzz (median)"],
                      rows)
-            + "\n")
+            + "\n" + detector_note(v))
 
 
 def animate_sync_section(a: dict) -> str:
@@ -382,7 +397,7 @@ def v2_compare_section(rows: list[tuple[str, dict]]) -> str:
     cmds = "; ".join(f"`{q.get('command')}`" for _, q in rows)
     return "\n".join([f"{q0['n']} held-out clips of the new physics (never seen in training), default settings of "
                       f"each command, every bundle on the same clips and seeds. Produced by {cmds}.", "",
-                      _table(head, out)]) + "\n"
+                      _table(head, out)]) + "\n" + detector_note(*(q for _, q in rows))
 
 
 def levers_section(lv: dict) -> str:
@@ -398,7 +413,7 @@ def levers_section(lv: dict) -> str:
                       f"the same bundle and {lv['steps_per_row']} further joint steps of the same recipe "
                       f"(`{' '.join(lv['recipe'])}`), only the lever differing. Produced by `{lv['command']}`.", "",
                       _table(["row", "lever", "extra steps", "onset F1", "P / R", "AV-Align", "FD-logmel",
-                              "noise floor (dBFS)", "buzz", "train min"], rows)]) + "\n"
+                              "noise floor (dBFS)", "buzz", "train min"], rows)]) + "\n" + detector_note(*lv["rows"])
 
 
 def _is_perf(path: Path) -> bool:
@@ -443,7 +458,7 @@ def steps_sweep_section(res: dict) -> str:
         rows.append([label] + [_f(r.get(k), f) for k, _, f in SWEEP_COLS] + [verdict])
     lines.append(_table(["setting"] + [c for _, c, _ in SWEEP_COLS] + ["within noise of the default"], rows))
     lines += ["", f"Fastest setting within noise on every column: **{res.get('fastest_within_noise') or 'none'}**."]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + detector_note(*res["rows"])
 
 
 def _edit(r: dict) -> str:
@@ -474,7 +489,7 @@ def clamp_study_section(res: dict) -> str:
                  _f(r["fd_logmel_generate"]), _f(r["fd_colourflow_generate"], ".0f")] for r in gen]
         lines.append(_table(["clips", "sampling change", "generate: onsets vs contacts", "colour", "material",
                              "AV-Align", "FD-logmel", "FD-colourflow"], rows))
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + detector_note(res)
 
 
 def ort_tuning_section(res: dict) -> str:

@@ -57,6 +57,7 @@ def settings(solvers: list[str], steps: list[int], default: tuple[str, int]) -> 
 def summarize(q: dict) -> dict:
     row = {k: _get(q, path) for k, (path, _) in METRICS.items()}
     row["seconds_per_clip"] = q.get("seconds_per_clip")
+    row["onset_detector"] = q.get("onset_detector")
     return row
 
 

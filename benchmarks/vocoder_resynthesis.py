@@ -112,8 +112,11 @@ def main() -> None:
                     s["floor_db"].append(fl)
                     s["buzz"].append(buzz(y, SR, r["events"][0]))
     summary = {k: {m_: (float(np.mean(v)) if v else None) for m_, v in s.items()} for k, s in scores.items()}
+    from avcli.metrics.onsets import IMPACT_ONSET_DETECTOR
+
     res = {"command": "python benchmarks/vocoder_resynthesis.py " + " ".join(sys.argv[1:]), "clips": len(rows),
-           "floor_clips": len(scores["original"]["floor_db"]), "summary": summary}
+           "floor_clips": len(scores["original"]["floor_db"]), "onset_detector": IMPACT_ONSET_DETECTOR,
+           "summary": summary}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(res, indent=1) + "\n")
     print(json.dumps(res, indent=1))

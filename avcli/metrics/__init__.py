@@ -18,6 +18,7 @@ __all__ = [
     "VARIANTS", "audio_onsets", "av_align", "av_align_legacy", "av_align_official", "av_align_seed000",
     "flow_magnitudes", "video_peaks", "aa_align", "aa_align_audio", "beat_hit_rate", "beat_hit_rates", "beat_times",
     "OnsetScores", "impact_onsets", "onset_accuracy", "FD_AUDIO_NAME", "FD_VIDEO_NAME", "audio_features",
-    "video_features", "frechet_distance", "paired_distances", "AdherenceModel", "parse_caption", "predict_colour", "predict_material",
+    "video_features", "frechet_distance", "paired_distances", "AdherenceModel", "parse_caption", "predict_colour",
+    "predict_material",
     "train_adherence_classifiers",
 ]
