@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -68,7 +69,7 @@ def main() -> None:
     from avcli.metrics.onsets import IMPACT_ONSET_DETECTOR
 
     res = {"n": len(rows), "tolerance_s": 1.0 / args.fps, "edge_s": EDGE_S, "onset_detector": IMPACT_ONSET_DETECTOR,
-           "command": "python benchmarks/onset_detector.py " + " ".join(sys.argv[1:]),
+           "command": "python benchmarks/onset_detector.py " + shlex.join(sys.argv[1:]),
            "sets": {label: score(folder, rows, args.fps, args.sample_rate) for label, folder in sets.items()}}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1) + "\n")

@@ -170,6 +170,16 @@ def quality_section(q: dict) -> str:
     return "\n".join(text).rstrip() + "\n" + detector_note(q)
 
 
+def onset_detector_section(d: dict) -> str:
+    """benchmarks/onset_detector.py: the same clips scored with seed 000's zero-padded detector and with today's."""
+    rows = [[label, det, _f(sc["precision"], ".3f"), _f(sc["recall"], ".3f"), _f(sc["f1"], ".3f"),
+             f"{sc['edge']} / {d['n']}"] for label, dets in d["sets"].items() for det, sc in dets.items()]
+    return "\n".join([f"{d['n']} held-out clips, onsets against the true impacts (+-{1000 * d['tolerance_s']:.0f} ms). "
+                      f"Produced by `{d['command']}`.", "",
+                      _table(["clips", "detector", "precision", "recall", "onset F1",
+                              f"clips with an unmatched onset before {d['edge_s']:g} s"], rows)]) + "\n"
+
+
 def ablation_section(a: dict) -> str:
     rows = []
     for r in a["settings"]:
@@ -538,6 +548,9 @@ def main() -> None:
         text = replace_section(text, "perf", perf_section(json.loads(newest.read_text()), newest.with_suffix(".png")))
     if (RESULTS / "quality.json").exists():
         text = replace_section(text, "quality", quality_section(json.loads((RESULTS / "quality.json").read_text())))
+    if (RESULTS / "onset_detector.json").exists() and "<!-- onsetdetector:begin -->" in text:
+        text = replace_section(text, "onsetdetector",
+                               onset_detector_section(json.loads((RESULTS / "onset_detector.json").read_text())))
     if (RESULTS / "ablation.json").exists():
         text = replace_section(text, "ablation", ablation_section(json.loads((RESULTS / "ablation.json").read_text())))
     if (RESULTS / "fast_path.json").exists() and "<!-- fastpath:begin -->" in text:

@@ -58,6 +58,7 @@ def test_perf_section_ratios_and_replacement(report):
     ("fastpath", "fastpath_section", ["fast_path.json"]),
     ("vocoder", "vocoder_section", ["vocoder_resynthesis.json"]),
     ("noisefill", "noise_fill_section", ["noise_fill_generated.json"]),
+    ("onsetdetector", "onset_detector_section", ["onset_detector.json"]),
 ])
 def test_readme_quality_sections_are_what_the_committed_json_renders(report, name, render, files):
     """The README's quality numbers come from the committed JSON: rendering it again changes nothing."""
