@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from avcli.errors import UsageError
+from avcli.metrics._audio import as_mono
 
 COLOURS = ("red", "green", "blue", "yellow", "white", "purple", "orange")
 MATERIALS = ("wood", "metal", "glass", "drum", "carpet")
@@ -76,13 +77,7 @@ def material_features(audio: np.ndarray, sr: int) -> np.ndarray:
     not loudness), and the per-band std over those frames."""
     import librosa
 
-    y = np.asarray(audio, dtype=np.float32)
-    if y.ndim == 2:
-        y = y.mean(axis=1)
-    if sr != AUDIO_SR:
-        y = librosa.resample(y, orig_sr=sr, target_sr=AUDIO_SR)
-    if len(y) < 1024:
-        y = np.pad(y, (0, 1024 - len(y)))
+    y = as_mono(audio, sr, AUDIO_SR, min_len=1024)
     mel = librosa.feature.melspectrogram(y=y, sr=AUDIO_SR, n_fft=1024, hop_length=256, n_mels=N_MELS)  # (32, T)
     logmel = np.log(mel + 1e-8)
     energy = mel.sum(0)  # (T,)

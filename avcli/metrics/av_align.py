@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from avcli.metrics._audio import as_mono
 from avcli.metrics._match import as_times, degenerate, greedy_match, has_neighbour
 
 VARIANTS = ("seed000", "official", "legacy")
@@ -129,13 +130,10 @@ def audio_onsets(audio: np.ndarray, sr: int, pad_mode: str = "constant") -> np.n
     """
     import librosa
 
-    y = np.asarray(audio, dtype=np.float32)
-    if y.ndim == 2:  # (N, C) -> mono
-        y = y.mean(axis=1)
+    y = as_mono(audio, sr)
     if y.size == 0 or not np.any(y):
         return np.zeros(0)
-    if sr != ONSET_SR:
-        y = librosa.resample(y, orig_sr=sr, target_sr=ONSET_SR)
+    y = as_mono(y, sr, ONSET_SR)
     if pad_mode == "constant":
         return np.asarray(librosa.onset.onset_detect(y=y, sr=ONSET_SR, units="time"), dtype=np.float64)
     envelope = librosa.onset.onset_strength(y=y, sr=ONSET_SR, pad_mode=pad_mode)

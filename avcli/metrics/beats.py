@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from avcli.metrics._audio import as_mono
 from avcli.metrics._match import as_times, degenerate, greedy_match
 
 TOLERANCES_S = (0.1, 0.5)
@@ -19,9 +20,7 @@ def beat_times(audio: np.ndarray, sr: int) -> np.ndarray:
     """Beat times in seconds, float64 (B,), from librosa.beat.beat_track with default settings."""
     import librosa
 
-    y = np.asarray(audio, dtype=np.float32)
-    if y.ndim == 2:  # (N, C) -> mono
-        y = y.mean(axis=1)
+    y = as_mono(audio, sr)
     if y.size == 0 or not np.any(y):
         return np.zeros(0)
     _, beats = librosa.beat.beat_track(y=y, sr=sr, units="time")

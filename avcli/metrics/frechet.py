@@ -12,6 +12,8 @@ import warnings
 
 import numpy as np
 
+from avcli.metrics._audio import as_mono
+
 FD_AUDIO_NAME = "FD-logmel"
 FD_VIDEO_NAME = "FD-colourflow"
 AUDIO_SR = 16000
@@ -68,13 +70,7 @@ def audio_features(audio: np.ndarray, sr: int) -> np.ndarray:
     (16 kHz, n_fft 1024, hop 256) followed by mean, std and max of the onset-strength envelope."""
     import librosa
 
-    y = np.asarray(audio, dtype=np.float32)
-    if y.ndim == 2:
-        y = y.mean(axis=1)
-    if sr != AUDIO_SR:
-        y = librosa.resample(y, orig_sr=sr, target_sr=AUDIO_SR)
-    if len(y) < 1024:
-        y = np.pad(y, (0, 1024 - len(y)))
+    y = as_mono(audio, sr, AUDIO_SR, min_len=1024)
     mel = librosa.feature.melspectrogram(y=y, sr=AUDIO_SR, n_fft=1024, hop_length=256, n_mels=N_MELS)  # (64, T)
     logmel = np.log(mel + 1e-6)
     env = librosa.onset.onset_strength(S=librosa.power_to_db(mel), sr=AUDIO_SR)  # (T,)
