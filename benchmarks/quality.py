@@ -11,7 +11,9 @@
     .venv/bin/python benchmarks/quality.py --train work/hits --test work/hits-test --n 100
 
 `--parts foley` makes and scores only the foley side (onsets, AV-Align, FD), what the training levers are compared
-on (benchmarks/levers.py); the real clips are then scored for onsets and AV-Align only.
+on (benchmarks/levers.py); the real clips are then scored for onsets and AV-Align only. `--parts generate` makes
+and scores only the generate side (what a text-guidance setting changes: benchmarks/guidance_sweep.py), with
+`--cfg-video` / `--cfg-audio` in place of the bundle's guidance scales.
 """
 
 from __future__ import annotations
@@ -49,7 +51,9 @@ def main() -> None:
     ap.add_argument("--test", type=Path, required=True, help="held-out clips: captions, videos, true events")
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "quality")
-    ap.add_argument("--parts", default="generate,foley", help="generate,foley (default) or foley")
+    ap.add_argument("--parts", default="generate,foley", help="generate,foley (default), generate or foley")
+    ap.add_argument("--cfg-video", type=float, default=None, help="generate's video text guidance (default: bundle's)")
+    ap.add_argument("--cfg-audio", type=float, default=None, help="generate's audio text guidance (default: bundle's)")
     ap.add_argument("--steps", type=int, default=None, help="sampling steps (default: the bundle's)")
     ap.add_argument("--solver", choices=("ddim", "dpmpp2m"), default=None, help="default: the bundle's")
     ap.add_argument("--adherence-model", type=Path, default=None,
@@ -59,8 +63,9 @@ def main() -> None:
                     help="clip i is sampled with seed i + offset (a second offset measures seed noise)")
     args = ap.parse_args()
     parts = set(args.parts.split(","))
-    if not parts or parts - {"generate", "foley"} or "foley" not in parts:
-        raise SystemExit("--parts: generate,foley or foley")
+    if not parts or parts - {"generate", "foley"}:
+        raise SystemExit("--parts: generate,foley, generate or foley")
+    gen, fol = "generate" in parts, "foley" in parts
 
     from avcli.media.ffmpeg import mux_audio, write_video
     from avcli.models.bundle import load_bundle
@@ -82,13 +87,13 @@ def main() -> None:
         name, seed = row["file"], i + args.seed_offset
         if not (real / name).exists():  # the same n real clips, by link: eval scores whole folders
             (real / name).symlink_to((args.test / name).resolve())
-        if "generate" in parts and not (gen_dir / name).exists():
+        if gen and not (gen_dir / name).exists():
             t0 = time.perf_counter()
-            clip = pipe.generate(GenerateRequest(row["caption"], seed=seed, steps=args.steps,
-                                                 solver=args.solver))[0]
+            clip = pipe.generate(GenerateRequest(row["caption"], seed=seed, steps=args.steps, solver=args.solver,
+                                                 cfg_video=args.cfg_video, cfg_audio=args.cfg_audio))[0]
             write_video(gen_dir / name, clip.frames, clip.fps, clip.audio, clip.sample_rate)
             seconds["generate"].append(time.perf_counter() - t0)
-        if not (foley_dir / name).exists():
+        if fol and not (foley_dir / name).exists():
             t0 = time.perf_counter()
             audio = pipe.foley(args.test / name, FoleyRequest(seed=seed, steps=args.steps, solver=args.solver)).audio
             mux_audio(args.test / name, audio, geo.sample_rate, foley_dir / name)
@@ -105,12 +110,14 @@ def main() -> None:
     res: dict = {"n": len(caps), "bundle": str(model.bundle_path), "fps": geo.fps, "sample_rate": geo.sample_rate,
                  "command": "python benchmarks/quality.py " + " ".join(sys.argv[1:])}
     res["parts"] = sorted(parts)
-    cfg = sampler_config(model, steps=args.steps, solver=args.solver)
-    res["sampling"] = {"steps": cfg.steps, "solver": cfg.solver, "seed_offset": args.seed_offset}
+    cfg = sampler_config(model, steps=args.steps, solver=args.solver, cfg_video=args.cfg_video,
+                         cfg_audio=args.cfg_audio)
+    res["sampling"] = {"steps": cfg.steps, "solver": cfg.solver, "seed_offset": args.seed_offset,
+                       "cfg_video": cfg.cfg_video, "cfg_audio": cfg.cfg_audio}
     from avcli.metrics.onsets import IMPACT_ONSET_DETECTOR
     res["onset_detector"] = IMPACT_ONSET_DETECTOR
     truth_args = ["--truth", str(real / "events.jsonl"), "--onset-tolerance-ms", tol]
-    if "generate" in parts:
+    if gen:
         res["eval_real"] = avgen_eval(real, *common, "--metrics", "av_align,onsets,adherence,contact,floor", *truth_args,
                                       *fit, "--adherence-model", str(adh))
         res["eval_generate"] = avgen_eval(gen_dir, *common, "--metrics", "av_align,fd,adherence,contact,floor",
@@ -118,18 +125,20 @@ def main() -> None:
                                           "--adherence-model", str(adh))
     else:
         res["eval_real"] = avgen_eval(real, *common, "--metrics", "av_align,onsets,floor", *truth_args)
-    res["eval_foley"] = avgen_eval(foley_dir, *common, "--metrics", "av_align,onsets,fd,floor", *truth_args,
-                                   "--reference", str(real))
+    if fol:
+        res["eval_foley"] = avgen_eval(foley_dir, *common, "--metrics", "av_align,onsets,fd,floor", *truth_args,
+                                       "--reference", str(real))
+    scored = ["real"] + (["generate"] if gen else []) + (["foley"] if fol else [])
     mean = lambda name, key: res[f"eval_{name}"]["summary"].get(key, {}).get("mean")  # noqa: E731
-    for name in ("real", "generate", "foley") if "generate" in parts else ("real", "foley"):
+    for name in scored:
         res[f"av_align_{name}"] = {v: mean(name, f"av_align_{v}") for v in ("seed000", "official", "legacy")}
-    for name in ("real", "foley"):
+    for name in ("real", "foley") if fol else ("real",):
         res[f"onsets_{name}"] = {k: mean(name, f"onset_{k}") for k in ("precision", "recall", "f1")}
-    for name in ("real", "generate") if "generate" in parts else ():
+    for name in ("real", "generate") if gen else ():
         res[f"adherence_{name}"] = {"colour": mean(name, "colour_ok"), "material": mean(name, "material_ok")}
-    for name in ("real", "generate") if "generate" in parts else ():  # sound onsets vs contacts seen in frames
+    for name in ("real", "generate") if gen else ():  # sound onsets vs contacts seen in frames
         res[f"contact_{name}"] = {k: mean(name, f"contact_{k}") for k in ("precision", "recall", "f1")}
-    for name in ("real", "generate", "foley") if "generate" in parts else ("real", "foley"):
+    for name in scored:
         res[f"noise_floor_db_{name}"] = mean(name, "noise_floor_db")
         res[f"buzz_{name}"] = mean(name, "buzz")
     res["seconds_per_clip"] = {k: (sum(v) / len(v) if v else None) for k, v in seconds.items()}

@@ -39,8 +39,9 @@ def figure(frames: np.ndarray, audio: np.ndarray, sr: int, fps: float, title: st
     ax.plot(t, audio, lw=0.4, color="k")
     ax.set_xlim(0, t[-1])
     ax.set_yticks([])
-    onsets = librosa.onset.onset_detect(y=audio, sr=sr, units="time")
-    for o in onsets:
+    from avcli.metrics.onsets import impact_onsets
+
+    for o in impact_onsets(audio, sr):  # the onsets the onset F1 and contact agreement score
         ax.axvline(o, color="tab:red", lw=0.8, alpha=0.7)
     for e in events or []:
         ax.axvline(e, color="tab:blue", lw=0.8, ls="--", alpha=0.7)

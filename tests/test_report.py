@@ -111,3 +111,25 @@ def test_animate_rows_scored_by_another_classifier_are_marked(report):
     assert "| today | -" in text and "| kept † |" in text and "| older † |" in text and "† scored by" in text
     a["rows"] = a["rows"][:1]
     assert "†" not in report.animate_sync_section(a)
+
+
+def test_guidance_sweep_rows_and_noise_verdicts():
+    """benchmarks/guidance_sweep.py: one scale changes per row (the other at the bundle's default), the noise row
+    repeats the default with other seeds, and a row is better or worse only past the seed-to-seed gap, in each
+    metric's own direction."""
+    spec = importlib.util.spec_from_file_location("guidance_sweep", ROOT / "benchmarks" / "guidance_sweep.py")
+    gs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gs)
+    rows = gs.settings((7.5, 2.5), [4.0, 7.5, 12.0], [1.0, 2.5, 5.0])
+    assert [(r["cfg_video"], r["cfg_audio"]) for r in rows] == [(7.5, 2.5), (4.0, 2.5), (12.0, 2.5), (7.5, 1.0),
+                                                                 (7.5, 5.0), (7.5, 2.5)]
+    assert [r["label"] for r in rows][:2] == ["v7.5-a2.5", "v4-a2.5"] and rows[-1]["label"] == "v7.5-a2.5-seeds1000"
+    assert rows[-1]["noise_run"] and rows[-1]["seed_offset"] == gs.NOISE_SEED_OFFSET and "noise_run" not in rows[0]
+    base = {"colour_generate": 0.60, "fd_logmel_generate": 100.0}
+    noise = {"colour_generate": 0.55, "fd_logmel_generate": 110.0}  # band: 0.05 in colour, 10 in FD
+    assert gs.beyond_noise({"colour_generate": 0.70, "fd_logmel_generate": 85.0}, base, noise) == {
+        "colour_generate": "better", "fd_logmel_generate": "better"}
+    assert gs.beyond_noise({"colour_generate": 0.50, "fd_logmel_generate": 115.0}, base, noise) == {
+        "colour_generate": "worse", "fd_logmel_generate": "worse"}
+    assert gs.beyond_noise({"colour_generate": 0.64, "fd_logmel_generate": 95.0}, base, noise) == {
+        "colour_generate": "same", "fd_logmel_generate": "same"}
