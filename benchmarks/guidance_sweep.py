@@ -39,6 +39,7 @@ METRICS = {
     "av_align_generate": (("av_align_generate", "seed000"), "higher"),
     "fd_logmel_generate": (("eval_generate", "set_metrics", "FD-logmel", "value"), "lower"),
     "fd_colourflow_generate": (("eval_generate", "set_metrics", "FD-colourflow", "value"), "lower"),
+    "buzz_generate": (("buzz_generate",), "lower"),
 }
 REAL = {"colour_real": ("adherence_real", "colour"), "material_real": ("adherence_real", "material"),
         "contact_f1_real": ("contact_real", "f1")}
@@ -52,14 +53,16 @@ def _get(d: dict, path: tuple):
     return d
 
 
-def settings(default: tuple[float, float], videos: list[float], audios: list[float]) -> list[dict]:
+def settings(default: tuple[float, float], videos: list[float], audios: list[float],
+             pairs: list[tuple[float, float]] = ()) -> list[dict]:
     """The default, each video scale with the default audio scale, each audio scale with the default video scale,
-    and the default again with other seeds."""
+    each (video, audio) pair of both changed, and the default again with other seeds."""
     row = lambda v, a, off=0: {"label": f"v{v:g}-a{a:g}" + (f"-seeds{off}" if off else ""),  # noqa: E731
                                "cfg_video": v, "cfg_audio": a, "seed_offset": off}
     rows = [row(*default)]
     rows += [row(v, default[1]) for v in videos if v != default[0]]
     rows += [row(default[0], a) for a in audios if a != default[1]]
+    rows += [row(v, a) for v, a in pairs if (v, a) != default]
     rows.append({**row(*default, NOISE_SEED_OFFSET), "noise_run": True})
     return rows
 
@@ -67,16 +70,18 @@ def settings(default: tuple[float, float], videos: list[float], audios: list[flo
 def summarize(q: dict) -> dict:
     row = {k: _get(q, path) for k, (path, _) in METRICS.items()}
     row.update({k: _get(q, path) for k, path in REAL.items()})
+    row["noise_floor_db_generate"] = q.get("noise_floor_db_generate")  # shown, not judged: real clips' is the aim
+    row["noise_floor_db_real"] = q.get("noise_floor_db_real")
     row["seconds_per_clip"] = (q.get("seconds_per_clip") or {}).get("generate")
     row["onset_detector"] = q.get("onset_detector")
     return row
 
 
-def beyond_noise(row: dict, base: dict, noise: dict) -> dict[str, str]:
+def beyond_noise(row: dict, base: dict, noise: dict, metrics: dict = METRICS) -> dict[str, str]:
     """Per metric: 'better' or 'worse' where `row` differs from `base` by more than the seed-to-seed gap
     |base - noise| in that direction, else 'same'."""
     out = {}
-    for k, (_, better) in METRICS.items():
+    for k, (_, better) in metrics.items():
         r, b, n = row.get(k), base.get(k), noise.get(k)
         if r is None or b is None or n is None:
             continue
@@ -94,6 +99,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--video", default="4,12", help="video guidance scales to try (besides the bundle's)")
     ap.add_argument("--audio", default="1,5,7.5", help="audio guidance scales to try (besides the bundle's)")
+    ap.add_argument("--pairs", default="", help="VIDEO:AUDIO pairs to try, both changed (e.g. 4:5,4:7.5)")
     ap.add_argument("--redo", action="append", default=[], help="make this row's clips again (repeatable)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
@@ -105,7 +111,8 @@ def main() -> None:
     base_cfg = sampler_config(model)
     default = (base_cfg.cfg_video, base_cfg.cfg_audio)
     rows = settings(default, [float(s) for s in args.video.split(",") if s],
-                    [float(s) for s in args.audio.split(",") if s])
+                    [float(s) for s in args.audio.split(",") if s],
+                    [tuple(float(x) for x in p.split(":")) for p in args.pairs.split(",") if p])
     res: dict = {"n": args.n, "bundle": str(model.bundle_path), "clips": str(args.test),
                  "default": {"cfg_video": default[0], "cfg_audio": default[1], "steps": base_cfg.steps,
                              "solver": base_cfg.solver},

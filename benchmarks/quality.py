@@ -13,7 +13,8 @@
 `--parts foley` makes and scores only the foley side (onsets, AV-Align, FD), what the training levers are compared
 on (benchmarks/levers.py); the real clips are then scored for onsets and AV-Align only. `--parts generate` makes
 and scores only the generate side (what a text-guidance setting changes: benchmarks/guidance_sweep.py), with
-`--cfg-video` / `--cfg-audio` in place of the bundle's guidance scales.
+`--cfg-video` / `--cfg-audio` in place of the bundle's guidance scales. `--gamma` replaces seed 000's timestep
+adjustment on both sides (seed 000's Table 1 sweep, benchmarks/gamma_sweep.py).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def main() -> None:
     ap.add_argument("--parts", default="generate,foley", help="generate,foley (default), generate or foley")
     ap.add_argument("--cfg-video", type=float, default=None, help="generate's video text guidance (default: bundle's)")
     ap.add_argument("--cfg-audio", type=float, default=None, help="generate's audio text guidance (default: bundle's)")
+    ap.add_argument("--gamma", type=float, default=None, help="timestep adjustment, both sides (default: bundle's)")
     ap.add_argument("--steps", type=int, default=None, help="sampling steps (default: the bundle's)")
     ap.add_argument("--solver", choices=("ddim", "dpmpp2m"), default=None, help="default: the bundle's")
     ap.add_argument("--adherence-model", type=Path, default=None,
@@ -90,12 +92,14 @@ def main() -> None:
         if gen and not (gen_dir / name).exists():
             t0 = time.perf_counter()
             clip = pipe.generate(GenerateRequest(row["caption"], seed=seed, steps=args.steps, solver=args.solver,
-                                                 cfg_video=args.cfg_video, cfg_audio=args.cfg_audio))[0]
+                                                 cfg_video=args.cfg_video, cfg_audio=args.cfg_audio,
+                                                 gamma=args.gamma))[0]
             write_video(gen_dir / name, clip.frames, clip.fps, clip.audio, clip.sample_rate)
             seconds["generate"].append(time.perf_counter() - t0)
         if fol and not (foley_dir / name).exists():
             t0 = time.perf_counter()
-            audio = pipe.foley(args.test / name, FoleyRequest(seed=seed, steps=args.steps, solver=args.solver)).audio
+            audio = pipe.foley(args.test / name, FoleyRequest(seed=seed, steps=args.steps, solver=args.solver,
+                                                                gamma=args.gamma)).audio
             mux_audio(args.test / name, audio, geo.sample_rate, foley_dir / name)
             seconds["foley"].append(time.perf_counter() - t0)
         print(f"{i + 1}/{len(caps)} {name}", file=sys.stderr, flush=True)
@@ -111,9 +115,9 @@ def main() -> None:
                  "command": "python benchmarks/quality.py " + " ".join(sys.argv[1:])}
     res["parts"] = sorted(parts)
     cfg = sampler_config(model, steps=args.steps, solver=args.solver, cfg_video=args.cfg_video,
-                         cfg_audio=args.cfg_audio)
+                         cfg_audio=args.cfg_audio, gamma=args.gamma)
     res["sampling"] = {"steps": cfg.steps, "solver": cfg.solver, "seed_offset": args.seed_offset,
-                       "cfg_video": cfg.cfg_video, "cfg_audio": cfg.cfg_audio}
+                       "cfg_video": cfg.cfg_video, "cfg_audio": cfg.cfg_audio, "gamma": cfg.gamma}
     from avcli.metrics.onsets import IMPACT_ONSET_DETECTOR
     res["onset_detector"] = IMPACT_ONSET_DETECTOR
     truth_args = ["--truth", str(real / "events.jsonl"), "--onset-tolerance-ms", tol]

@@ -17,6 +17,8 @@ from the JSON files in benchmarks/results/ (nothing is typed by hand, so the REA
     levers    benchmarks/results/levers_v2.json    (benchmarks/levers.py)
     stepsweep benchmarks/results/steps_sweep.json  (benchmarks/steps_sweep.py)
     orttuning benchmarks/results/ort_tuning.json   (benchmarks/ort_tuning.py)
+    guidancesweep benchmarks/results/guidance_sweep.json (benchmarks/guidance_sweep.py)
+    leversreflected benchmarks/results/levers_reflected.json (benchmarks/levers.py, today's onset detector)
 
     .venv/bin/python benchmarks/report.py [--machine NAME] [--readme README.md]
 """
@@ -471,6 +473,43 @@ def steps_sweep_section(res: dict) -> str:
     return "\n".join(lines) + "\n" + detector_note(*res["rows"])
 
 
+GUIDANCE_COLS = [("colour_generate", "colour", "pct"), ("material_generate", "material", "pct"),
+                 ("contact_f1_generate", "onsets vs contacts seen", ".3f"),
+                 ("av_align_generate", "AV-Align", ".3f"), ("fd_logmel_generate", "FD-logmel", ".1f"),
+                 ("fd_colourflow_generate", "FD-colourflow", ".1f"),
+                 ("noise_floor_db_generate", "noise floor (dBFS)", ".1f"),
+                 ("buzz_generate", "buzz", ".3f")]
+
+
+def guidance_sweep_section(res: dict) -> str:
+    """benchmarks/guidance_sweep.py: the generate path's two text-guidance scales against adherence and timing."""
+    d = res["default"]
+    real = res["rows"][0]
+    lines = [f"`avgen generate` on {res['n']} validation clips (`{res['clips']}`, not the held-out ones), the same "
+             f"seeds in every row, one guidance scale changed per row ({d['solver']}, {d['steps']} steps); the last "
+             f"row is the default with other seeds, and a column says better or worse only where a row moved further "
+             f"than the two default rows differ. Real clips score colour {real['colour_real']:.0%}, material "
+             f"{real['material_real']:.0%}, contacts {real['contact_f1_real']:.3f} and a noise floor of "
+             f"{_f(real.get('noise_floor_db_real'), '.1f')} dBFS. Produced by "
+             f"`{res['command']}` (`benchmarks/results/guidance_sweep.json`).", ""]
+    rows = []
+    for r in res["rows"]:
+        label = f"video {r['cfg_video']:g}, audio {r['cfg_audio']:g}"
+        if r.get("noise_run"):
+            label += ", other seeds (noise band)"
+        elif (r["cfg_video"], r["cfg_audio"]) == (d["cfg_video"], d["cfg_audio"]):
+            label += " (default)"
+        cells = []
+        for k, _, f in GUIDANCE_COLS:
+            v = r.get(k)
+            cell = "-" if v is None else (f"{v:.0%}" if f == "pct" else format(v, f))
+            verdict = (r.get("beyond_noise") or {}).get(k)
+            cells.append(cell + (f" ({verdict})" if verdict in ("better", "worse") else ""))
+        rows.append([label] + cells)
+    lines.append(_table(["guidance"] + [c for _, c, _ in GUIDANCE_COLS], rows))
+    return "\n".join(lines) + "\n" + detector_note(*res["rows"])
+
+
 def _edit(r: dict) -> str:
     if not r["edit"]:
         return "shipped"
@@ -578,6 +617,12 @@ def main() -> None:
     if (RESULTS / "levers_short.json").exists() and "<!-- leversshort:begin -->" in text:
         text = replace_section(text, "leversshort", levers_section(json.loads((RESULTS / "levers_short.json")
                                                                             .read_text())))
+    if (RESULTS / "guidance_sweep.json").exists() and "<!-- guidancesweep:begin -->" in text:
+        text = replace_section(text, "guidancesweep", guidance_sweep_section(
+            json.loads((RESULTS / "guidance_sweep.json").read_text())))
+    if (RESULTS / "levers_reflected.json").exists() and "<!-- leversreflected:begin -->" in text:
+        text = replace_section(text, "leversreflected", levers_section(
+            json.loads((RESULTS / "levers_reflected.json").read_text())))
     if (RESULTS / "steps_sweep.json").exists() and "<!-- stepsweep:begin -->" in text:
         text = replace_section(text, "stepsweep", steps_sweep_section(json.loads((RESULTS / "steps_sweep.json")
                                                                                 .read_text())))

@@ -59,6 +59,7 @@ def test_perf_section_ratios_and_replacement(report):
     ("vocoder", "vocoder_section", ["vocoder_resynthesis.json"]),
     ("noisefill", "noise_fill_section", ["noise_fill_generated.json"]),
     ("onsetdetector", "onset_detector_section", ["onset_detector.json"]),
+    ("guidancesweep", "guidance_sweep_section", ["guidance_sweep.json"]),
 ])
 def test_readme_quality_sections_are_what_the_committed_json_renders(report, name, render, files):
     """The README's quality numbers come from the committed JSON: rendering it again changes nothing."""
@@ -120,9 +121,10 @@ def test_guidance_sweep_rows_and_noise_verdicts():
     spec = importlib.util.spec_from_file_location("guidance_sweep", ROOT / "benchmarks" / "guidance_sweep.py")
     gs = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gs)
-    rows = gs.settings((7.5, 2.5), [4.0, 7.5, 12.0], [1.0, 2.5, 5.0])
+    rows = gs.settings((7.5, 2.5), [4.0, 7.5, 12.0], [1.0, 2.5, 5.0], [(4.0, 5.0), (7.5, 2.5)])
     assert [(r["cfg_video"], r["cfg_audio"]) for r in rows] == [(7.5, 2.5), (4.0, 2.5), (12.0, 2.5), (7.5, 1.0),
-                                                                 (7.5, 5.0), (7.5, 2.5)]
+                                                                 (7.5, 5.0), (4.0, 5.0), (7.5, 2.5)]
+    assert rows[5]["label"] == "v4-a5"
     assert [r["label"] for r in rows][:2] == ["v7.5-a2.5", "v4-a2.5"] and rows[-1]["label"] == "v7.5-a2.5-seeds1000"
     assert rows[-1]["noise_run"] and rows[-1]["seed_offset"] == gs.NOISE_SEED_OFFSET and "noise_run" not in rows[0]
     base = {"colour_generate": 0.60, "fd_logmel_generate": 100.0}
@@ -133,3 +135,27 @@ def test_guidance_sweep_rows_and_noise_verdicts():
         "colour_generate": "worse", "fd_logmel_generate": "worse"}
     assert gs.beyond_noise({"colour_generate": 0.64, "fd_logmel_generate": 95.0}, base, noise) == {
         "colour_generate": "same", "fd_logmel_generate": "same"}
+
+
+def test_gamma_sweep_rows_and_foley_verdicts():
+    """benchmarks/gamma_sweep.py: the bundle's gamma first and once, the noise row last with other seeds, and the
+    foley columns are judged in their own direction (higher onset F1 is better) beside the generate columns."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("gamma_sweep", ROOT / "benchmarks" / "gamma_sweep.py")
+    gm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gm)
+    rows = gm.settings(1.5, [1.0, 1.5, 2.0])
+    assert [r["label"] for r in rows] == ["g1.5", "g1", "g2", "g1.5-seeds1000"]
+    assert rows[-1]["noise_run"] and rows[-1]["gamma"] == 1.5 and rows[-1]["seed_offset"] == 1000
+    q = {"onsets_foley": {"f1": 0.7}, "av_align_foley": {"seed000": 0.3}, "adherence_generate": {"colour": 0.6},
+         "onsets_real": {"f1": 0.97}}
+    s = gm.summarize(q)
+    assert s["foley_onset_f1"] == 0.7 and s["colour_generate"] == 0.6 and s["foley_onset_f1_real"] == 0.97
+    assert s["material_generate"] is None
+    metrics = {**gm.METRICS, **gm.FOLEY}
+    base, noise = {"foley_onset_f1": 0.70}, {"foley_onset_f1": 0.68}
+    assert gm.beyond_noise({"foley_onset_f1": 0.60}, base, noise, metrics) == {"foley_onset_f1": "worse"}
+    assert gm.beyond_noise({"foley_onset_f1": 0.75}, base, noise, metrics) == {"foley_onset_f1": "better"}
+    assert gm.beyond_noise({"foley_onset_f1": 0.69}, base, noise, metrics) == {"foley_onset_f1": "same"}
