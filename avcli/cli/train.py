@@ -104,6 +104,10 @@ def finalize_cmd(
     animate_audio_guidance: Optional[float] = typer.Option(
         None, "--animate-audio-guidance", min=1.0,
         help="animate's default --audio-guidance (for a bundle trained with --audio-dropout)."),
+    cfg_video: Optional[float] = typer.Option(
+        None, "--cfg-video", min=1.0, help="generate's default text guidance on the video U-Net."),
+    cfg_audio: Optional[float] = typer.Option(
+        None, "--cfg-audio", min=1.0, help="generate's default text guidance on the audio U-Net."),
     noise_fill: Optional[str] = typer.Option(
         None, "--noise-fill-below-dbfs",
         help="Replace the vocoder's output in frames quieter than this (dBFS, e.g. -40) by noise of the mel's "
@@ -119,7 +123,8 @@ def finalize_cmd(
         raise UsageError(f"{output}: already exists (use --overwrite to replace it)")
     model = load_bundle(bundle)
     extra = shipping_manifest(model.manifest, work, name=name, steps=steps, solver=solver,
-                              animate_audio_guidance=animate_audio_guidance, noise_fill=noise_fill)
+                              animate_audio_guidance=animate_audio_guidance, noise_fill=noise_fill,
+                              cfg_video=cfg_video, cfg_audio=cfg_audio)
     out = save_bundle(model, output, dtype=dtype, extra=extra)
     size = sum(f.stat().st_size for f in out.iterdir())
     stdout.print(f"wrote {out} ({human_size(size)}, {dtype})")
