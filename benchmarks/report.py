@@ -18,6 +18,7 @@ from the JSON files in benchmarks/results/ (nothing is typed by hand, so the REA
     stepsweep benchmarks/results/steps_sweep.json  (benchmarks/steps_sweep.py)
     orttuning benchmarks/results/ort_tuning.json   (benchmarks/ort_tuning.py)
     guidancesweep benchmarks/results/guidance_sweep.json (benchmarks/guidance_sweep.py)
+    guidanceconfirm benchmarks/results/quality.json + quality_cfg_audio*.json (quality.py --cfg-audio, held out)
     leversreflected benchmarks/results/levers_reflected.json (benchmarks/levers.py, today's onset detector)
 
     .venv/bin/python benchmarks/report.py [--machine NAME] [--readme README.md]
@@ -510,6 +511,30 @@ def guidance_sweep_section(res: dict) -> str:
     return "\n".join(lines) + "\n" + detector_note(*res["rows"])
 
 
+GUIDANCE_CONFIRM = (("shipped default (video 7.5, audio 2.5)", "quality.json"),
+                    ("audio guidance 5", "quality_cfg_audio5.json"),
+                    ("audio guidance 7.5", "quality_cfg_audio7.5.json"))
+
+
+def guidance_confirm_section(rows: list[tuple[str, dict]]) -> str:
+    """The guidance sweep's candidates on the held-out clips, generate side, beside the shipped default."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("guidance_sweep", Path(__file__).with_name("guidance_sweep.py"))
+    gs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gs)
+    out = []
+    for name, q in rows:
+        r = gs.summarize(q)
+        out.append([name] + ["-" if r.get(k) is None else (f"{r[k]:.0%}" if f == "pct" else format(r[k], f))
+                             for k, _, f in GUIDANCE_COLS])
+    q0 = rows[0][1]
+    cmds = "; ".join(f"`{q['command']}`" for _, q in rows)
+    return "\n".join([f"`avgen generate` on the {q0['n']} held-out clips, the same seeds in every row. Produced by "
+                      f"{cmds}.", "", _table(["setting"] + [c for _, c, _ in GUIDANCE_COLS], out)]) + "\n" + \
+        detector_note(*(q for _, q in rows))
+
+
 def _edit(r: dict) -> str:
     if not r["edit"]:
         return "shipped"
@@ -620,6 +645,9 @@ def main() -> None:
     if (RESULTS / "guidance_sweep.json").exists() and "<!-- guidancesweep:begin -->" in text:
         text = replace_section(text, "guidancesweep", guidance_sweep_section(
             json.loads((RESULTS / "guidance_sweep.json").read_text())))
+    if all((RESULTS / f).exists() for _, f in GUIDANCE_CONFIRM) and "<!-- guidanceconfirm:begin -->" in text:
+        text = replace_section(text, "guidanceconfirm", guidance_confirm_section(
+            [(name, json.loads((RESULTS / f).read_text())) for name, f in GUIDANCE_CONFIRM]))
     if (RESULTS / "levers_reflected.json").exists() and "<!-- leversreflected:begin -->" in text:
         text = replace_section(text, "leversreflected", levers_section(
             json.loads((RESULTS / "levers_reflected.json").read_text())))

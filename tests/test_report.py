@@ -60,6 +60,7 @@ def test_perf_section_ratios_and_replacement(report):
     ("noisefill", "noise_fill_section", ["noise_fill_generated.json"]),
     ("onsetdetector", "onset_detector_section", ["onset_detector.json"]),
     ("guidancesweep", "guidance_sweep_section", ["guidance_sweep.json"]),
+    ("guidanceconfirm", None, ["quality.json", "quality_cfg_audio5.json", "quality_cfg_audio7.5.json"]),
 ])
 def test_readme_quality_sections_are_what_the_committed_json_renders(report, name, render, files):
     """The README's quality numbers come from the committed JSON: rendering it again changes nothing."""
@@ -72,6 +73,8 @@ def test_readme_quality_sections_are_what_the_committed_json_renders(report, nam
     data = [json.loads((report.RESULTS / f).read_text()) for f in files]
     if name == "v2compare":
         text = report.v2_compare_section(list(zip(report.V2_ROWS, data)))
+    elif name == "guidanceconfirm":
+        text = report.guidance_confirm_section([(n, d) for (n, _), d in zip(report.GUIDANCE_CONFIRM, data)])
     elif name == "shipcheck":
         text = report.v2_compare_section([(n, d) for (n, _), d in zip(report.SHIP_ROWS, data)])
     else:
