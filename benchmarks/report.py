@@ -511,9 +511,11 @@ def guidance_sweep_section(res: dict) -> str:
     return "\n".join(lines) + "\n" + detector_note(*res["rows"])
 
 
-GUIDANCE_CONFIRM = (("shipped default (video 7.5, audio 2.5)", "quality.json"),
-                    ("audio guidance 5", "quality_cfg_audio5.json"),
-                    ("audio guidance 7.5", "quality_cfg_audio7.5.json"))
+GUIDANCE_CONFIRM = (("video 7.5, audio 2.5 (the default until 2026-12-03)", "quality_cfg_v7.5_a2.5.json"),
+                    ("video 7.5, audio 5", "quality_cfg_audio5.json"),
+                    ("video 7.5, audio 7.5", "quality_cfg_audio7.5.json"),
+                    ("video 4, audio 5", "quality_cfg_v4_a5.json"),
+                    ("video 4, audio 2.5", "quality_cfg_v4_a2.5.json"))
 
 
 def guidance_confirm_section(rows: list[tuple[str, dict]]) -> str:

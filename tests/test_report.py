@@ -60,7 +60,8 @@ def test_perf_section_ratios_and_replacement(report):
     ("noisefill", "noise_fill_section", ["noise_fill_generated.json"]),
     ("onsetdetector", "onset_detector_section", ["onset_detector.json"]),
     ("guidancesweep", "guidance_sweep_section", ["guidance_sweep.json"]),
-    ("guidanceconfirm", None, ["quality.json", "quality_cfg_audio5.json", "quality_cfg_audio7.5.json"]),
+    ("guidanceconfirm", None, ["quality_cfg_v7.5_a2.5.json", "quality_cfg_audio5.json", "quality_cfg_audio7.5.json",
+                               "quality_cfg_v4_a5.json", "quality_cfg_v4_a2.5.json"]),
 ])
 def test_readme_quality_sections_are_what_the_committed_json_renders(report, name, render, files):
     """The README's quality numbers come from the committed JSON: rendering it again changes nothing."""
