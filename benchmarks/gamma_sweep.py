@@ -10,7 +10,7 @@ quality.py folder can be reused (`--reuse LABEL=FOLDER`, e.g. the guidance sweep
 
     .venv/bin/python benchmarks/gamma_sweep.py --train work/v2/hits --test work/v2/hits-val --n 40 \\
         --work work/gamma --adherence-model work/guidance/adherence.safetensors \\
-        --reuse g1.5=work/guidance/v7.5-a2.5/clips --reuse g1.5-seeds1000=work/guidance/v7.5-a2.5-seeds1000/clips
+        --reuse g1.5=work/guidance/v4-a2.5/clips   # the sweep's row at today's defaults (video 4, audio 2.5)
 
 The cross-attention row of Table 1 needs a cross-attention twin trained on the same recipe (not trained for v2).
 Writes benchmarks/results/gamma_sweep.json; finished rows are kept.

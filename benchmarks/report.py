@@ -499,7 +499,7 @@ def guidance_sweep_section(res: dict) -> str:
         if r.get("noise_run"):
             label += ", other seeds (noise band)"
         elif (r["cfg_video"], r["cfg_audio"]) == (d["cfg_video"], d["cfg_audio"]):
-            label += " (default)"
+            label += " (the default when swept)"
         cells = []
         for k, _, f in GUIDANCE_COLS:
             v = r.get(k)
