@@ -1,4 +1,4 @@
-"""Seed 000's timestep adjustment gamma on the shipped recipe (its Table 1 gamma column; issue 13 deliver 4).
+"""Seed 000's Table 1 on our domain: the timestep adjustment gamma, and cross-attention against CMC-PE (issue 13).
 
 Each row runs `benchmarks/quality.py` (generate and foley, default settings but gamma) on the same n clips with the
 same seeds; one more row repeats the bundle's gamma with other seeds, and the gap between the two default rows is
@@ -12,8 +12,14 @@ quality.py folder can be reused (`--reuse LABEL=FOLDER`, e.g. the guidance sweep
         --work work/gamma --adherence-model work/guidance/adherence.safetensors \\
         --reuse g1.5=work/guidance/v4-a2.5/clips   # the sweep's row at today's defaults (video 4, audio 2.5)
 
-The cross-attention row of Table 1 needs a cross-attention twin trained on the same recipe (not trained for v2).
-Writes benchmarks/results/gamma_sweep.json; finished rows are kept.
+With `--xattn BUNDLE` (a cross-attention twin trained on the same recipe and bases, `scripts/train_demo_v2.sh 6`)
+its rows join at `--xattn-gammas` (seed 000's baseline row is gamma 1); `--bundle` is then the CMC-PE twin:
+
+    .venv/bin/python benchmarks/gamma_sweep.py --bundle work/t1/cmcpe/bundle --xattn work/t1/xattn/bundle \\
+        --train work/v2/hits --test work/v2/hits-val --n 40 --work work/t1/rows \\
+        --adherence-model work/adherence.safetensors --gammas 1,2 --out benchmarks/results/table1_v2.json
+
+Writes benchmarks/results/gamma_sweep.json (or --out); finished rows are kept.
 """
 
 from __future__ import annotations
@@ -35,10 +41,14 @@ FOLEY = {"foley_onset_f1": (("onsets_foley", "f1"), "higher"),
          "foley_av_align": (("av_align_foley", "seed000"), "higher")}
 
 
-def settings(default: float, gammas: list[float]) -> list[dict]:
-    row = lambda g, off=0: {"label": f"g{g:g}" + (f"-seeds{off}" if off else ""), "gamma": g,  # noqa: E731
-                            "seed_offset": off}
-    return [row(default)] + [row(g) for g in gammas if g != default] + [
+def settings(default: float, gammas: list[float], xattn_gammas: list[float] = ()) -> list[dict]:
+    """The bundle's gamma first, the other gammas, the cross-attention twin's rows, then the noise row (the
+    default again with other seeds)."""
+    def row(g, off=0, connector="cmcpe"):
+        label = ("xattn-" if connector == "xattn" else "") + f"g{g:g}" + (f"-seeds{off}" if off else "")
+        return {"label": label, "connector": connector, "gamma": g, "seed_offset": off}
+    return [row(default)] + [row(g) for g in gammas if g != default] + [row(g, connector="xattn")
+                                                                        for g in xattn_gammas] + [
         {**row(default, NOISE_SEED_OFFSET), "noise_run": True}]
 
 
@@ -46,6 +56,7 @@ def summarize(q: dict) -> dict:
     out = {k: _get(q, path) for k, (path, _) in {**METRICS, **FOLEY}.items()}
     out.update(colour_real=_get(q, ("adherence_real", "colour")), material_real=_get(q, ("adherence_real", "material")),
                contact_f1_real=_get(q, ("contact_real", "f1")), foley_onset_f1_real=_get(q, ("onsets_real", "f1")),
+               av_align_real=_get(q, ("av_align_real", "seed000")),
                onset_detector=q.get("onset_detector"))
     return out
 
@@ -59,6 +70,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--gammas", default="1,2", help="gammas to try besides the bundle's")
     ap.add_argument("--adherence-model", type=Path, default=None)
+    ap.add_argument("--xattn", default=None, help="a cross-attention twin of --bundle (same bases and recipe)")
+    ap.add_argument("--xattn-gammas", default="1", help="gammas for the --xattn rows (seed 000's baseline: 1)")
     ap.add_argument("--reuse", action="append", default=[], help="LABEL=FOLDER: that row's generated clips exist "
                     "in FOLDER/generate (a quality.py --out of the same clips, seeds and settings)")
     ap.add_argument("--out", type=Path, default=OUT)
@@ -69,9 +82,15 @@ def main() -> None:
 
     model = load_bundle(args.bundle)
     cfg = sampler_config(model)
-    rows = settings(cfg.gamma, [float(g) for g in args.gammas.split(",") if g])
+    floats = lambda text: [float(g) for g in text.split(",") if g]  # noqa: E731
+    bundles = {"cmcpe": args.bundle, "xattn": args.xattn}
+    # before any compute: each row's bundle is what its label says
+    for connector, m in (("cmcpe", model), ("xattn", load_bundle(args.xattn) if args.xattn else None)):
+        if m is not None and m.manifest["joint"]["mode"] != connector:
+            sys.exit(f"gamma_sweep.py: {m.bundle_path} is a {m.manifest['joint']['mode']} bundle, not {connector}")
+    rows = settings(cfg.gamma, floats(args.gammas), floats(args.xattn_gammas) if args.xattn else [])
     reuse = dict(r.split("=", 1) for r in args.reuse)
-    res: dict = {"n": args.n, "bundle": str(model.bundle_path), "clips": str(args.test),
+    res: dict = {"n": args.n, "bundle": str(model.bundle_path), "xattn_bundle": args.xattn, "clips": str(args.test),
                  "default": {"gamma": cfg.gamma, "steps": cfg.steps, "solver": cfg.solver,
                              "cfg_video": cfg.cfg_video, "cfg_audio": cfg.cfg_audio},
                  "command": shlex.join(["python", "benchmarks/gamma_sweep.py", *sys.argv[1:]]), "rows": []}
@@ -88,8 +107,8 @@ def main() -> None:
                    "--gamma", f"{row['gamma']:g}", "--seed-offset", str(row["seed_offset"])]
             if args.adherence_model:
                 cmd += ["--adherence-model", str(args.adherence_model)]
-            if args.bundle:
-                cmd += ["--bundle", args.bundle]
+            if bundles[row["connector"]]:
+                cmd += ["--bundle", bundles[row["connector"]]]
             print(f"== {row['label']}", file=sys.stderr, flush=True)
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         row.update(summarize(json.loads(qjson.read_text())))
@@ -103,7 +122,7 @@ def main() -> None:
             r["beyond_noise"] = beyond_noise(r, base, noise, {**METRICS, **FOLEY})
     args.out.write_text(json.dumps(res, indent=1) + "\n")
     for r in res["rows"]:
-        print(f"{r['label']:16s} foley F1 {r['foley_onset_f1']:.3f} contacts {r['contact_f1_generate']:.3f} "
+        print(f"{r['label']:18s} foley F1 {r['foley_onset_f1']:.3f} contacts {r['contact_f1_generate']:.3f} "
               f"colour {r['colour_generate']:.2f} material {r['material_generate']:.2f} {r.get('beyond_noise', '')}")
 
 

@@ -20,6 +20,7 @@ from the JSON files in benchmarks/results/ (nothing is typed by hand, so the REA
     guidancesweep benchmarks/results/guidance_sweep.json (benchmarks/guidance_sweep.py)
     guidanceconfirm benchmarks/results/quality.json + quality_cfg_audio*.json (quality.py --cfg-audio, held out)
     leversreflected benchmarks/results/levers_reflected.json (benchmarks/levers.py, today's onset detector)
+    table1v2  benchmarks/results/table1_v2.json    (benchmarks/gamma_sweep.py --xattn: seed 000's Table 1 on v2)
 
     .venv/bin/python benchmarks/report.py [--machine NAME] [--readme README.md]
 """
@@ -482,6 +483,18 @@ GUIDANCE_COLS = [("colour_generate", "colour", "pct"), ("material_generate", "ma
                  ("buzz_generate", "buzz", ".3f")]
 
 
+def _cells(r: dict, cols: list) -> list[str]:
+    """A sweep row's cells: "pct" columns as percentages, and "(better)" / "(worse)" where the row's
+    `beyond_noise` verdict says it moved further than the noise band."""
+    out = []
+    for k, _, f in cols:
+        v = r.get(k)
+        cell = "-" if v is None else (f"{v:.0%}" if f == "pct" else format(v, f))
+        verdict = (r.get("beyond_noise") or {}).get(k)
+        out.append(cell + (f" ({verdict})" if verdict in ("better", "worse") else ""))
+    return out
+
+
 def guidance_sweep_section(res: dict) -> str:
     """benchmarks/guidance_sweep.py: the generate path's two text-guidance scales against adherence and timing."""
     d = res["default"]
@@ -500,13 +513,7 @@ def guidance_sweep_section(res: dict) -> str:
             label += ", other seeds (noise band)"
         elif (r["cfg_video"], r["cfg_audio"]) == (d["cfg_video"], d["cfg_audio"]):
             label += " (the default when swept)"
-        cells = []
-        for k, _, f in GUIDANCE_COLS:
-            v = r.get(k)
-            cell = "-" if v is None else (f"{v:.0%}" if f == "pct" else format(v, f))
-            verdict = (r.get("beyond_noise") or {}).get(k)
-            cells.append(cell + (f" ({verdict})" if verdict in ("better", "worse") else ""))
-        rows.append([label] + cells)
+        rows.append([label] + _cells(r, GUIDANCE_COLS))
     lines.append(_table(["guidance"] + [c for _, c, _ in GUIDANCE_COLS], rows))
     return "\n".join(lines) + "\n" + detector_note(*res["rows"])
 
@@ -528,13 +535,47 @@ def guidance_confirm_section(rows: list[tuple[str, dict]]) -> str:
     out = []
     for name, q in rows:
         r = gs.summarize(q)
-        out.append([name] + ["-" if r.get(k) is None else (f"{r[k]:.0%}" if f == "pct" else format(r[k], f))
-                             for k, _, f in GUIDANCE_COLS])
+        out.append([name] + _cells(r, GUIDANCE_COLS))
     q0 = rows[0][1]
     cmds = "; ".join(f"`{q['command']}`" for _, q in rows)
     return "\n".join([f"`avgen generate` on the {q0['n']} held-out clips, the same seeds in every row. Produced by "
                       f"{cmds}.", "", _table(["setting"] + [c for _, c, _ in GUIDANCE_COLS], out)]) + "\n" + \
         detector_note(*(q for _, q in rows))
+
+
+TABLE1_COLS = [("foley_onset_f1", "foley onset F1", ".3f"), ("foley_av_align", "foley AV-Align", ".3f"),
+               ("contact_f1_generate", "generate: onsets vs contacts seen", ".3f"),
+               ("av_align_generate", "AV-Align generate", ".3f"), ("fd_logmel_generate", "FD-logmel", ".1f"),
+               ("fd_colourflow_generate", "FD-colourflow", ".1f"), ("colour_generate", "colour", "pct"),
+               ("material_generate", "material", "pct")]
+
+
+def table1_section(res: dict) -> str:
+    """benchmarks/gamma_sweep.py with --xattn: seed 000's Table 1 rows (cross-attention at gamma 1, CMC-PE at
+    each gamma) on one clip set and seeds; a cell says better or worse than the CMC-PE default row only where it
+    moved further than that row and its repeat with other seeds differ."""
+    d = res["default"]
+    order = lambda r: (bool(r.get("noise_run")), r["connector"] != "xattn", r["gamma"])  # noqa: E731
+    rows = []
+    for r in sorted(res["rows"], key=order):
+        name = "cross-attention (CoDi)" if r["connector"] == "xattn" else "CMC-PE"
+        if r.get("noise_run"):
+            name += ", other seeds (noise band)"
+        elif r["connector"] == "cmcpe" and r["gamma"] == d["gamma"]:
+            name += " (the default)"
+        rows.append([name, f"{r['gamma']:g}"] + _cells(r, TABLE1_COLS))
+    real = res["rows"][0]
+    ref = {"foley_onset_f1": real.get("foley_onset_f1_real"), "contact_f1_generate": real.get("contact_f1_real"),
+           "av_align_generate": real.get("av_align_real"), "colour_generate": real.get("colour_real"),
+           "material_generate": real.get("material_real")}
+    rows.append(["real clips (reference)", "-"] + _cells(ref, TABLE1_COLS))
+    head = (f"{res['n']} clips of `{res['clips']}`, the same seeds in every row, default settings but gamma "
+            f"({d['solver']}, {d['steps']} steps, text guidance {d['cfg_video']:g} / {d['cfg_audio']:g}); foley "
+            f"re-sounds the clips' own videos, generate makes new ones from their captions. Both connectors are "
+            f"twins: fresh cross-modal blocks on the same frozen bases, the same onset pretext and joint recipe "
+            f"and seeds. Produced by `{res['command']}` (`benchmarks/results/table1_v2.json`).")
+    return "\n".join([head, "", _table(["connector", "gamma"] + [c for _, c, _ in TABLE1_COLS], rows)]) + "\n" + \
+        detector_note(*res["rows"])
 
 
 def _edit(r: dict) -> str:
@@ -653,6 +694,8 @@ def main() -> None:
     if (RESULTS / "levers_reflected.json").exists() and "<!-- leversreflected:begin -->" in text:
         text = replace_section(text, "leversreflected", levers_section(
             json.loads((RESULTS / "levers_reflected.json").read_text())))
+    if (RESULTS / "table1_v2.json").exists() and "<!-- table1v2:begin -->" in text:
+        text = replace_section(text, "table1v2", table1_section(json.loads((RESULTS / "table1_v2.json").read_text())))
     if (RESULTS / "steps_sweep.json").exists() and "<!-- stepsweep:begin -->" in text:
         text = replace_section(text, "stepsweep", steps_sweep_section(json.loads((RESULTS / "steps_sweep.json")
                                                                                 .read_text())))

@@ -153,6 +153,13 @@ def test_gamma_sweep_rows_and_foley_verdicts():
     rows = gm.settings(1.5, [1.0, 1.5, 2.0])
     assert [r["label"] for r in rows] == ["g1.5", "g1", "g2", "g1.5-seeds1000"]
     assert rows[-1]["noise_run"] and rows[-1]["gamma"] == 1.5 and rows[-1]["seed_offset"] == 1000
+    assert {r["connector"] for r in rows} == {"cmcpe"}
+    # Table 1: the cross-attention twin's rows come before the noise row, each under its own label and connector
+    rows = gm.settings(1.5, [1.0, 2.0], [1.0, 1.5])
+    assert [(r["label"], r["connector"], r["gamma"]) for r in rows] == [
+        ("g1.5", "cmcpe", 1.5), ("g1", "cmcpe", 1.0), ("g2", "cmcpe", 2.0), ("xattn-g1", "xattn", 1.0),
+        ("xattn-g1.5", "xattn", 1.5), ("g1.5-seeds1000", "cmcpe", 1.5)]
+    assert len({r["label"] for r in rows}) == len(rows)  # one work folder per row
     q = {"onsets_foley": {"f1": 0.7}, "av_align_foley": {"seed000": 0.3}, "adherence_generate": {"colour": 0.6},
          "onsets_real": {"f1": 0.97}}
     s = gm.summarize(q)
@@ -163,3 +170,27 @@ def test_gamma_sweep_rows_and_foley_verdicts():
     assert gm.beyond_noise({"foley_onset_f1": 0.60}, base, noise, metrics) == {"foley_onset_f1": "worse"}
     assert gm.beyond_noise({"foley_onset_f1": 0.75}, base, noise, metrics) == {"foley_onset_f1": "better"}
     assert gm.beyond_noise({"foley_onset_f1": 0.69}, base, noise, metrics) == {"foley_onset_f1": "same"}
+
+
+def test_table1_section_orders_rows_as_seed000_and_marks_verdicts(report):
+    """Seed 000's Table 1 layout: the cross-attention baseline first, CMC-PE by gamma with the default marked, the
+    noise row and the real clips last; a better/worse verdict shows only where the sweep found one."""
+    base = {"foley_onset_f1": 0.7, "foley_av_align": 0.3, "contact_f1_generate": 0.4, "av_align_generate": 0.33,
+            "fd_logmel_generate": 240.0, "fd_colourflow_generate": 900.0, "colour_generate": 0.7,
+            "material_generate": 0.4, "foley_onset_f1_real": 0.97, "contact_f1_real": 0.93, "av_align_real": 0.26,
+            "colour_real": 0.95, "material_real": 0.92}
+    res = {"n": 40, "clips": "work/v2/hits-val", "command": "python benchmarks/gamma_sweep.py --xattn x",
+           "default": {"gamma": 1.5, "steps": 25, "solver": "ddim", "cfg_video": 4.0, "cfg_audio": 2.5},
+           "rows": [{**base, "connector": "cmcpe", "gamma": 1.5, "onset_detector": "impact"},
+                    {**base, "connector": "cmcpe", "gamma": 1.0, "foley_onset_f1": 0.5, "onset_detector": "impact",
+                     "beyond_noise": {"foley_onset_f1": "worse", "colour_generate": "same"}},
+                    {**base, "connector": "xattn", "gamma": 1.0, "foley_onset_f1": 0.45, "onset_detector": "impact",
+                     "beyond_noise": {"foley_onset_f1": "worse"}},
+                    {**base, "connector": "cmcpe", "gamma": 1.5, "noise_run": True, "onset_detector": "impact"}]}
+    lines = [ln for ln in report.table1_section(res).splitlines() if ln.startswith("| ")][1:]
+    assert [ln.split(" | ")[0] for ln in lines] == ["| cross-attention (CoDi)", "| CMC-PE", "| CMC-PE (the default)",
+                                                     "| CMC-PE, other seeds (noise band)", "| real clips (reference)"]
+    assert lines[0].split(" | ")[2] == "0.450 (worse)" and lines[1].split(" | ")[2] == "0.500 (worse)"
+    assert "(same)" not in "".join(lines) and lines[2].split(" | ")[2] == "0.700"
+    assert lines[-1].split(" | ")[2] == "0.970" and lines[-1].split(" | ")[3] == "-" and "95%" in lines[-1]
+    assert "Onset scores here" not in report.table1_section(res)  # today's detector: no old-detector note
