@@ -27,12 +27,11 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _sweep import run_rows  # noqa: E402
 from guidance_sweep import METRICS, NOISE_SEED_OFFSET, _get, beyond_noise  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,26 +93,9 @@ def main() -> None:
                  "default": {"gamma": cfg.gamma, "steps": cfg.steps, "solver": cfg.solver,
                              "cfg_video": cfg.cfg_video, "cfg_audio": cfg.cfg_audio},
                  "command": shlex.join(["python", "benchmarks/gamma_sweep.py", *sys.argv[1:]]), "rows": []}
-    for row in rows:
-        folder = args.work / row["label"]
-        qjson = folder / "quality.json"
-        if not qjson.exists():
-            src = reuse.get(row["label"])
-            if src and not (folder / "clips" / "generate").exists():
-                (folder / "clips").mkdir(parents=True, exist_ok=True)
-                shutil.copytree(Path(src) / "generate", folder / "clips" / "generate")
-            cmd = [sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--train", str(args.train),
-                   "--test", str(args.test), "--n", str(args.n), "--out", str(folder / "clips"),
-                   "--gamma", f"{row['gamma']:g}", "--seed-offset", str(row["seed_offset"])]
-            if args.adherence_model:
-                cmd += ["--adherence-model", str(args.adherence_model)]
-            if bundles[row["connector"]]:
-                cmd += ["--bundle", bundles[row["connector"]]]
-            print(f"== {row['label']}", file=sys.stderr, flush=True)
-            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        row.update(summarize(json.loads(qjson.read_text())))
-        res["rows"].append(row)
-        args.out.write_text(json.dumps(res, indent=1) + "\n")
+    run_rows(res, rows, work=args.work, train=args.train, test=args.test, n=args.n, out=args.out,
+             flags=lambda row: ["--gamma", f"{row['gamma']:g}"], summarize=summarize,
+             bundle=lambda row: bundles[row["connector"]], adherence=args.adherence_model, reuse=reuse)
 
     base = res["rows"][0]
     noise = next(r for r in res["rows"] if r.get("noise_run"))

@@ -22,12 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _sweep import run_rows  # noqa: E402
+
 OUT = ROOT / "benchmarks" / "results" / "guidance_sweep.json"
 NOISE_SEED_OFFSET = 1000
 
@@ -117,24 +118,10 @@ def main() -> None:
                  "default": {"cfg_video": default[0], "cfg_audio": default[1], "steps": base_cfg.steps,
                              "solver": base_cfg.solver},
                  "command": shlex.join(["python", "benchmarks/guidance_sweep.py", *sys.argv[1:]]), "rows": []}
-    for row in rows:
-        folder = args.work / row["label"]
-        if row["label"] in args.redo and folder.exists():
-            shutil.rmtree(folder)
-        qjson = folder / "quality.json"
-        if not qjson.exists():
-            cmd = [sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--parts", "generate",
-                   "--train", str(args.train), "--test", str(args.test), "--n", str(args.n),
-                   "--out", str(folder / "clips"), "--cfg-video", f"{row['cfg_video']:g}",
-                   "--cfg-audio", f"{row['cfg_audio']:g}", "--seed-offset", str(row["seed_offset"]),
-                   "--adherence-model", str(args.work / "adherence.safetensors")]
-            if args.bundle:
-                cmd += ["--bundle", args.bundle]
-            print(f"== {row['label']}", file=sys.stderr, flush=True)
-            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        row.update(summarize(json.loads(qjson.read_text())))
-        res["rows"].append(row)
-        args.out.write_text(json.dumps(res, indent=1) + "\n")  # a partial sweep is kept as it goes
+    run_rows(res, rows, work=args.work, train=args.train, test=args.test, n=args.n, out=args.out,
+             flags=lambda row: ["--parts", "generate", "--cfg-video", f"{row['cfg_video']:g}",
+                                "--cfg-audio", f"{row['cfg_audio']:g}"],
+             summarize=summarize, bundle=lambda row: args.bundle, redo=args.redo)
 
     base = res["rows"][0]
     noise = next(r for r in res["rows"] if r.get("noise_run"))

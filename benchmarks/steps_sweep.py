@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _sweep import run_rows  # noqa: E402
+
 OUT = ROOT / "benchmarks" / "results" / "steps_sweep.json"
 NOISE_SEED_OFFSET = 1000
 
@@ -96,24 +97,9 @@ def main() -> None:
     rows = settings(args.solvers.split(","), [int(s) for s in args.steps.split(",")], default)
     res: dict = {"n": args.n, "bundle": str(model.bundle_path), "default": {"solver": default[0], "steps": default[1]},
                  "command": "python benchmarks/steps_sweep.py " + " ".join(sys.argv[1:]), "rows": []}
-    for row in rows:
-        folder = args.work / row["label"]
-        if row["label"] in args.redo and folder.exists():
-            shutil.rmtree(folder)
-        qjson = folder / "quality.json"
-        if not qjson.exists():
-            cmd = [sys.executable, str(ROOT / "benchmarks" / "quality.py"), "--train", str(args.train),
-                   "--test", str(args.test), "--n", str(args.n), "--out", str(folder / "clips"),
-                   "--steps", str(row["steps"]), "--solver", row["solver"],
-                   "--seed-offset", str(row["seed_offset"]),
-                   "--adherence-model", str(args.work / "adherence.safetensors")]
-            if args.bundle:
-                cmd += ["--bundle", args.bundle]
-            print(f"== {row['label']}", file=sys.stderr, flush=True)
-            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        row.update(summarize(json.loads(qjson.read_text())))
-        res["rows"].append(row)
-        OUT.write_text(json.dumps(res, indent=1) + "\n")  # a partial sweep is kept as it goes
+    run_rows(res, rows, work=args.work, train=args.train, test=args.test, n=args.n, out=OUT,
+             flags=lambda row: ["--steps", str(row["steps"]), "--solver", row["solver"]],
+             summarize=summarize, bundle=lambda row: args.bundle, redo=args.redo)
 
     by = {r["label"]: r for r in res["rows"]}
     base = by[f"{default[0]}-{default[1]}"]
