@@ -81,8 +81,10 @@ def animate_cmd(
     probe(audio_path)  # a missing or unreadable file is one line before the model loads
     outputs = plan_outputs(output, num_samples, slug(prompt or audio_path.stem) + f"_s{seed}")
     refuse_existing(outputs, overwrite)
-    req = AnimateRequest(prompt, negative_prompt, steps, solver, gamma, cfg, seed, start, duration, overlap,
-                         str(image) if image is not None else None, fit, audio_guidance, first_frame_steps)
+    req = AnimateRequest(prompt=prompt, negative_prompt=negative_prompt, steps=steps, solver=solver, gamma=gamma,
+                         cfg=cfg, seed=seed, start=start, duration=duration, overlap=overlap, fit=fit,
+                         image=str(image) if image is not None else None, audio_guidance=audio_guidance,
+                         first_frame_steps=first_frame_steps)
     timings = Timings()
     with timings.stage("load"):
         pipe = JointPipeline.from_bundle(bundle, backend=backend, device=device, precision=precision,

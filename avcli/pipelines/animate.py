@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from avcli.errors import UsageError
-from avcli.pipelines.common import (Timings, decode_video, encode_audio, encode_video, modality_specs,
+from avcli.pipelines.common import (Timings, WindowedRequest, decode_video, encode_audio, encode_video, modality_specs,
                                     sampler_config)
 from avcli.pipelines.foley import plan_windows
 from avcli.sampling.joint import sample
@@ -50,19 +50,8 @@ def first_frame_mode(manifest: dict, has_image: bool) -> str | None:
 
 
 @dataclass(frozen=True)
-class AnimateRequest:
-    prompt: str = ""
-    negative_prompt: str = ""
-    steps: int | None = None
-    solver: str | None = None
-    gamma: float | None = None
-    cfg: float | None = None
-    seed: int = 0
-    start: float = 0.0
-    duration: float | None = None  # seconds of audio to animate (default: to the end)
-    overlap: float | None = None  # seconds shared by consecutive windows (None: 1 s, at most half a window)
+class AnimateRequest(WindowedRequest):  # duration: seconds of audio to animate; fit: how `image` is fitted
     image: str | None = None  # the first frame: an image file, fitted to the bundle's frame size
-    fit: str = "crop"
     audio_guidance: float | None = None  # seed 002's eta (None: the bundle's animate default, else 1 = off)
     first_frame_steps: int | None = None  # the first latent's fit (None: FIRST_FRAME_STEPS where it can run; 0: off)
 

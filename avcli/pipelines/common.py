@@ -25,6 +25,23 @@ TORCH_COMPONENTS = ("text_encoder_video", "text_encoder_audio", "video_connector
                     "audio_vae_decoder", "vocoder")
 
 
+@dataclass(frozen=True)
+class WindowedRequest:
+    """What foley and animate share: the text condition, sampling, and the segment of a long input that goes
+    through overlapping windows. None takes the bundle's default."""
+    prompt: str = ""
+    negative_prompt: str = ""
+    steps: int | None = None
+    solver: str | None = None
+    gamma: float | None = None
+    cfg: float | None = None
+    seed: int = 0
+    start: float = 0.0
+    duration: float | None = None  # seconds of the input (default: to the end)
+    overlap: float | None = None  # seconds shared by consecutive windows (None: 1 s, at most half a window)
+    fit: str = "crop"  # how a picture (animate's first frame, foley's frames) meets the bundle's frame size
+
+
 @dataclass
 class Timings:
     """Wall seconds per stage, in the order stages ran."""

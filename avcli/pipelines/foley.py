@@ -16,23 +16,13 @@ import numpy as np
 import torch
 
 from avcli.errors import UsageError
-from avcli.pipelines.common import Timings, decode_audio, encode_video, modality_specs, sampler_config
+from avcli.pipelines.common import (Timings, WindowedRequest, decode_audio, encode_video, modality_specs,
+                                    sampler_config)
 from avcli.sampling.joint import sample
 
 
 @dataclass(frozen=True)
-class FoleyRequest:
-    prompt: str = ""
-    negative_prompt: str = ""
-    steps: int | None = None
-    solver: str | None = None
-    gamma: float | None = None
-    cfg: float | None = None
-    seed: int = 0
-    overlap: float | None = None  # seconds shared by consecutive windows (None: 1 s, at most half a window)
-    fit: str = "crop"
-    start: float = 0.0
-    duration: float | None = None
+class FoleyRequest(WindowedRequest):
     recon_guidance: float = 0.0
 
 
