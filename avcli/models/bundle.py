@@ -52,6 +52,13 @@ def component_state_dicts(model: JointModel) -> dict[str, dict[str, torch.Tensor
 _sha256 = sha256_file
 
 
+def component_metadata(name: str) -> dict[str, str]:
+    """The safetensors metadata of a bundle file: ONE key. safetensors keeps metadata in a hash map, so two keys
+    are written in either order, and the same weights would get another sha256 on every save (the latent cache
+    and the export cache key on those hashes)."""
+    return {MANIFEST_FORMAT: name}
+
+
 def _bundle_folders(model: JointModel, folders: dict[str, Path] | None) -> dict[str, Path]:
     """Folders a bundle carries beside its weights (tokenizers named by a text spec, relative to the bundle):
     from `folders` if given there, else from the model's own bundle."""
@@ -95,7 +102,7 @@ def save_bundle(model: JointModel, path: str | os.PathLike, dtype: str = "float3
         tensors = {k: (v.half() if dtype == "float16" and v.is_floating_point() else v).contiguous()
                    for k, v in sd.items()}
         file = tmp / f"{name}.safetensors"
-        save_file(tensors, str(file), metadata={"component": name, "format": MANIFEST_FORMAT})
+        save_file(tensors, str(file), metadata=component_metadata(name))
         file.chmod(0o644)
         manifest["files"][name] = {"file": file.name, "bytes": file.stat().st_size, "sha256": _sha256(file),
                                    "dtype": dtype}
@@ -134,7 +141,7 @@ def update_bundle(model: JointModel, path: str | os.PathLike, components: list[s
             tensors = {k: (v.half() if dtype == "float16" and v.is_floating_point() else v).detach().contiguous()
                        for k, v in sds[name].items()}
             tmp = path / f".{name}.tmp.safetensors"
-            save_file(tensors, str(tmp), metadata={"component": name, "format": MANIFEST_FORMAT})
+            save_file(tensors, str(tmp), metadata=component_metadata(name))
             tmp.chmod(0o644)
             os.replace(tmp, path / entry["file"])
             f = path / entry["file"]
