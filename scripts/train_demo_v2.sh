@@ -51,8 +51,10 @@ case "$LEG" in
       --eta-bundle "$W/../levers/audio_dropout/bundle" --etas 1,2,4,8,12 --motion-bundle "$W/../animate/noff/bundle" \
       --ff-bundle "$W/../animate/ff/bundle" --given-bundle "$D/bundle" --ff-etas 1,8 --caption-rows ;;
   6)  # seed 000's Table 1 on v2: a CMC-PE twin and a cross-attention twin, both with fresh cross-modal blocks on the
-    # shipped bundle's bases (the v2 video U-Net, the audio side), each the v2 recipe (onset pretext, then 800 joint
-    # steps). One latent cache (built by the first onset stage at 2 threads); then one thread per twin, side by side.
+    # shipped bundle's bases (the v2 video U-Net, the audio side), each the v2 recipe (onset pretext, then joint
+    # steps) but 500 joint steps, not 800: at ~4 s a step on one thread, 800 for both did not fit one session with
+    # the table's rows (2026-12-03, the CMC-PE twin was stopped at step 100 and resumed on the 500-step schedule).
+    # One latent cache (built by the first onset stage at 2 threads); then one thread per twin, side by side.
     T="$W/../t1"
     for mode in cmcpe xattn; do
       [ -f "$T/$mode/bundle/bundle.json" ] || $A train init --from-bundle avcli/bundles/hits-demo --mode $mode \
@@ -62,7 +64,7 @@ case "$LEG" in
     twin() {  # MODE STAGE THREADS (a stage is skipped once its record exists)
       local c=(--bundle "$T/$1/bundle" --data "$W/hits" --work "$T/$1" --json)
       local opts=(--steps ${ONSET_STEPS:-600} --batch 64 --lr 1e-3)
-      [ "$2" = joint ] && opts=(--steps ${JOINT_STEPS:-800} --batch 8 --lr 3e-4 --known-p 0.5 --high-noise-weight 20 \
+      [ "$2" = joint ] && opts=(--steps ${JOINT_STEPS:-500} --batch 8 --lr 3e-4 --known-p 0.5 --high-noise-weight 20 \
         --ckpt-every 100)
       [ -f "$T/$1/records/$2.json" ] || OMP_NUM_THREADS=$3 $A train "$2" "${c[@]}" "${opts[@]}" > "$T/$1/$2.log" 2>&1
     }
