@@ -547,7 +547,7 @@ TABLE1_COLS = [("foley_onset_f1", "foley onset F1", ".3f"), ("foley_av_align", "
                ("contact_f1_generate", "generate: onsets vs contacts seen", ".3f"),
                ("av_align_generate", "AV-Align generate", ".3f"), ("fd_logmel_generate", "FD-logmel", ".1f"),
                ("fd_colourflow_generate", "FD-colourflow", ".1f"), ("colour_generate", "colour", "pct"),
-               ("material_generate", "material", "pct")]
+               ("material_generate", "material", "pct"), ("buzz_generate", "buzz generate", ".3f")]
 
 
 def table1_section(res: dict) -> str:
@@ -573,7 +573,9 @@ def table1_section(res: dict) -> str:
             f"({d['solver']}, {d['steps']} steps, text guidance {d['cfg_video']:g} / {d['cfg_audio']:g}); foley "
             f"re-sounds the clips' own videos, generate makes new ones from their captions. Both connectors are "
             f"twins: fresh cross-modal blocks on the same frozen bases, the same onset pretext and joint recipe "
-            f"and seeds. Produced by `{res['command']}` (`benchmarks/results/table1_v2.json`).")
+            f"and seeds. A cell says better or worse only where it differs from the CMC-PE default row by more than that row "
+            f"and its repeat with other seeds differ. Produced by `{res['command']}` "
+            f"(`benchmarks/results/table1_v2.json`).")
     return "\n".join([head, "", _table(["connector", "gamma"] + [c for _, c, _ in TABLE1_COLS], rows)]) + "\n" + \
         detector_note(*res["rows"])
 
