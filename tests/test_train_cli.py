@@ -44,6 +44,39 @@ def test_vae_training_loss_decreases_and_resumes(tiny_bundle, tiny_data, tmp_pat
     assert [r["steps"] for r in record] == [40, 60] and record[0]["clips"] == 6
 
 
+def test_decoder_only_keeps_the_latent_space(tiny_bundle, tiny_data, tmp_path):
+    """--decoder-only trains the decoder and nothing else: encoder bytes, scaling factor and the x0 clamp stay."""
+    from avcli.models.bundle import load_bundle
+
+    bundle = tmp_path / "b"
+    shutil.copytree(tiny_bundle, bundle)
+    before_manifest = json.loads((bundle / "bundle.json").read_text())
+    enc_bytes = (bundle / "video_vae_encoder.safetensors").read_bytes()
+    before = load_bundle(bundle).video_vae.state_dict()
+    res = _train("vae-video", bundle, tiny_data, tmp_path / "w", 30, "--decoder-only", "--mse-weight", "1")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["decoder_only"] is True and out["mse_weight"] == 1.0
+    rows = json.loads((tmp_path / "w/runs/vae-video-decoder/log.json").read_text())
+    assert rows[-1]["loss"] < rows[0]["loss"] and "loss_kl" not in rows[0] and "loss_mse" in rows[0]
+    assert not (tmp_path / "w/runs/vae-video").exists()
+    assert (bundle / "video_vae_encoder.safetensors").read_bytes() == enc_bytes
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    assert manifest["components"]["video_vae"] == before_manifest["components"]["video_vae"]
+    assert manifest["video"]["schedule"] == before_manifest["video"]["schedule"]
+    after = load_bundle(bundle).video_vae.state_dict()
+    changed = {k.split(".")[0] for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"decoder", "post_quant_conv"} or changed == {"decoder"}, changed
+
+
+def test_decoder_only_is_refused_outside_vae_video(tiny_bundle, tiny_data, tmp_path):
+    from avcli.errors import UsageError
+
+    res = _train("vae-audio", tiny_bundle, tiny_data, tmp_path / "w", 2, "--decoder-only")
+    assert isinstance(res.exception, UsageError) and res.exception.exit_code == 2
+    assert "vae-video" in str(res.exception) and not (tmp_path / "w").exists()
+
+
 def test_joint_training_changes_only_joint_parts(tiny_bundle, tiny_data, tmp_path):
     from avcli.models.bundle import load_bundle
 

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from avcli.cli.common import print_json, stdout
+from avcli.errors import UsageError
 
 train_app = typer.Typer(
     help="Train a bundle: single-modality pieces first, then the joint connectors + CMC-PE blocks.\n\n"
@@ -134,9 +135,9 @@ def _run(stage: str, opts, cfg, json_out: bool) -> None:
     import shutil
 
     from avcli.training.distributed import is_main_process
-    from avcli.training.stages import run_stage
+    from avcli.training.stages import run_name, run_stage
 
-    run_dir = opts.work / "runs" / stage
+    run_dir = opts.work / "runs" / run_name(stage, opts)
     if not cfg.resume and run_dir.exists() and is_main_process():
         shutil.rmtree(run_dir)
     result = run_stage(stage, opts, cfg)
@@ -170,13 +171,22 @@ def _make_stage(stage: str):
         foreground_boost: float = typer.Option(20.0, min=0.0, hidden=stage != "vae-video",
                                                help="Extra loss weight on pixels that differ from their clip's "
                                                     "median frame (small moving objects); 0 = plain L1."),
+        decoder_only: bool = typer.Option(False, "--decoder-only", hidden=stage != "vae-video",
+                                          help="Train the decoder alone: the encoder, the latent scale and so "
+                                               "the U-Nets' latent space stay as they are (safe on a trained "
+                                               "bundle)."),
+        mse_weight: float = typer.Option(0.0, min=0.0, hidden=stage != "vae-video",
+                                         help="Weight of a squared-error term beside the L1 (PSNR is squared "
+                                              "error); 0 = off."),
         json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
         from avcli.training.loop import LoopConfig
         from avcli.training.stages import StageOptions
 
+        if stage != "vae-video" and (decoder_only or mse_weight):
+            raise UsageError("--decoder-only and --mse-weight are options of `train vae-video` only")
         opts = StageOptions(bundle, data, work, batch, limit, progress=not json_out,
-                            foreground_boost=foreground_boost)
+                            foreground_boost=foreground_boost, decoder_only=decoder_only, mse_weight=mse_weight)
         _run(stage, opts, LoopConfig(steps=steps, lr=lr, seed=seed, ckpt_every=ckpt_every, resume=resume), json_out)
 
     cmd.__name__ = f"train_{stage.replace('-', '_')}"

@@ -43,6 +43,8 @@ class StageOptions:
     self_condition_p: float = 0.5
     progress: bool = True
     foreground_boost: float = 20.0  # vae-video: extra loss weight on pixels that differ from the clip's median
+    decoder_only: bool = False  # vae-video: train the decoder alone; the encoder and so the latent space stay fixed
+    mse_weight: float = 0.0  # vae-video: a squared-error term beside the L1 (what PSNR measures)
     # joint stage only
     ema_decay: float = 0.999
     mixed_precision: str = "auto"
@@ -57,6 +59,12 @@ class StageOptions:
     first_frame_attn: bool = False  # seed 002: FF-Attn in the video U-Net's spatial attention (animate mode b)
     first_frame_conv: bool = False  # seed 002: FF-Conv, frame 0's input latent joins every frame's (animate mode b)
     first_frame_p: float = 0.0  # seed 002: share of samples whose frame 0 is given clean (animate with a picture)
+
+
+def run_name(stage: str, opts: StageOptions) -> str:
+    """The folder under WORK/runs that holds a stage's checkpoints and logs (a decoder-only leg has its own, so
+    it neither resumes nor overwrites a full autoencoder run)."""
+    return f"{stage}-decoder" if stage == "vae-video" and opts.decoder_only else stage
 
 
 def _prep(opts: StageOptions):
@@ -76,17 +84,27 @@ def _save(model: JointModel, opts: StageOptions, components: list[str], manifest
 
 
 def _vae_step(vae, x: torch.Tensor, gen: torch.Generator, kl_weight: float = 1e-6,
-              weight: torch.Tensor | None = None):
-    post = vae.encode(x).latent_dist
+              weight: torch.Tensor | None = None, decoder_only: bool = False, mse_weight: float = 0.0):
+    """One autoencoder loss: (weighted) L1 of the reconstruction of a posterior sample, plus the KL term. With
+    decoder_only the encoder runs without gradients and there is no KL term (the latent space is not trained)."""
+    with torch.set_grad_enabled(not decoder_only and torch.is_grad_enabled()):
+        post = vae.encode(x).latent_dist
     z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen)
     rec = vae.decode(z).sample
     err = (rec - x).abs()
     l1 = err.mean()
     rec_loss = l1 if weight is None else (err * weight).sum() / (weight.sum() * x.shape[1])
-    kl = post.kl().mean() / x[0].numel()
-    logs = {"loss_l1": float(l1.detach()), "loss_kl": float(kl.detach())}
+    logs = {"loss_l1": float(l1.detach())}
     if weight is not None:
         logs["loss_weighted"] = float(rec_loss.detach())
+    if mse_weight > 0:
+        mse = (err ** 2).mean()
+        logs["loss_mse"] = float(mse.detach())
+        rec_loss = rec_loss + mse_weight * mse
+    if decoder_only:
+        return rec_loss, logs
+    kl = post.kl().mean() / x[0].numel()
+    logs["loss_kl"] = float(kl.detach())
     return rec_loss + kl_weight * kl * x[0].numel() / 1000.0, logs
 
 
@@ -126,8 +144,10 @@ def stage_vae_video(opts: StageOptions, cfg: LoopConfig) -> dict:
     vae = model.video_vae
     for p in model.parameters():
         p.requires_grad_(False)
-    for p in vae.parameters():
-        p.requires_grad_(True)
+    trained = (vae.decoder, vae.post_quant_conv) if opts.decoder_only else (vae,)
+    for part in trained:
+        for p in part.parameters():
+            p.requires_grad_(True)
     n_frames = clips.frames.shape[1]
     frames = clips.frames.reshape(-1, *clips.frames.shape[2:])  # (N*F, H, W, 3)
     background = np.median(clips.frames, axis=1).astype(np.uint8)  # (N, H, W, 3): each clip's static scene
@@ -139,11 +159,19 @@ def stage_vae_video(opts: StageOptions, cfg: LoopConfig) -> dict:
         idx = torch.randint(0, len(frames), (opts.batch,), generator=gen).numpy()
         x = to_x(frames[idx])
         w = foreground_weight(x, to_x(background[idx // n_frames]), opts.foreground_boost)
-        return _vae_step(vae, x, gen, weight=w if opts.foreground_boost > 0 else None)
+        return _vae_step(vae, x, gen, weight=w if opts.foreground_boost > 0 else None,
+                         decoder_only=opts.decoder_only, mse_weight=opts.mse_weight)
 
-    result = train("vae-video", vae, loss_fn, opts.work / "runs" / "vae-video", cfg, progress=opts.progress)
+    run = run_name("vae-video", opts)
+    result = train(run, vae, loss_fn, opts.work / "runs" / run, cfg, progress=opts.progress)
     result["clips"] = len(clips)
     result["foreground_boost"] = opts.foreground_boost
+    result["mse_weight"] = opts.mse_weight
+    if opts.decoder_only:
+        # the encoder, the scaling factor and the x0 clamp are untouched, so the U-Nets' latent space is the same
+        result["decoder_only"] = True
+        _save(model, opts, ["video_vae_decoder"])
+        return result
     with torch.no_grad():
         x = torch.from_numpy(frames[:: max(1, len(frames) // 256)]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         result["scaling_factor"] = _set_scaling(model, "video_vae", vae.encode(x).latent_dist.mean)

@@ -1,0 +1,100 @@
+"""The video autoencoder's reconstruction on held-out clips, bundle beside bundle (issue 17's first-frame target):
+every frame through encoder -> decoder (PSNR over all frames and over the moving object's pixels), and the first
+frame as `avgen animate --image` makes it (the encoder's latent, then animate's L-BFGS fit through the decoder for
+each of --fit-iterations). Bundles that share an encoder (a decoder-only leg) share the latent space, so the
+U-Nets are unchanged; the JSON says whether the encoders' files are byte-equal.
+
+    .venv/bin/python benchmarks/vae_decoder.py --test work/v2/hits-test --n 20 \\
+        --row "shipped=avcli/bundles/hits-demo" --row "decoder 1500 steps=work/dec/bundle" \\
+        --out benchmarks/results/vae_decoder.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
+    err = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float(10 * np.log10(255.0**2 / max(err, 1e-12)))
+
+
+def measure(bundle: Path, clips: list[Path], fit_iterations: tuple[int, ...]) -> dict:
+    from avcli.media.ffmpeg import read_video
+    from avcli.pipelines.animate import fit_first_latent
+    from avcli.pipelines.backends import descriptions
+    from avcli.pipelines.common import decode_video, encode_video
+    from avcli.pipelines.pipeline import JointPipeline
+    from export.files import sha256_file
+
+    pipe = JointPipeline.from_bundle(str(bundle), backend="torch", quiet=True)
+    geo = pipe.geometry()
+    decoder = descriptions(pipe.manifest)["video_vae_decoder"].module(pipe.model)
+    all_frames, moving, first = [], [], {n: [] for n in fit_iterations}
+    secs = {n: [] for n in fit_iterations}
+    for clip in clips:
+        frames = read_video(clip, geo.fps, geo.frame_size, "crop", 0.0, geo.duration)[: geo.frames]  # (F, H, W, 3)
+        rec = decode_video(pipe.components, encode_video(pipe.components, frames))[0]
+        all_frames.append(psnr_db(rec, frames))
+        # the object: pixels far from the clip's median frame (the static scene), as the VAE's foreground weight
+        mask = np.abs(frames.astype(np.int16) - np.median(frames, axis=0)).sum(-1) > 3 * 255 * 0.1
+        if mask.any():
+            d = (rec.astype(np.float64) - frames)[mask]
+            moving.append(float(10 * np.log10(255.0**2 / max(float(np.mean(d**2)), 1e-12))))
+        pic = frames[0]
+        enc = encode_video(pipe.components, pic[None])
+        for n in fit_iterations:
+            t0 = time.perf_counter()
+            z = fit_first_latent(decoder, pic, enc, n)
+            secs[n].append(time.perf_counter() - t0)
+            first[n].append(psnr_db(decode_video(pipe.components, z)[0][0], pic))
+    return {"bundle": str(bundle), "clips": len(clips),
+            "encoder_sha256": sha256_file(bundle / pipe.manifest["files"]["video_vae_encoder"]["file"]),
+            "psnr_all_frames_db": float(np.mean(all_frames)),
+            "psnr_moving_pixels_db": float(np.mean(moving)) if moving else None,
+            "first_frame": [{"iterations": n, "psnr_db": float(np.mean(first[n])), "seconds": float(np.mean(secs[n]))}
+                            for n in fit_iterations]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--test", type=Path, required=True, help="held-out clips (mp4)")
+    ap.add_argument("--n", type=int, default=20)
+    ap.add_argument("--row", action="append", required=True, help="LABEL=BUNDLE (repeatable)")
+    ap.add_argument("--fit-iterations", default="0,50")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "vae_decoder.json")
+    args = ap.parse_args()
+    rows = []
+    for spec in args.row:
+        label, sep, path = spec.partition("=")
+        if not sep or not Path(path, "bundle.json").is_file():
+            sys.exit(f"--row {spec!r}: expected LABEL=BUNDLE_FOLDER")
+        rows.append((label, Path(path)))
+    clips = sorted(args.test.glob("*.mp4"))[: args.n]
+    if not clips:
+        sys.exit(f"{args.test}: no mp4 clips")
+    iterations = tuple(int(v) for v in args.fit_iterations.split(","))
+    out = {"test": str(args.test), "n": len(clips), "rows": []}
+    for label, bundle in rows:
+        row = {"label": label, **measure(bundle, clips, iterations)}
+        out["rows"].append(row)
+        print(json.dumps(row), flush=True)
+    base = out["rows"][0]["encoder_sha256"]
+    for row in out["rows"]:
+        row["same_encoder_as_first_row"] = row["encoder_sha256"] == base
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
