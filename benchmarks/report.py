@@ -580,6 +580,32 @@ def table1_section(res: dict) -> str:
         detector_note(*res["rows"])
 
 
+def vae_decoder_section(res: dict) -> str:
+    """benchmarks/vae_decoder.py: the video autoencoder's reconstruction and animate's first frame, by bundle."""
+    iters = [f["iterations"] for f in res["rows"][0]["first_frame"]]
+    head = ["video decoder", "same encoder", "PSNR all frames (dB)", "PSNR moving object (dB)"]
+    with_colour = any(r.get("colour_adherence") for r in res["rows"])
+    if with_colour:
+        head.append("colour of reconstructions")
+    head += [("first frame, encoder latent (dB)" if n == 0 else f"first frame, fitted {n} (dB)") for n in iters]
+    rows = []
+    for r in res["rows"]:
+        cells = [r["label"], "yes" if r.get("same_encoder_as_first_row") else "no",
+                 _f(r["psnr_all_frames_db"], ".2f"), _f(r.get("psnr_moving_pixels_db"), ".2f")]
+        if with_colour:
+            c = r.get("colour_adherence") or {}
+            cells.append(f"{c['reconstructed']:.0%} (clips: {c['real']:.0%})" if c else "-")
+        fit = {f["iterations"]: f["psnr_db"] for f in r["first_frame"]}
+        rows.append(cells + [_f(fit.get(n), ".2f") for n in iters])
+    text = (f"{res['n']} held-out clips (`{res['test']}`) at the bundle's size: every frame through encoder and "
+            f"decoder, and each clip's first frame as `avgen animate --image` makes it (the encoder's latent, then "
+            f"L-BFGS through the decoder). Produced by `{res['command']}` (`benchmarks/results/vae_decoder.json`).")
+    if with_colour:
+        text += (" The colour column is the prompt-adherence classifier on the reconstructions, with the clips "
+                 "themselves at the same size in brackets.")
+    return "\n".join([text, "", _table(head, rows)]) + "\n"
+
+
 def _edit(r: dict) -> str:
     if not r["edit"]:
         return "shipped"
@@ -698,6 +724,9 @@ def main() -> None:
             json.loads((RESULTS / "levers_reflected.json").read_text())))
     if (RESULTS / "table1_v2.json").exists() and "<!-- table1v2:begin -->" in text:
         text = replace_section(text, "table1v2", table1_section(json.loads((RESULTS / "table1_v2.json").read_text())))
+    if (RESULTS / "vae_decoder.json").exists() and "<!-- vaedecoder:begin -->" in text:
+        text = replace_section(text, "vaedecoder", vae_decoder_section(json.loads((RESULTS / "vae_decoder.json")
+                                                                                .read_text())))
     if (RESULTS / "steps_sweep.json").exists() and "<!-- stepsweep:begin -->" in text:
         text = replace_section(text, "stepsweep", steps_sweep_section(json.loads((RESULTS / "steps_sweep.json")
                                                                                 .read_text())))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -28,7 +29,13 @@ def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(255.0**2 / max(err, 1e-12)))
 
 
-def measure(bundle: Path, clips: list[Path], fit_iterations: tuple[int, ...]) -> dict:
+def captions(folder: Path) -> dict[str, str]:
+    from avcli.jsonl import read_file_rows
+
+    return {r["file"]: r["caption"] for r in read_file_rows(folder / "captions.jsonl", "captions")}
+
+
+def measure(bundle: Path, clips: list[Path], fit_iterations: tuple[int, ...], adherence=None) -> dict:
     from avcli.media.ffmpeg import read_video
     from avcli.pipelines.animate import fit_first_latent
     from avcli.pipelines.backends import descriptions
@@ -39,7 +46,11 @@ def measure(bundle: Path, clips: list[Path], fit_iterations: tuple[int, ...]) ->
     pipe = JointPipeline.from_bundle(str(bundle), backend="torch", quiet=True)
     geo = pipe.geometry()
     decoder = descriptions(pipe.manifest)["video_vae_decoder"].module(pipe.model)
+    from avcli.metrics.adherence import parse_caption
+
+    caps = captions(clips[0].parent) if adherence is not None else {}
     all_frames, moving, first = [], [], {n: [] for n in fit_iterations}
+    colour_hits = {"real": [], "reconstructed": []}
     secs = {n: [] for n in fit_iterations}
     for clip in clips:
         frames = read_video(clip, geo.fps, geo.frame_size, "crop", 0.0, geo.duration)[: geo.frames]  # (F, H, W, 3)
@@ -50,6 +61,10 @@ def measure(bundle: Path, clips: list[Path], fit_iterations: tuple[int, ...]) ->
         if mask.any():
             d = (rec.astype(np.float64) - frames)[mask]
             moving.append(float(10 * np.log10(255.0**2 / max(float(np.mean(d**2)), 1e-12))))
+        want = parse_caption(caps.get(clip.name, ""))[0] if adherence is not None else None
+        if want is not None:  # the colour classifier on the clip at the bundle's size, and on its reconstruction
+            colour_hits["real"].append(adherence.predict_colour(frames) == want)
+            colour_hits["reconstructed"].append(adherence.predict_colour(rec) == want)
         pic = frames[0]
         enc = encode_video(pipe.components, pic[None])
         for n in fit_iterations:
@@ -61,6 +76,7 @@ def measure(bundle: Path, clips: list[Path], fit_iterations: tuple[int, ...]) ->
             "encoder_sha256": sha256_file(bundle / pipe.manifest["files"]["video_vae_encoder"]["file"]),
             "psnr_all_frames_db": float(np.mean(all_frames)),
             "psnr_moving_pixels_db": float(np.mean(moving)) if moving else None,
+            "colour_adherence": {k: float(np.mean(v)) for k, v in colour_hits.items() if v} or None,
             "first_frame": [{"iterations": n, "psnr_db": float(np.mean(first[n])), "seconds": float(np.mean(secs[n]))}
                             for n in fit_iterations]}
 
@@ -71,6 +87,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=20)
     ap.add_argument("--row", action="append", required=True, help="LABEL=BUNDLE (repeatable)")
     ap.add_argument("--fit-iterations", default="0,50")
+    ap.add_argument("--adherence-model", type=Path, default=None,
+                    help="colour classifier (avgen eval --fit-adherence): scores the clips and their reconstructions")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "vae_decoder.json")
     args = ap.parse_args()
     rows = []
@@ -83,9 +101,13 @@ def main() -> None:
     if not clips:
         sys.exit(f"{args.test}: no mp4 clips")
     iterations = tuple(int(v) for v in args.fit_iterations.split(","))
-    out = {"test": str(args.test), "n": len(clips), "rows": []}
+    from avcli.metrics.adherence import AdherenceModel
+
+    adherence = AdherenceModel.load(args.adherence_model) if args.adherence_model else None
+    out = {"command": shlex.join(["python", "benchmarks/vae_decoder.py", *sys.argv[1:]]),
+           "test": str(args.test), "n": len(clips), "adherence_model": str(args.adherence_model or ""), "rows": []}
     for label, bundle in rows:
-        row = {"label": label, **measure(bundle, clips, iterations)}
+        row = {"label": label, **measure(bundle, clips, iterations, adherence)}
         out["rows"].append(row)
         print(json.dumps(row), flush=True)
     base = out["rows"][0]["encoder_sha256"]
