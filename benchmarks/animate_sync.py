@@ -34,6 +34,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from avcli.metrics.psnr import psnr_db  # noqa: E402
+
 
 def _with_first_frame_attn(bundle: Path, into: Path) -> Path:
     """A copy of a bundle whose manifest switches FF-Attn on (no weights change: the training-free row)."""
@@ -122,8 +124,7 @@ def run_row(label: str, bundle, image: bool, eta, model, test_clips, test, promp
             # the picture (seed 002 scores future frames 2..b against the real clip's): PSNR and colour/flow stats
             real = read_video(clip, geo.fps, geo.frame_size, "crop", 0.0, len(out.frames) / geo.fps)
             n = min(len(real), len(out.frames))
-            err = np.mean((out.frames[1:n].astype(np.float64) - real[1:n].astype(np.float64)) ** 2)
-            vals["future_psnr"].append(float(10 * np.log10(255.0**2 / max(err, 1e-12))))
+            vals["future_psnr"].append(psnr_db(out.frames[1:n], real[1:n]))
             feats_gen.append(video_features(out.frames[1:n]))
             feats_real.append(video_features(real[1:n]))
             vals["colourflow_paired"].append(float(paired_distances(feats_gen[-1][None], feats_real[-1][None])[0]))
@@ -165,8 +166,7 @@ def first_frame_fit_curve(bundle, test_clips, iterations=(0, 10, 25, 50, 100, 20
             t0 = time.perf_counter()
             z = fit_first_latent(decoder, pic, enc, n)
             secs[n].append(time.perf_counter() - t0)
-            err = np.mean((decode_video(pipe.components, z)[0][0].astype(np.float64) - pic) ** 2)
-            psnrs[n].append(float(10 * np.log10(255.0**2 / max(err, 1e-12))))
+            psnrs[n].append(psnr_db(decode_video(pipe.components, z)[0][0], pic))
     return {"bundle": str(bundle) if bundle else "shipped", "clips": len(test_clips),
             "rows": [{"iterations": n, "psnr_db": float(np.mean(psnrs[n])), "seconds": float(np.mean(secs[n]))}
                      for n in iterations]}

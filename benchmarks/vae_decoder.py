@@ -2,7 +2,7 @@
 every frame through encoder -> decoder (PSNR over all frames and over the moving object's pixels), and the first
 frame as `avgen animate --image` makes it (the encoder's latent, then animate's L-BFGS fit through the decoder for
 each of --fit-iterations). Bundles that share an encoder (a decoder-only leg) share the latent space, so the
-U-Nets are unchanged; the JSON says whether the encoders' files are byte-equal.
+U-Nets are unchanged; the JSON says whether the encoders' tensors are byte-equal.
 
     .venv/bin/python benchmarks/vae_decoder.py --test work/v2/hits-test --n 20 \\
         --row "shipped=avcli/bundles/hits-demo" --row "decoder 1500 steps=work/dec/bundle" \\
@@ -15,18 +15,27 @@ import argparse
 import json
 import shlex
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
-    err = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float(10 * np.log10(255.0**2 / max(err, 1e-12)))
+def tensors_sha256(path: Path) -> str:
+    """sha256 of a safetensors file's tensors (names, dtypes, shapes, bytes), not of the file: the same weights
+    saved with other metadata hash the same."""
+    import hashlib
+
+    from safetensors.numpy import load_file
+
+    h = hashlib.sha256()
+    for name, t in sorted(load_file(str(path)).items()):
+        h.update(f"{name}:{t.dtype}:{t.shape};".encode())
+        h.update(t.tobytes())
+    return h.hexdigest()
 
 
 def captions(folder: Path) -> dict[str, str]:
@@ -36,22 +45,19 @@ def captions(folder: Path) -> dict[str, str]:
 
 
 def measure(bundle: Path, clips: list[Path], fit_iterations: tuple[int, ...], adherence=None) -> dict:
+    from animate_sync import first_frame_fit_curve  # the fit as animate runs it, one copy of the loop
     from avcli.media.ffmpeg import read_video
-    from avcli.pipelines.animate import fit_first_latent
-    from avcli.pipelines.backends import descriptions
+    from avcli.metrics.adherence import parse_caption
+    from avcli.metrics.psnr import psnr_db
     from avcli.pipelines.common import decode_video, encode_video
     from avcli.pipelines.pipeline import JointPipeline
-    from export.files import sha256_file
 
     pipe = JointPipeline.from_bundle(str(bundle), backend="torch", quiet=True)
     geo = pipe.geometry()
-    decoder = descriptions(pipe.manifest)["video_vae_decoder"].module(pipe.model)
-    from avcli.metrics.adherence import parse_caption
 
     caps = captions(clips[0].parent) if adherence is not None else {}
-    all_frames, moving, first = [], [], {n: [] for n in fit_iterations}
+    all_frames, moving = [], []
     colour_hits = {"real": [], "reconstructed": []}
-    secs = {n: [] for n in fit_iterations}
     for clip in clips:
         frames = read_video(clip, geo.fps, geo.frame_size, "crop", 0.0, geo.duration)[: geo.frames]  # (F, H, W, 3)
         rec = decode_video(pipe.components, encode_video(pipe.components, frames))[0]
@@ -59,26 +65,17 @@ def measure(bundle: Path, clips: list[Path], fit_iterations: tuple[int, ...], ad
         # the object: pixels far from the clip's median frame (the static scene), as the VAE's foreground weight
         mask = np.abs(frames.astype(np.int16) - np.median(frames, axis=0)).sum(-1) > 3 * 255 * 0.1
         if mask.any():
-            d = (rec.astype(np.float64) - frames)[mask]
-            moving.append(float(10 * np.log10(255.0**2 / max(float(np.mean(d**2)), 1e-12))))
+            moving.append(psnr_db(rec, frames, mask))
         want = parse_caption(caps.get(clip.name, ""))[0] if adherence is not None else None
         if want is not None:  # the colour classifier on the clip at the bundle's size, and on its reconstruction
             colour_hits["real"].append(adherence.predict_colour(frames) == want)
             colour_hits["reconstructed"].append(adherence.predict_colour(rec) == want)
-        pic = frames[0]
-        enc = encode_video(pipe.components, pic[None])
-        for n in fit_iterations:
-            t0 = time.perf_counter()
-            z = fit_first_latent(decoder, pic, enc, n)
-            secs[n].append(time.perf_counter() - t0)
-            first[n].append(psnr_db(decode_video(pipe.components, z)[0][0], pic))
     return {"bundle": str(bundle), "clips": len(clips),
-            "encoder_sha256": sha256_file(bundle / pipe.manifest["files"]["video_vae_encoder"]["file"]),
+            "encoder_sha256": tensors_sha256(bundle / pipe.manifest["files"]["video_vae_encoder"]["file"]),
             "psnr_all_frames_db": float(np.mean(all_frames)),
             "psnr_moving_pixels_db": float(np.mean(moving)) if moving else None,
             "colour_adherence": {k: float(np.mean(v)) for k, v in colour_hits.items() if v} or None,
-            "first_frame": [{"iterations": n, "psnr_db": float(np.mean(first[n])), "seconds": float(np.mean(secs[n]))}
-                            for n in fit_iterations]}
+            "first_frame": first_frame_fit_curve(bundle, clips, fit_iterations)["rows"]}
 
 
 def main() -> None:

@@ -228,3 +228,16 @@ def test_no_warnings_on_normal_input():
         warnings.simplefilter("error")
         av_align_seed000([1.0], [1.0], FPS)
         onset_accuracy([1.0], [1.0])
+
+
+def test_psnr_db_known_values_and_mask():
+    from avcli.metrics.psnr import psnr_db
+
+    a = np.zeros((4, 8, 8, 3), np.uint8)
+    b = a.copy()
+    assert psnr_db(a, b) == float("inf")
+    b[..., :4, :] = 16  # half the pixels off by 16: mse 128
+    assert abs(psnr_db(a, b) - 10 * np.log10(255.0**2 / 128)) < 1e-9
+    mask = np.zeros((4, 8, 8), bool)
+    mask[..., :4] = True  # only the pixels that differ: mse 256
+    assert abs(psnr_db(a, b, mask) - 10 * np.log10(255.0**2 / 256)) < 1e-9

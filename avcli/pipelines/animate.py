@@ -75,8 +75,9 @@ class AnimateOutput:
         """The output's first frame against the given picture at the bundle's resolution (None: no picture)."""
         if self.first_frame is None:
             return None
-        mse = float(np.mean((self.frames[0].astype(np.float64) - self.first_frame.astype(np.float64)) ** 2))
-        return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+        from avcli.metrics.psnr import psnr_db
+
+        return psnr_db(self.frames[0], self.first_frame)
 
 
 def check_request(pipe, audio_path, req: AnimateRequest):
