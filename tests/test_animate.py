@@ -164,9 +164,19 @@ def test_bad_image_is_one_line_exit_2_before_compute(tiny_bundle, tmp_path, monk
     from avcli.cli.main import run
 
     wav = _tone(tmp_path / "hit.wav", 1.0)
+    import subprocess
+
+    from avcli.media.ffmpeg import ffmpeg_exe, read_image
+
     (tmp_path / "bad.png").write_bytes(b"not a picture")
+    good = tmp_path / "good.jpg"  # a real JPEG, then the same file cut short (a half-copied picture)
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc=size=97x53:rate=1", "-frames:v", "1",
+                    str(good)], check=True)
+    assert read_image(good, (32, 32)).shape == (32, 32, 3)
+    (tmp_path / "cut.jpg").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     (tmp_path / "o.mp4").unlink(missing_ok=True)
-    for image, why in ((tmp_path / "bad.png", "not an image"), (tmp_path / "none.png", "file not found")):
+    for image, why in ((tmp_path / "bad.png", "not an image"), (tmp_path / "none.png", "file not found"),
+                       (tmp_path / "cut.jpg", "can decode")):
         monkeypatch.setattr(sys, "argv", ["avgen", "animate", str(wav), "--image", str(image), "--bundle",
                                           str(tiny_bundle), "-o", str(tmp_path / "o.mp4")])
         try:

@@ -201,7 +201,9 @@ def read_image(path, size=(64, 64), fit: str = "crop") -> np.ndarray:
     if sm and (int(sm.group(1)) < 2 or int(sm.group(2)) < 2):
         raise MediaError(f"{p}: image is {sm.group(1)}x{sm.group(2)} px, too small to fit to {w}x{h}")
     vf = _vf((h, w), fit, 1.0).split(",", 1)[1]  # no fps filter: one picture
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-i", _src(p), "-map", "0:v:0",
+    # a damaged picture (a truncated JPEG decodes to a grey half with only a warning) fails instead of animating
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-err_detect", "explode", "-xerror",
+           "-i", _src(p), "-map", "0:v:0",
            "-frames:v", "1", "-an", "-sn", "-dn", "-vf", vf, "-pix_fmt", "rgb24", "-f", "rawvideo", "pipe:1"]
     r = subprocess.run(cmd, capture_output=True)
     out = r.stdout
