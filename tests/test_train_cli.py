@@ -163,3 +163,24 @@ def test_finalize_keeps_the_history_appends_new_stages_and_sets_sampling_default
                            "--noise-fill-below-dbfs", "loud")
     assert code == 2 and "--noise-fill-below-dbfs must be a level" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_vae_step_mse_term_and_decoder_only_recomputed_by_hand(tiny_bundle):
+    """The decoder-only loss is the foreground-weighted L1 + W x MSE of the decoded posterior sample, no KL, and
+    sends no gradient into the encoder; recomputed here with the same noise."""
+    from avcli.models.bundle import load_bundle
+    from avcli.training.stages import _vae_step
+
+    vae = load_bundle(tiny_bundle).video_vae
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    w = torch.rand(2, 1, 32, 32) + 1
+    loss, logs = _vae_step(vae, x, torch.Generator().manual_seed(3), weight=w, decoder_only=True, mse_weight=10.0)
+    post = vae.encode(x).latent_dist
+    z = post.mean + post.std * torch.randn(post.mean.shape, generator=torch.Generator().manual_seed(3))
+    err = (vae.decode(z).sample - x).abs()
+    want = (err * w).sum() / (w.sum() * 3) + 10.0 * (err**2).mean()
+    assert torch.allclose(loss, want, atol=1e-6) and "loss_kl" not in logs
+    vae.zero_grad()
+    loss.backward()
+    assert all(p.grad is None for p in vae.encoder.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in vae.decoder.parameters())
