@@ -260,6 +260,39 @@ def fastpath_section(f: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def gpu_section(g: dict) -> str:
+    """benchmarks/gpu_check.py on a lent GPU: the torch CUDA path of the shipped bundle beside that machine's CPU."""
+    env, rows = g["environment"], g["rows"]
+    pk = g.get("matmul_peak_tflops", {})
+    v = env["versions"]
+    lines = [f"Measured on {env['gpu']} ({env['cpu_count']} CPU cores beside it), torch {v['torch']} with CUDA "
+             f"{env['cuda']}, diffusers {v['diffusers']}, transformers {v['transformers']}; produced by "
+             "`bash scripts/gpu_check.sh` (`benchmarks/results/gpu_h200.json`), warm, median of "
+             f"{g['repeat']}. Matmul peak there (n = 4096): fp32 {pk.get('fp32', 0):.0f}, tf32 "
+             f"{pk.get('tf32', 0):.0f}, fp16 {pk.get('fp16', 0):.0f} TFLOP/s. Text encoder: {env['text_encoder']}.",
+             ""]
+    names = {"torch-cuda-fp32": "torch, cuda, fp32", "torch-cuda-fp16": "torch, cuda, fp16 (autocast)",
+             "torch-cpu-fp32": f"torch, that machine's CPU ({g['cpu_threads']} threads), fp32"}
+    body = []
+    for key, r in rows.items():
+        s, u, c = r["ms_per_step"], r["video_unet"], r["clip"]
+        body.append([names.get(key, key), _f(c["wall_s"], ".2f"), _f(c["stages_s"]["denoise"], ".2f"),
+                     " / ".join(_f(s[t], ".1f") for t in ("generate", "foley", "animate")),
+                     f"{u['p50_ms']:.1f} ({u['achieved_tflops'] * 1e3:.0f} GFLOP/s)"])
+    lines.append(_table(["`generate` clip (defaults, 25 steps)", "wall (s)", "denoise (s)",
+                         "ms / step: generate / foley / animate", "video_unet p50 ms (CFG batch 2)"], body))
+    bt = [[names.get(k, k), *[f"{r['batch_s_per_clip'][b]:.3f} s ({r['batch_s_per_clip'][b] / r['clip']['wall_s']:.2f}x)"
+                              for b in ("1", "4", "16")]] for k, r in rows.items() if "batch_s_per_clip" in r]
+    lines += ["", f"A {16}-prompt batch through `generate_batch` (model loaded once), seconds per clip and the ratio to "
+              "one warm clip:", "", _table(["", "--batch-size 1", "--batch-size 4", "--batch-size 16"], bt)]
+    par = [[k.replace("torch-", ""), f"{p['video_latent']['max_abs']:.1e} / {p['video_latent']['rel_l2']:.1e}",
+            f"{p['audio_latent']['max_abs']:.1e} / {p['audio_latent']['rel_l2']:.1e}", f"{p['frames_psnr_db']:.1f}"]
+           for k, p in g["parity"].items()]
+    lines += ["", "Same seed, same noise (drawn on the CPU), final latents and decoded frames:", "",
+              _table(["pair", "video latent max / rel L2", "audio latent max / rel L2", "frames PSNR (dB)"], par)]
+    return "\n".join(lines) + "\n"
+
+
 def vocoder_section(v: dict) -> str:
     rows = [[name, _f(r["mr_stft"], ".3f"), _f(r["mel_l1"], ".3f"), _f(r["onset_f1"], ".3f"), _f(r["floor_db"], ".1f"),
              _f(r.get("buzz"), ".3f")] for name, r in v["summary"].items()]
@@ -736,6 +769,8 @@ def main() -> None:
     if (RESULTS / "ort_tuning.json").exists() and "<!-- orttuning:begin -->" in text:
         text = replace_section(text, "orttuning", ort_tuning_section(json.loads((RESULTS / "ort_tuning.json")
                                                                               .read_text())))
+    if (RESULTS / "gpu_h200.json").exists() and "<!-- gpu:begin -->" in text:
+        text = replace_section(text, "gpu", gpu_section(json.loads((RESULTS / "gpu_h200.json").read_text())))
     bundle = ROOT / "avcli" / "bundles" / "hits-demo" / "bundle.json"
     if bundle.exists():
         text = replace_section(text, "training", training_section(json.loads(bundle.read_text())))

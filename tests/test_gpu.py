@@ -109,3 +109,32 @@ def test_bench_measures_the_gpus_own_peak(tiny_model):
     from avcli.pipelines.bench import matmul_peak_gflops
 
     assert matmul_peak_gflops(device="cuda") > 5 * matmul_peak_gflops(device="cpu")
+
+
+@needs_cuda
+def test_torch_cuda_fp32_generate_matches_cpu(tiny_bundle):
+    """The same seed on the GPU and on the CPU: the sampler's noise is drawn on the CPU, so only kernel rounding
+    (cuDNN's tf32 convolutions included) may separate them."""
+    from avcli.pipelines.generate import GenerateRequest
+    from avcli.pipelines.pipeline import JointPipeline
+
+    req = GenerateRequest("a red ball", steps=3, seed=4)
+    a = JointPipeline.from_bundle(tiny_bundle, backend="torch", device="cuda").generate(req)[0]
+    b = JointPipeline.from_bundle(tiny_bundle, backend="torch", device="cpu").generate(req)[0]
+    assert a.video_latent.device.type == "cpu"
+    for x, y in ((a.video_latent, b.video_latent), (a.audio_latent, b.audio_latent)):
+        rel = ((x - y).norm() / y.norm()).item()  # the tiny model's latents reach +-40: compare relative to them
+        assert rel < 5e-3, rel
+
+
+@needs_cuda
+def test_run_bench_on_cuda_times_the_gpu(tiny_manifest):
+    from avcli.models.joint import JointModel
+    from avcli.pipelines.bench import run_bench
+
+    model = JointModel(tiny_manifest).eval()  # its own: a CUDA pipeline moves the module's weights to the GPU
+    res = run_bench(model, ["torch"], ["video_unet", "audio_unet"], steps=2, warmup=1, repeat=3, device="cuda")
+    comps = res["backends"]["torch"]["components"]
+    assert {c["device"] for c in comps.values()} == {"cuda"}
+    assert "cuda" in res["backends"]["torch"]["matmul_peak_gflops"]
+    assert res["backends"]["torch"]["step"]["ms_per_step"] > 0

@@ -62,6 +62,7 @@ def test_perf_section_ratios_and_replacement(report):
     ("guidancesweep", "guidance_sweep_section", ["guidance_sweep.json"]),
     ("table1v2", "table1_section", ["table1_v2.json"]),
     ("vaedecoder", "vae_decoder_section", ["vae_decoder.json"]),
+    ("gpu", "gpu_section", ["gpu_h200.json"]),
     ("guidanceconfirm", None, ["quality_cfg_v7.5_a2.5.json", "quality_cfg_audio5.json", "quality_cfg_audio7.5.json",
                                "quality_cfg_v4_a5.json", "quality_cfg_v4_a2.5.json"]),
 ])
