@@ -55,6 +55,10 @@ def main() -> None:
     ap.add_argument("--parts", default="generate,foley", help="generate,foley (default), generate or foley")
     ap.add_argument("--cfg-video", type=float, default=None, help="generate's video text guidance (default: bundle's)")
     ap.add_argument("--cfg-audio", type=float, default=None, help="generate's audio text guidance (default: bundle's)")
+    ap.add_argument("--cfg-video-interval", default=None, metavar="START:END",
+                    help="generate's video guidance only in this part of the steps (default: bundle's)")
+    ap.add_argument("--cfg-audio-interval", default=None, metavar="START:END",
+                    help="generate's audio guidance only in this part of the steps (default: bundle's)")
     ap.add_argument("--gamma", type=float, default=None, help="timestep adjustment, both sides (default: bundle's)")
     ap.add_argument("--steps", type=int, default=None, help="sampling steps (default: the bundle's)")
     ap.add_argument("--solver", choices=("ddim", "dpmpp2m"), default=None, help="default: the bundle's")
@@ -68,6 +72,10 @@ def main() -> None:
     if not parts or parts - {"generate", "foley"}:
         raise SystemExit("--parts: generate,foley, generate or foley")
     gen, fol = "generate" in parts, "foley" in parts
+    from avcli.pipelines.common import parse_interval
+
+    intervals = dict(cfg_video_interval=parse_interval(args.cfg_video_interval, "--cfg-video-interval"),
+                     cfg_audio_interval=parse_interval(args.cfg_audio_interval, "--cfg-audio-interval"))
 
     from avcli.media.ffmpeg import mux_audio, write_video
     from avcli.models.bundle import load_bundle
@@ -93,7 +101,7 @@ def main() -> None:
             t0 = time.perf_counter()
             clip = pipe.generate(GenerateRequest(row["caption"], seed=seed, steps=args.steps, solver=args.solver,
                                                  cfg_video=args.cfg_video, cfg_audio=args.cfg_audio,
-                                                 gamma=args.gamma))[0]
+                                                 gamma=args.gamma, **intervals))[0]
             write_video(gen_dir / name, clip.frames, clip.fps, clip.audio, clip.sample_rate)
             seconds["generate"].append(time.perf_counter() - t0)
         if fol and not (foley_dir / name).exists():
@@ -115,9 +123,11 @@ def main() -> None:
                  "command": "python benchmarks/quality.py " + " ".join(sys.argv[1:])}
     res["parts"] = sorted(parts)
     cfg = sampler_config(model, steps=args.steps, solver=args.solver, cfg_video=args.cfg_video,
-                         cfg_audio=args.cfg_audio, gamma=args.gamma)
+                         cfg_audio=args.cfg_audio, gamma=args.gamma, **intervals)
     res["sampling"] = {"steps": cfg.steps, "solver": cfg.solver, "seed_offset": args.seed_offset,
-                       "cfg_video": cfg.cfg_video, "cfg_audio": cfg.cfg_audio, "gamma": cfg.gamma}
+                       "cfg_video": cfg.cfg_video, "cfg_audio": cfg.cfg_audio, "gamma": cfg.gamma,
+                       "cfg_video_interval": list(cfg.cfg_video_interval),
+                       "cfg_audio_interval": list(cfg.cfg_audio_interval)}
     from avcli.metrics.onsets import IMPACT_ONSET_DETECTOR
     res["onset_detector"] = IMPACT_ONSET_DETECTOR
     truth_args = ["--truth", str(real / "events.jsonl"), "--onset-tolerance-ms", tol]

@@ -74,6 +74,8 @@ def test_existing_output_not_overwritten(tiny_bundle, tmp_path):
     (["--fps", "100"], "--fps"),
     (["--solver", "euler"], "solver"),
     (["--bundle", "/nonexistent/bundle"], "not found"),
+    (["--cfg-audio-interval", "0.7:0.3"], "--cfg-audio-interval"),
+    (["--cfg-video-interval", "half"], "--cfg-video-interval"),
 ])
 def test_bad_options_give_one_line(tiny_bundle, tmp_path, args, needle):
     base = ["generate", "-p", "x", "--steps", "1", "-o", str(tmp_path / "o.mp4")]
@@ -121,3 +123,23 @@ def test_the_console_script_leaves_without_finalization_but_runs_threads_and_ate
     r = subprocess.run([sys.executable, "-c", script(["generate", "--help"])], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0 and "Examples" in r.stdout and (tmp_path / "atexit").exists()
+
+
+def test_guidance_interval_reaches_the_sampler_from_the_command_line(tiny_bundle, tmp_path):
+    out = tmp_path / "gi.mp4"
+    r = _cli("generate", "--bundle", str(tiny_bundle), "-p", "a red ball", "--steps", "2", "--cfg-audio-interval",
+             "0:0.5", "--save-latents", "--json", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["settings"]["cfg_audio_interval"] == [0.0, 0.5]
+    import torch
+    from safetensors.torch import load_file
+
+    from avcli.pipelines.generate import GenerateRequest
+    from avcli.pipelines.pipeline import JointPipeline
+
+    got = load_file(str(out.with_suffix(".latents.safetensors")))
+    pipe = JointPipeline.from_bundle(tiny_bundle, backend="torch")
+    want = pipe.generate(GenerateRequest("a red ball", steps=2, cfg_audio_interval=(0.0, 0.5)))[0]
+    full = pipe.generate(GenerateRequest("a red ball", steps=2))[0]
+    key = [k for k in got if "audio" in k][0]
+    assert torch.equal(got[key], want.audio_latent) and not torch.equal(got[key], full.audio_latent)

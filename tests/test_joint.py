@@ -353,3 +353,47 @@ def _frames_through(conn, lat):
     else:
         x = x.mean(dim=(2, 3))
     return conn.head(x.reshape(b, f, -1))
+
+
+def test_guidance_interval_guides_only_its_steps(tiny_model):
+    """Text guidance in a limited interval: inside it the U-Net sees the CFG batch [negative; positive], outside it
+    one positive-only call. Steps k/K = 0, .2, .4, .6, .8 for K = 5."""
+    seen = {"video_unet": [], "audio_unet": []}
+    comps = dict(tiny_model.sampler_components())
+    for name in seen:
+        def call(_fn=comps[name], _name=name, **kw):
+            seen[_name].append(kw["sample"].shape[0])
+            return _fn(**kw)
+        comps[name] = call
+    cfg = SamplerConfig(steps=5, gamma=1.0, cfg_video=3.0, cfg_audio=2.0, cfg_video_interval=(0.2, 1.0),
+                        cfg_audio_interval=(0.0, 0.6))
+    _run(tiny_model, 1, cfg=cfg, comps=comps)
+    assert seen == {"video_unet": [1, 2, 2, 2, 2], "audio_unet": [2, 2, 2, 1, 1]}
+
+
+def test_empty_guidance_interval_is_guidance_off_and_full_interval_is_the_default(tiny_model):
+    base = dict(steps=3, gamma=1.5, cfg_video=3.0, cfg_audio=2.0)
+    full = _run(tiny_model, 2, cfg=SamplerConfig(**base))
+    same = _run(tiny_model, 2, cfg=SamplerConfig(**base, cfg_video_interval=(0, 1), cfg_audio_interval=(0, 1)))
+    assert torch.equal(full.video, same.video) and torch.equal(full.audio, same.audio)
+    off = _run(tiny_model, 2, cfg=SamplerConfig(**base, cfg_video_interval=(0, 0), cfg_audio_interval=(0, 0)))
+    plain = _run(tiny_model, 2, cfg=SamplerConfig(steps=3, gamma=1.5, cfg_video=1.0, cfg_audio=1.0))
+    assert torch.equal(off.video, plain.video) and torch.equal(off.audio, plain.audio)
+    assert not torch.allclose(off.audio, full.audio)
+
+
+def test_guidance_interval_from_a_bundle_and_refused_when_backwards(tiny_manifest):
+    from avcli.errors import UsageError
+    from avcli.pipelines.common import parse_interval, sampler_config
+
+    m = copy.deepcopy(tiny_manifest)
+    m["sampling"]["cfg_audio_interval"] = [0, 0.6]  # bundle.json holds a list
+    cfg = sampler_config(m)
+    assert cfg.cfg_audio_interval == (0.0, 0.6) and cfg.cfg_video_interval == (0.0, 1.0)
+    assert sampler_config(m, cfg_audio_interval=(0.2, 0.8)).cfg_audio_interval == (0.2, 0.8)
+    with pytest.raises(ValueError):
+        SamplerConfig(cfg_video_interval=(0.7, 0.3))
+    assert parse_interval("0:0.6", "--x") == (0.0, 0.6) and parse_interval(None, "--x") is None
+    for bad in ("0.6", "a:b", "0.7:0.3", "0:1.5"):
+        with pytest.raises(UsageError):
+            parse_interval(bad, "--x")

@@ -68,3 +68,21 @@ def test_reused_clips_are_copied_in_before_the_run(tmp_path):
     assert (tmp_path / "w" / "g1.5" / "clips" / "generate" / "clip_00000.mp4").read_bytes() == b"x"
     assert all(a[a.index("--adherence-model") + 1] == str(tmp_path / "adh.safetensors") for a in
                (json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()))
+
+
+def test_guidance_interval_rows_say_what_they_change_and_what_they_cost():
+    import pytest
+
+    import guidance_interval as gi
+
+    a = gi.parse_row("a5-0:0.6", (4.0, 2.5))
+    assert (a["cfg_video"], a["cfg_audio"]) == (4.0, 5.0)
+    assert a["cfg_video_interval"] == [0.0, 1.0] and a["cfg_audio_interval"] == [0.0, 0.6]
+    assert gi.flags(a)[-4:] == ["--cfg-video-interval", "0:1", "--cfg-audio-interval", "0:0.6"]
+    both = gi.parse_row("both-0:0.6", (4.0, 2.5))
+    assert both["cfg_video_interval"] == both["cfg_audio_interval"] == [0.0, 0.6]
+    # 25 steps: 15 guided (batch 2) + 10 not (batch 1) = 40 U-Net batch rows per side, against 50 when all guided
+    assert gi.unet_calls(both, 25) == (40, 40) and gi.unet_calls(gi.parse_row("default", (4, 2.5)), 25) == (50, 50)
+    for bad in ("0:0.6", "a5-x", "both"):
+        with pytest.raises(SystemExit):
+            gi.parse_row(bad, (4.0, 2.5))

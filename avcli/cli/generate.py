@@ -61,6 +61,12 @@ def generate_cmd(
     gamma: Optional[float] = typer.Option(None, help="Timestep adjustment gamma (seed 000 eq. 8); 1 = off."),
     cfg_video: Optional[float] = typer.Option(None, "--cfg-video", help="Classifier-free guidance for video."),
     cfg_audio: Optional[float] = typer.Option(None, "--cfg-audio", help="Classifier-free guidance for audio."),
+    cfg_video_interval: Optional[str] = typer.Option(None, "--cfg-video-interval", metavar="START:END",
+                                                     help="Guide the video only in this part of the steps, as "
+                                                          "fractions, noisiest first (e.g. 0:0.6); outside it the "
+                                                          "U-Net runs once, not twice. Default: the bundle's."),
+    cfg_audio_interval: Optional[str] = typer.Option(None, "--cfg-audio-interval", metavar="START:END",
+                                                     help="The same for the audio's text guidance."),
     seed: int = typer.Option(0, help="Random seed; sample i uses seed + i."),
     num_samples: int = typer.Option(1, "--num-samples", min=1, max=64, help="How many variations."),
     backend: str = typer.Option("auto", help=BACKEND_HELP),
@@ -86,6 +92,10 @@ def generate_cmd(
 
     if (prompt is None) == (prompts is None):
         raise UsageError("give --prompt TEXT or --prompts FILE (one of them)")
+    from avcli.pipelines.common import parse_interval
+
+    intervals = dict(cfg_video_interval=parse_interval(cfg_video_interval, "--cfg-video-interval"),
+                     cfg_audio_interval=parse_interval(cfg_audio_interval, "--cfg-audio-interval"))
     if ray is not None and prompts is None:
         raise UsageError("--ray runs a --prompts batch; give --prompts FILE")
     if prompts is not None:
@@ -93,7 +103,7 @@ def generate_cmd(
         return _batch(prompts, out_dir or Path("."), report, batch_size, num_samples, t_start, overwrite,
                       sidecar_exts(save_wav, save_latents), json_out, bundle, backend, precision, device,
                       dict(negative_prompt=negative_prompt, duration=duration, fps=fps, steps=steps, solver=solver,
-                           gamma=gamma, cfg_video=cfg_video, cfg_audio=cfg_audio, seed=seed), opts)
+                           gamma=gamma, cfg_video=cfg_video, cfg_audio=cfg_audio, seed=seed, **intervals), opts)
     if out_dir is not None:
         raise UsageError("--out-dir is for --prompts batches; use -o FILE or -o FOLDER/ with --prompt")
     outputs = plan_outputs(output, num_samples, slug(prompt or "unconditional") + f"_s{seed}")
@@ -111,7 +121,7 @@ def generate_cmd(
     with timings.stage("load"):
         pipe = JointPipeline.from_bundle(bundle, backend=backend, device=device, precision=precision, quiet=json_out)
     req = GenerateRequest(prompt, negative_prompt, duration, fps, steps, solver, gamma, cfg_video, cfg_audio, None,
-                          seed, num_samples)
+                          seed, num_samples, **intervals)
     pipe.checked_geometry(duration, fps)  # before the progress bar: a bad --duration is one line, no compute
     total_steps = (steps or pipe.default_steps) * num_samples
     with step_progress("denoising", enabled=not json_out) as progress:

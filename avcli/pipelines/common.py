@@ -90,6 +90,21 @@ def sampler_config(source, **overrides) -> SamplerConfig:
         raise UsageError(str(exc)) from None
 
 
+def parse_interval(text: str | None, flag: str) -> tuple[float, float] | None:
+    """'START:END' (fractions of the sampling steps, noisiest first) -> (start, end); None stays None. A bad value
+    is a one-line usage error, before anything loads."""
+    if text is None:
+        return None
+    parts = text.split(":")
+    try:
+        lo, hi = (float(x) for x in parts)
+    except ValueError:
+        raise UsageError(f"{flag} takes START:END, two fractions of the steps such as 0:0.6; got {text!r}") from None
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise UsageError(f"{flag} needs 0 <= START <= END <= 1; got {text!r}")
+    return lo, hi
+
+
 def resolve_geometry(source, duration: float | None, fps: float | None) -> Geometry:
     manifest = manifest_of(source)
     media = manifest["media"]

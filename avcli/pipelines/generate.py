@@ -31,6 +31,8 @@ class GenerateRequest:
     eta: float | None = None
     seed: int = 0
     num_samples: int = 1
+    cfg_video_interval: tuple[float, float] | None = None  # text guidance only in this part of the steps
+    cfg_audio_interval: tuple[float, float] | None = None
 
     @property
     def unconditional(self) -> bool:
@@ -62,7 +64,8 @@ class GenerateOutput:
 
 def _config(pipe, req: GenerateRequest):
     cfg = sampler_config(pipe.manifest, steps=req.steps, solver=req.solver, gamma=req.gamma,
-                         cfg_video=req.cfg_video, cfg_audio=req.cfg_audio, eta=req.eta)
+                         cfg_video=req.cfg_video, cfg_audio=req.cfg_audio, eta=req.eta,
+                         cfg_video_interval=req.cfg_video_interval, cfg_audio_interval=req.cfg_audio_interval)
     return replace(cfg, cfg_video=1.0, cfg_audio=1.0) if req.unconditional else cfg
 
 

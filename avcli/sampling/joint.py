@@ -45,6 +45,11 @@ class SamplerConfig:
     self_condition: bool = True
     recon_guidance: float = 0.0  # seed 001 eq. 3 weight (lambda); torch backend only, conditional tasks only
     audio_guidance: float = 1.0  # seed 002's eta on the video U-Net: eps(null audio) + eta (eps(audio) - ...); 1 = off
+    # text guidance in a limited interval (Kynkaenniemi et al. 2024): (start, end) as fractions of the sampling
+    # steps, noisiest first; step k of K is guided when start <= k/K < end, and outside it the U-Net runs once on
+    # the positive prompt (half the batch). (0, 1) guides every step.
+    cfg_video_interval: tuple[float, float] = (0.0, 1.0)
+    cfg_audio_interval: tuple[float, float] = (0.0, 1.0)
 
     def __post_init__(self) -> None:
         if self.solver not in ("ddim", "dpmpp2m"):
@@ -59,6 +64,19 @@ class SamplerConfig:
             raise ValueError("recon_guidance must be >= 0")
         if self.audio_guidance < 0:
             raise ValueError(f"audio guidance must be >= 0, got {self.audio_guidance:g}")
+        for name in ("cfg_video_interval", "cfg_audio_interval"):
+            iv = tuple(float(x) for x in getattr(self, name))
+            if len(iv) != 2 or not 0.0 <= iv[0] <= iv[1] <= 1.0:
+                raise ValueError(f"{name.replace('_', '-')} must be START:END with 0 <= START <= END <= 1, got "
+                                 f"{':'.join(f'{x:g}' for x in iv)}")
+            object.__setattr__(self, name, iv)  # a list from bundle.json becomes the tuple a frozen config holds
+
+    def guidance_at(self, k: int) -> tuple[float, float]:
+        """The (video, audio) text-guidance scales of step k (0 = noisiest): a scale outside its interval is 1."""
+        frac = k / self.steps
+        v0, v1 = self.cfg_video_interval
+        a0, a1 = self.cfg_audio_interval
+        return (self.cfg_video if v0 <= frac < v1 else 1.0), (self.cfg_audio if a0 <= frac < a1 else 1.0)
 
 
 @dataclass
@@ -237,10 +255,11 @@ def sample(
         f_a = nets["audio_connector"](latent=x_a, x0_hat=sc_a) if task != "foley" else None
         # the two U-Nets of a step are independent (each sees the other's connector features, not its output):
         # both run before either solver step, concurrently when a pool is given
+        g_v, g_a = config.guidance_at(k)
         run_v = (lambda: audio_guided(nets["video_unet"], x_v, m, text.video, text.video_negative, f_a,
-                                      config.cfg_video, config.audio_guidance)) if task != "foley" else None
+                                      g_v, config.audio_guidance)) if task != "foley" else None
         run_a = (lambda: _guided(nets["audio_unet"], x_a, n, text.audio, text.audio_negative, f_v,
-                                 config.cfg_audio)) if task != "animate" else None
+                                 g_a)) if task != "animate" else None
         eps_v, eps_a = _run_pair(run_v, run_a, pool)
         if task == "foley" and config.recon_guidance > 0:
             eps_a = _recon_guidance_video(components, x_v, x_a, m, n, known_video, text, sv, sa, sc_v, sc_a,
