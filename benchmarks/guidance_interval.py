@@ -86,6 +86,9 @@ def main() -> None:
     ap.add_argument("--reuse", action="append", default=[],
                     help="LABEL=FOLDER: a quality.py --out folder whose generated clips are that row's")
     ap.add_argument("--redo", action="append", default=[])
+    ap.add_argument("--adherence-model", type=Path, default=None,
+                    help="adherence classifiers every row shares (default: WORK/adherence.safetensors, fitted by "
+                         "the first row)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
 
@@ -110,7 +113,8 @@ def main() -> None:
                  "command": shlex.join(["python", "benchmarks/guidance_interval.py", *sys.argv[1:]]), "rows": []}
     reuse = dict(x.split("=", 1) for x in args.reuse)
     run_rows(res, rows, work=args.work, train=args.train, test=args.test, n=args.n, out=args.out, flags=flags,
-             summarize=summarize, bundle=lambda row: args.bundle, redo=args.redo, reuse=reuse)
+             summarize=summarize, bundle=lambda row: args.bundle, redo=args.redo, reuse=reuse,
+             adherence=args.adherence_model)
     first = res["rows"][0]
     noise = next(r for r in res["rows"] if r.get("noise_run"))
     for r in res["rows"][1:]:

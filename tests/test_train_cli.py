@@ -142,12 +142,15 @@ def test_finalize_keeps_the_history_appends_new_stages_and_sets_sampling_default
     out = tmp_path / "shipped"
     res = runner.invoke(app, ["train", "finalize", "--bundle", str(src), "--work", str(work), "-o", str(out),
                               "--steps", "12", "--solver", "dpmpp2m", "--animate-audio-guidance", "12",
-                              "--noise-fill-below-dbfs", "-40", "--cfg-audio", "5"])
+                              "--noise-fill-below-dbfs", "-40", "--cfg-audio", "5", "--cfg-audio-interval", "0:0.6"])
     assert res.exit_code == 0, res.output
     shipped = load_bundle(out).manifest
     assert shipped["training"] == [old, new]
     assert shipped["sampling"] == {**m["sampling"], "steps": 12, "solver": "dpmpp2m", "animate_audio_guidance": 12.0,
-                                   "noise_fill_below_dbfs": -40.0, "cfg_audio": 5.0}
+                                   "noise_fill_below_dbfs": -40.0, "cfg_audio": 5.0, "cfg_audio_interval": [0.0, 0.6]}
+    from avcli.pipelines.common import sampler_config
+
+    assert sampler_config(shipped).cfg_audio_interval == (0.0, 0.6)  # what generate then runs with
     assert shipped["sampling"]["cfg_video"] == m["sampling"]["cfg_video"]
     res = runner.invoke(app, ["train", "finalize", "--bundle", str(out), "-o", str(tmp_path / "off"),
                               "--noise-fill-below-dbfs", "off"])
@@ -158,6 +161,9 @@ def test_finalize_keeps_the_history_appends_new_stages_and_sets_sampling_default
     code, _, err = run_cli(monkeypatch, capsys, "train", "finalize", "--bundle", src, "-o", tmp_path / "x",
                            "--solver", "euler")
     assert code == 2 and "--solver must be one of ddim, dpmpp2m; got 'euler'" in err and len(err.splitlines()) == 1
+    code, _, err = run_cli(monkeypatch, capsys, "train", "finalize", "--bundle", src, "-o", tmp_path / "y",
+                           "--cfg-audio-interval", "0.9:0.1")
+    assert code == 2 and "--cfg-audio-interval" in err and len(err.splitlines()) == 1 and not (tmp_path / "y").exists()
     assert not (tmp_path / "x").exists()
     code, _, err = run_cli(monkeypatch, capsys, "train", "finalize", "--bundle", src, "-o", tmp_path / "x",
                            "--noise-fill-below-dbfs", "loud")

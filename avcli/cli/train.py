@@ -109,6 +109,11 @@ def finalize_cmd(
         None, "--cfg-video", min=1.0, help="generate's default text guidance on the video U-Net."),
     cfg_audio: Optional[float] = typer.Option(
         None, "--cfg-audio", min=1.0, help="generate's default text guidance on the audio U-Net."),
+    cfg_video_interval: Optional[str] = typer.Option(
+        None, "--cfg-video-interval", metavar="START:END",
+        help="generate's default interval of video guidance (fractions of the steps, noisiest first)."),
+    cfg_audio_interval: Optional[str] = typer.Option(
+        None, "--cfg-audio-interval", metavar="START:END", help="The same for the audio's text guidance."),
     noise_fill: Optional[str] = typer.Option(
         None, "--noise-fill-below-dbfs",
         help="Replace the vocoder's output in frames quieter than this (dBFS, e.g. -40) by noise of the mel's "
@@ -118,14 +123,17 @@ def finalize_cmd(
     from avcli.cli.common import human_size
     from avcli.errors import UsageError
     from avcli.models.bundle import load_bundle, save_bundle
+    from avcli.pipelines.common import parse_interval
     from avcli.training.stages import shipping_manifest
 
+    intervals = dict(cfg_video_interval=parse_interval(cfg_video_interval, "--cfg-video-interval"),
+                     cfg_audio_interval=parse_interval(cfg_audio_interval, "--cfg-audio-interval"))
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise UsageError(f"{output}: already exists (use --overwrite to replace it)")
     model = load_bundle(bundle)
     extra = shipping_manifest(model.manifest, work, name=name, steps=steps, solver=solver,
                               animate_audio_guidance=animate_audio_guidance, noise_fill=noise_fill,
-                              cfg_video=cfg_video, cfg_audio=cfg_audio)
+                              cfg_video=cfg_video, cfg_audio=cfg_audio, **intervals)
     out = save_bundle(model, output, dtype=dtype, extra=extra)
     size = sum(f.stat().st_size for f in out.iterdir())
     stdout.print(f"wrote {out} ({human_size(size)}, {dtype})")
