@@ -13,7 +13,8 @@ other seeds, and the gap between the two default rows is the noise band (as in g
 
 A row label is `[vV][aA][-SIDE]-START:END`, SIDE `a` (the audio's guidance interval), `v` or `both`, taken from
 the one scale given when left out: `a5-0:0.6` is audio guidance 5 in the first 60 % of the steps, `both-0:0.6`
-the default scales with both intervals cut; `default` is the bundle's setting. Writes
+the default scales with both intervals cut; `default` is the bundle's setting. A `+agETA` suffix adds seed 002's
+audio guidance on the video U-Net (`default+ag4`: the picture pulled toward the sound it is generated with). Writes
 benchmarks/results/guidance_interval.json; finished rows are kept.
 """
 
@@ -38,7 +39,13 @@ LABEL = re.compile(r"^(?:v(?P<v>[\d.]+))?(?:a(?P<a>[\d.]+))?-?(?P<which>a|v|both
 def parse_row(label: str, default: tuple[float, float]) -> dict:
     """A row from its label: `default`, `a5` (a scale only), `a-0:0.6`, `a5-0:0.6`, `both-0:0.6`, `v4a5-both-0:0.5`."""
     row = {"label": label, "cfg_video": default[0], "cfg_audio": default[1], "cfg_video_interval": [0.0, 1.0],
-           "cfg_audio_interval": [0.0, 1.0], "seed_offset": 0}
+           "cfg_audio_interval": [0.0, 1.0], "audio_guidance": 1.0, "seed_offset": 0}
+    if "+ag" in label:  # seed 002's audio guidance on the video U-Net, e.g. default+ag4
+        label, eta = label.split("+ag", 1)
+        try:
+            row["audio_guidance"] = float(eta)
+        except ValueError:
+            raise SystemExit(f"row label {row['label']!r}: +agETA takes a number") from None
     if label == "default":
         return row
     m = LABEL.match(label)
@@ -60,7 +67,8 @@ def parse_row(label: str, default: tuple[float, float]) -> dict:
 def flags(row: dict) -> list[str]:
     iv = lambda x: f"{x[0]:g}:{x[1]:g}"  # noqa: E731
     return ["--parts", "generate", "--cfg-video", f"{row['cfg_video']:g}", "--cfg-audio", f"{row['cfg_audio']:g}",
-            "--cfg-video-interval", iv(row["cfg_video_interval"]), "--cfg-audio-interval", iv(row["cfg_audio_interval"])]
+            "--cfg-video-interval", iv(row["cfg_video_interval"]), "--cfg-audio-interval", iv(row["cfg_audio_interval"]),
+            "--audio-guidance", f"{row.get('audio_guidance', 1.0):g}"]
 
 
 def unet_calls(row: dict, steps: int) -> float:
@@ -71,6 +79,7 @@ def unet_calls(row: dict, steps: int) -> float:
                         cfg_video_interval=tuple(row["cfg_video_interval"]),
                         cfg_audio_interval=tuple(row["cfg_audio_interval"]))
     v = sum(2 if cfg.guidance_at(k)[0] != 1.0 else 1 for k in range(steps))
+    v *= 2 if row.get("audio_guidance", 1.0) != 1.0 else 1  # a second video U-Net call on null audio
     a = sum(2 if cfg.guidance_at(k)[1] != 1.0 else 1 for k in range(steps))
     return (v, a)
 

@@ -551,6 +551,34 @@ def guidance_sweep_section(res: dict) -> str:
     return "\n".join(lines) + "\n" + detector_note(*res["rows"])
 
 
+def guidance_interval_section(res: dict) -> str:
+    """benchmarks/guidance_interval.py: text guidance only in part of the steps, against the default."""
+    d, real = res["default"], res["rows"][0]
+    lines = [f"`avgen generate` on {res['n']} validation clips (`{res['clips']}`), the same seeds in every row "
+             f"({d['solver']}, {d['steps']} steps); an interval START:END guides the steps whose fraction k/K of the "
+             f"way from the noisiest lies in it, and runs the U-Net once, on the prompt alone, elsewhere. `U-Net "
+             f"batch rows` counts the video and the audio U-Net's work per clip (a guided step is a batch of 2). The "
+             f"last row is the default with other seeds; better / worse only where a row moved further than the two "
+             f"default rows differ. Real clips: colour {real['colour_real']:.0%}, material {real['material_real']:.0%}"
+             f", contacts {real['contact_f1_real']:.3f}. Produced by `{res['command']}` "
+             f"(`benchmarks/results/guidance_interval.json`).", ""]
+    iv = lambda x: f"{x[0]:g}:{x[1]:g}"  # noqa: E731
+    rows = []
+    for r in res["rows"]:
+        label = (f"video {r['cfg_video']:g} in {iv(r['cfg_video_interval'])}, audio {r['cfg_audio']:g} in "
+                 f"{iv(r['cfg_audio_interval'])}")
+        if r.get("audio_guidance", 1.0) != 1.0:
+            label += f", audio guidance {r['audio_guidance']:g}"
+        if r.get("noise_run"):
+            label += ", other seeds (noise band)"
+        elif r["label"] == "default":
+            label += " (the default)"
+        u = r["unet_batch_calls"]
+        rows.append([label, f"{u['video']} / {u['audio']}"] + _cells(r, GUIDANCE_COLS))
+    lines.append(_table(["guidance", "U-Net batch rows"] + [c for _, c, _ in GUIDANCE_COLS], rows))
+    return "\n".join(lines) + "\n"
+
+
 GUIDANCE_CONFIRM = (("video 7.5, audio 2.5 (the default until 2026-12-03)", "quality_cfg_v7.5_a2.5.json"),
                     ("video 7.5, audio 5", "quality_cfg_audio5.json"),
                     ("video 7.5, audio 7.5", "quality_cfg_audio7.5.json"),
@@ -769,6 +797,9 @@ def main() -> None:
     if (RESULTS / "ort_tuning.json").exists() and "<!-- orttuning:begin -->" in text:
         text = replace_section(text, "orttuning", ort_tuning_section(json.loads((RESULTS / "ort_tuning.json")
                                                                               .read_text())))
+    if (RESULTS / "guidance_interval.json").exists() and "<!-- guidanceinterval:begin -->" in text:
+        text = replace_section(text, "guidanceinterval", guidance_interval_section(
+            json.loads((RESULTS / "guidance_interval.json").read_text())))
     if (RESULTS / "gpu_h200.json").exists() and "<!-- gpu:begin -->" in text:
         text = replace_section(text, "gpu", gpu_section(json.loads((RESULTS / "gpu_h200.json").read_text())))
     bundle = ROOT / "avcli" / "bundles" / "hits-demo" / "bundle.json"

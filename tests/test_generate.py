@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from avcli.cli.main import app
@@ -143,3 +144,35 @@ def test_guidance_interval_reaches_the_sampler_from_the_command_line(tiny_bundle
     full = pipe.generate(GenerateRequest("a red ball", steps=2))[0]
     key = [k for k in got if "audio" in k][0]
     assert torch.equal(got[key], want.audio_latent) and not torch.equal(got[key], full.audio_latent)
+
+
+def test_audio_guidance_on_generate_runs_the_video_unet_on_null_audio_too(tiny_manifest):
+    """seed 002's eta in generate: with eta != 1 each step adds a video U-Net call with zero audio features (the
+    picture pulled toward its sound); eta = 1 is the plain conditional sampler, bit for bit."""
+    from avcli.models.joint import JointModel
+    from avcli.pipelines.generate import GenerateRequest
+    from avcli.pipelines.pipeline import JointPipeline
+
+    torch.manual_seed(0)
+    model = JointModel(tiny_manifest).eval()
+    with torch.no_grad():  # a trained joint model: its cross-modal blocks are no longer the zero-initialised no-op
+        for p in model.joint_parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    pipe = JointPipeline.from_model(model)
+    calls = {"n": 0, "null": 0}
+    unet = pipe.components["video_unet"]
+
+    def counting(**kw):
+        calls["n"] += 1
+        calls["null"] += int(not kw["cross_features"].any())
+        return unet(**kw)
+
+    pipe.components["video_unet"] = counting
+    plain = pipe.generate(GenerateRequest("a red ball", steps=3))[0]
+    assert calls == {"n": 3, "null": 0}
+    one = pipe.generate(GenerateRequest("a red ball", steps=3, audio_guidance=1.0))[0]
+    assert torch.equal(one.video_latent, plain.video_latent)
+    calls.update(n=0, null=0)
+    pulled = pipe.generate(GenerateRequest("a red ball", steps=3, audio_guidance=3.0))[0]
+    assert calls == {"n": 6, "null": 3}
+    assert not torch.allclose(pulled.video_latent, plain.video_latent)

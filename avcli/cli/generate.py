@@ -67,6 +67,11 @@ def generate_cmd(
                                                           "U-Net runs once, not twice. Default: the bundle's."),
     cfg_audio_interval: Optional[str] = typer.Option(None, "--cfg-audio-interval", metavar="START:END",
                                                      help="The same for the audio's text guidance."),
+    audio_guidance: Optional[float] = typer.Option(
+        None, "--audio-guidance", min=0.0, metavar="ETA",
+        help="Seed 002's audio guidance on the video U-Net: eps(no sound) + ETA (eps(sound) - eps(no sound)), so the "
+             "picture follows the generated sound more (1 = off, the default; costs one more video U-Net call a "
+             "step). Needs a bundle trained with --audio-dropout."),
     seed: int = typer.Option(0, help="Random seed; sample i uses seed + i."),
     num_samples: int = typer.Option(1, "--num-samples", min=1, max=64, help="How many variations."),
     backend: str = typer.Option("auto", help=BACKEND_HELP),
@@ -103,7 +108,7 @@ def generate_cmd(
         return _batch(prompts, out_dir or Path("."), report, batch_size, num_samples, t_start, overwrite,
                       sidecar_exts(save_wav, save_latents), json_out, bundle, backend, precision, device,
                       dict(negative_prompt=negative_prompt, duration=duration, fps=fps, steps=steps, solver=solver,
-                           gamma=gamma, cfg_video=cfg_video, cfg_audio=cfg_audio, seed=seed, **intervals), opts)
+                           gamma=gamma, cfg_video=cfg_video, cfg_audio=cfg_audio, seed=seed, audio_guidance=audio_guidance, **intervals), opts)
     if out_dir is not None:
         raise UsageError("--out-dir is for --prompts batches; use -o FILE or -o FOLDER/ with --prompt")
     outputs = plan_outputs(output, num_samples, slug(prompt or "unconditional") + f"_s{seed}")
@@ -121,7 +126,7 @@ def generate_cmd(
     with timings.stage("load"):
         pipe = JointPipeline.from_bundle(bundle, backend=backend, device=device, precision=precision, quiet=json_out)
     req = GenerateRequest(prompt, negative_prompt, duration, fps, steps, solver, gamma, cfg_video, cfg_audio, None,
-                          seed, num_samples, **intervals)
+                          seed, num_samples, audio_guidance=audio_guidance, **intervals)
     pipe.checked_geometry(duration, fps)  # before the progress bar: a bad --duration is one line, no compute
     total_steps = (steps or pipe.default_steps) * num_samples
     with step_progress("denoising", enabled=not json_out) as progress:
