@@ -551,17 +551,18 @@ def guidance_sweep_section(res: dict) -> str:
     return "\n".join(lines) + "\n" + detector_note(*res["rows"])
 
 
-def guidance_interval_section(res: dict) -> str:
+def guidance_interval_section(res: dict, name: str = "guidance_interval.json") -> str:
     """benchmarks/guidance_interval.py: text guidance only in part of the steps, against the default."""
     d, real = res["default"], res["rows"][0]
-    lines = [f"`avgen generate` on {res['n']} validation clips (`{res['clips']}`), the same seeds in every row "
+    kind = "held-out" if "test" in Path(res["clips"]).name else "validation"
+    lines = [f"`avgen generate` on {res['n']} {kind} clips (`{res['clips']}`), the same seeds in every row "
              f"({d['solver']}, {d['steps']} steps); an interval START:END guides the steps whose fraction k/K of the "
              f"way from the noisiest lies in it, and runs the U-Net once, on the prompt alone, elsewhere. `U-Net "
              f"batch rows` counts the video and the audio U-Net's work per clip (a guided step is a batch of 2). The "
              f"last row is the default with other seeds; better / worse only where a row moved further than the two "
              f"default rows differ. Real clips: colour {real['colour_real']:.0%}, material {real['material_real']:.0%}"
              f", contacts {real['contact_f1_real']:.3f}. Produced by `{res['command']}` "
-             f"(`benchmarks/results/guidance_interval.json`).", ""]
+             f"(`benchmarks/results/{name}`).", ""]
     iv = lambda x: f"{x[0]:g}:{x[1]:g}"  # noqa: E731
     rows = []
     for r in res["rows"]:
@@ -800,6 +801,10 @@ def main() -> None:
     if (RESULTS / "guidance_interval.json").exists() and "<!-- guidanceinterval:begin -->" in text:
         text = replace_section(text, "guidanceinterval", guidance_interval_section(
             json.loads((RESULTS / "guidance_interval.json").read_text())))
+    held = RESULTS / "guidance_interval_heldout.json"
+    if held.exists() and "<!-- guidanceintervalheldout:begin -->" in text:
+        text = replace_section(text, "guidanceintervalheldout", guidance_interval_section(
+            json.loads(held.read_text()), held.name))
     if (RESULTS / "gpu_h200.json").exists() and "<!-- gpu:begin -->" in text:
         text = replace_section(text, "gpu", gpu_section(json.loads((RESULTS / "gpu_h200.json").read_text())))
     bundle = ROOT / "avcli" / "bundles" / "hits-demo" / "bundle.json"

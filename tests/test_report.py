@@ -63,6 +63,8 @@ def test_perf_section_ratios_and_replacement(report):
     ("table1v2", "table1_section", ["table1_v2.json"]),
     ("vaedecoder", "vae_decoder_section", ["vae_decoder.json"]),
     ("gpu", "gpu_section", ["gpu_h200.json"]),
+    ("guidanceinterval", "guidance_interval_section", ["guidance_interval.json"]),
+    ("guidanceintervalheldout", None, ["guidance_interval_heldout.json"]),
     ("guidanceconfirm", None, ["quality_cfg_v7.5_a2.5.json", "quality_cfg_audio5.json", "quality_cfg_audio7.5.json",
                                "quality_cfg_v4_a5.json", "quality_cfg_v4_a2.5.json"]),
 ])
@@ -79,6 +81,8 @@ def test_readme_quality_sections_are_what_the_committed_json_renders(report, nam
         text = report.v2_compare_section(list(zip(report.V2_ROWS, data)))
     elif name == "guidanceconfirm":
         text = report.guidance_confirm_section([(n, d) for (n, _), d in zip(report.GUIDANCE_CONFIRM, data)])
+    elif name == "guidanceintervalheldout":
+        text = report.guidance_interval_section(data[0], files[0])
     elif name == "shipcheck":
         text = report.v2_compare_section([(n, d) for (n, _), d in zip(report.SHIP_ROWS, data)])
     else:
