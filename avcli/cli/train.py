@@ -109,6 +109,10 @@ def finalize_cmd(
         None, "--cfg-video", min=1.0, help="generate's default text guidance on the video U-Net."),
     cfg_audio: Optional[float] = typer.Option(
         None, "--cfg-audio", min=1.0, help="generate's default text guidance on the audio U-Net."),
+    audio_guidance: Optional[float] = typer.Option(
+        None, "--audio-guidance", min=0.0, metavar="ETA",
+        help="generate's default audio guidance on the video U-Net (seed 002's eta; 1 = off). animate's is "
+             "--animate-audio-guidance."),
     cfg_video_interval: Optional[str] = typer.Option(
         None, "--cfg-video-interval", metavar="START:END",
         help="generate's default interval of video guidance (fractions of the steps, noisiest first)."),
@@ -133,7 +137,8 @@ def finalize_cmd(
     model = load_bundle(bundle)
     extra = shipping_manifest(model.manifest, work, name=name, steps=steps, solver=solver,
                               animate_audio_guidance=animate_audio_guidance, noise_fill=noise_fill,
-                              cfg_video=cfg_video, cfg_audio=cfg_audio, **intervals)
+                              cfg_video=cfg_video, cfg_audio=cfg_audio, audio_guidance=audio_guidance,
+                              **intervals)
     out = save_bundle(model, output, dtype=dtype, extra=extra)
     size = sum(f.stat().st_size for f in out.iterdir())
     stdout.print(f"wrote {out} ({human_size(size)}, {dtype})")

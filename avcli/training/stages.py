@@ -379,7 +379,8 @@ def shipping_manifest(manifest: dict, work: Path | None, name: str | None = None
                       solver: str | None = None, animate_audio_guidance: float | None = None,
                       noise_fill: str | None = None, cfg_video: float | None = None,
                       cfg_audio: float | None = None, cfg_video_interval: tuple[float, float] | None = None,
-                      cfg_audio_interval: tuple[float, float] | None = None) -> dict:
+                      cfg_audio_interval: tuple[float, float] | None = None,
+                      audio_guidance: float | None = None) -> dict:
     """The manifest keys `avgen train finalize` changes: the training record (the bundle's own, then the work
     folder's stages not already in it: a bundle trained further keeps its history) and the sampling defaults."""
     from avcli.errors import UsageError
@@ -397,7 +398,8 @@ def shipping_manifest(manifest: dict, work: Path | None, name: str | None = None
     for key, value in (("steps", steps), ("solver", solver), ("animate_audio_guidance", animate_audio_guidance),
                        ("cfg_video", cfg_video), ("cfg_audio", cfg_audio),
                        ("cfg_video_interval", cfg_video_interval and list(cfg_video_interval)),
-                       ("cfg_audio_interval", cfg_audio_interval and list(cfg_audio_interval))):
+                       ("cfg_audio_interval", cfg_audio_interval and list(cfg_audio_interval)),
+                       ("audio_guidance", audio_guidance)):
         if value is not None:
             sampling[key] = value
     if noise_fill == "off":
