@@ -17,6 +17,16 @@ from typing import Callable
 QUALITY = Path(__file__).resolve().parent / "quality.py"
 
 
+def add_sweep_args(ap) -> None:
+    """The options every sweep takes: the bundle, the training clips (for the adherence classifiers), the clips to
+    score, how many, and the work folder the rows' clips go to."""
+    ap.add_argument("--bundle", default=None)
+    ap.add_argument("--train", type=Path, required=True, help="training clips (for the adherence classifiers)")
+    ap.add_argument("--test", type=Path, required=True, help="the clips to score (captions, videos, events)")
+    ap.add_argument("--n", type=int, default=40)
+    ap.add_argument("--work", type=Path, required=True)
+
+
 def run_rows(res: dict, rows: list[dict], *, work: Path, train: Path, test: Path, n: int,
              flags: Callable[[dict], list[str]], summarize: Callable[[dict], dict], out: Path,
              bundle: Callable[[dict], str | None] = lambda row: None, adherence: Path | None = None,

@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _sweep import run_rows  # noqa: E402
+from _sweep import add_sweep_args, run_rows  # noqa: E402
 from guidance_sweep import METRICS, NOISE_SEED_OFFSET, _get, beyond_noise  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,11 +62,7 @@ def summarize(q: dict) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bundle", default=None)
-    ap.add_argument("--train", type=Path, required=True)
-    ap.add_argument("--test", type=Path, required=True)
-    ap.add_argument("--n", type=int, default=40)
-    ap.add_argument("--work", type=Path, required=True)
+    add_sweep_args(ap)
     ap.add_argument("--gammas", default="1,2", help="gammas to try besides the bundle's")
     ap.add_argument("--adherence-model", type=Path, default=None)
     ap.add_argument("--xattn", default=None, help="a cross-attention twin of --bundle (same bases and recipe)")

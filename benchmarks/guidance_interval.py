@@ -21,7 +21,6 @@ benchmarks/results/guidance_interval.json; finished rows are kept.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shlex
 import sys
@@ -29,8 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _sweep import run_rows  # noqa: E402
-from guidance_sweep import NOISE_SEED_OFFSET, beyond_noise, summarize  # noqa: E402
+from _sweep import add_sweep_args, run_rows  # noqa: E402
+from guidance_sweep import NOISE_SEED_OFFSET, judge_and_write, summarize  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "guidance_interval.json"
 LABEL = re.compile(r"^(?:v(?P<v>[\d.]+))?(?:a(?P<a>[\d.]+))?-?(?P<which>a|v|both)?-?(?P<iv>[\d.]+:[\d.]+)?$")
@@ -86,11 +85,7 @@ def unet_calls(row: dict, steps: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bundle", default=None)
-    ap.add_argument("--train", type=Path, required=True)
-    ap.add_argument("--test", type=Path, required=True)
-    ap.add_argument("--n", type=int, default=40)
-    ap.add_argument("--work", type=Path, required=True)
+    add_sweep_args(ap)
     ap.add_argument("--rows", default="default,a5-0:0.6,both-0:0.6", help="row labels, comma-separated")
     ap.add_argument("--reuse", action="append", default=[],
                     help="LABEL=FOLDER: a quality.py --out folder whose generated clips are that row's")
@@ -124,17 +119,7 @@ def main() -> None:
     run_rows(res, rows, work=args.work, train=args.train, test=args.test, n=args.n, out=args.out, flags=flags,
              summarize=summarize, bundle=lambda row: args.bundle, redo=args.redo, reuse=reuse,
              adherence=args.adherence_model)
-    first = res["rows"][0]
-    noise = next(r for r in res["rows"] if r.get("noise_run"))
-    for r in res["rows"][1:]:
-        if not r.get("noise_run"):
-            r["beyond_noise"] = beyond_noise(r, first, noise)
-    args.out.write_text(json.dumps(res, indent=1) + "\n")
-    for r in res["rows"]:
-        print(f"{r['label']:22s} colour {r['colour_generate']:.2f} material {r['material_generate']:.2f} "
-              f"contacts {r['contact_f1_generate']:.3f} buzz {r['buzz_generate']:.3f} "
-              f"FD-logmel {r['fd_logmel_generate']:.1f} {r.get('beyond_noise', '')}")
-
+    judge_and_write(res, args.out)
 
 if __name__ == "__main__":
     main()

@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _sweep import run_rows  # noqa: E402
+from _sweep import add_sweep_args, run_rows  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "guidance_sweep.json"
 NOISE_SEED_OFFSET = 1000
@@ -91,13 +91,24 @@ def beyond_noise(row: dict, base: dict, noise: dict, metrics: dict = METRICS) ->
     return out
 
 
+def judge_and_write(res: dict, out: Path) -> None:
+    """Mark each row better / same / worse than the first (the default) against the noise row, write the JSON, and
+    print a line a row (guidance_sweep.py and guidance_interval.py)."""
+    base = res["rows"][0]
+    noise = next(r for r in res["rows"] if r.get("noise_run"))
+    for r in res["rows"][1:]:
+        if not r.get("noise_run"):
+            r["beyond_noise"] = beyond_noise(r, base, noise)
+    out.write_text(json.dumps(res, indent=1) + "\n")
+    for r in res["rows"]:
+        print(f"{r['label']:22s} colour {r['colour_generate']:.2f} material {r['material_generate']:.2f} "
+              f"contacts {r['contact_f1_generate']:.3f} buzz {r['buzz_generate']:.3f} "
+              f"FD-logmel {r['fd_logmel_generate']:.1f} {r.get('beyond_noise', '')}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bundle", default=None)
-    ap.add_argument("--train", type=Path, required=True)
-    ap.add_argument("--test", type=Path, required=True, help="the clips to choose on (captions, videos, events)")
-    ap.add_argument("--n", type=int, default=40)
-    ap.add_argument("--work", type=Path, required=True)
+    add_sweep_args(ap)
     ap.add_argument("--video", default="4,12", help="video guidance scales to try (besides the bundle's)")
     ap.add_argument("--audio", default="1,5,7.5", help="audio guidance scales to try (besides the bundle's)")
     ap.add_argument("--pairs", default="", help="VIDEO:AUDIO pairs to try, both changed (e.g. 4:5,4:7.5)")
@@ -123,16 +134,7 @@ def main() -> None:
                                 "--cfg-audio", f"{row['cfg_audio']:g}"],
              summarize=summarize, bundle=lambda row: args.bundle, redo=args.redo)
 
-    base = res["rows"][0]
-    noise = next(r for r in res["rows"] if r.get("noise_run"))
-    for r in res["rows"][1:]:
-        if not r.get("noise_run"):
-            r["beyond_noise"] = beyond_noise(r, base, noise)
-    args.out.write_text(json.dumps(res, indent=1) + "\n")
-    for r in res["rows"]:
-        print(f"{r['label']:18s} colour {r['colour_generate']:.2f} material {r['material_generate']:.2f} "
-              f"contacts {r['contact_f1_generate']:.3f} FD-logmel {r['fd_logmel_generate']:.1f} "
-              f"{r.get('beyond_noise', '')}")
+    judge_and_write(res, args.out)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _sweep import run_rows  # noqa: E402
+from _sweep import add_sweep_args, run_rows  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "steps_sweep.json"
 NOISE_SEED_OFFSET = 1000
@@ -78,11 +78,7 @@ def within_noise(row: dict, base: dict, noise: dict) -> dict[str, bool]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bundle", default=None)
-    ap.add_argument("--train", type=Path, required=True)
-    ap.add_argument("--test", type=Path, required=True)
-    ap.add_argument("--n", type=int, default=40)
-    ap.add_argument("--work", type=Path, required=True)
+    add_sweep_args(ap)
     ap.add_argument("--solvers", default="ddim,dpmpp2m")
     ap.add_argument("--steps", default="8,12,16,25")
     ap.add_argument("--redo", action="append", default=[], help="make this setting's clips again (repeatable)")
