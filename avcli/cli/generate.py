@@ -21,6 +21,9 @@ Examples:
 
   avgen generate -p "" -o any.mp4          (an empty prompt: unconditional, text guidance off)
 
+  avgen generate -p "a red ball bouncing on a drum" --audio-guidance 4 -o hits.mp4
+                                           (the picture's impacts follow the sound; 1.6x the time)
+
   avgen generate --prompts shots.csv --out-dir takes/ --batch-size 4 --report report.json
 
   avgen generate --prompts shots.csv --out-dir /shared/takes --ray auto      (on a Ray cluster, one actor per GPU)
