@@ -21,8 +21,8 @@ Examples:
 
   avgen generate -p "" -o any.mp4          (an empty prompt: unconditional, text guidance off)
 
-  avgen generate -p "a red ball bouncing on a drum" --audio-guidance 4 -o hits.mp4
-                                           (the picture's impacts follow the sound; 1.6x the time)
+  avgen generate -p "a red ball bouncing on a drum" --audio-guidance 4 --cfg-video-interval 0:0.6 -o hits.mp4
+                                           (the picture's impacts follow the sound; 1.4x the time)
 
   avgen generate --prompts shots.csv --out-dir takes/ --batch-size 4 --report report.json
 
