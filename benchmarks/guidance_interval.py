@@ -14,7 +14,9 @@ other seeds, and the gap between the two default rows is the noise band (as in g
 A row label is `[vV][aA][-SIDE]-START:END`, SIDE `a` (the audio's guidance interval), `v` or `both`, taken from
 the one scale given when left out: `a5-0:0.6` is audio guidance 5 in the first 60 % of the steps, `both-0:0.6`
 the default scales with both intervals cut; `default` is the bundle's setting. A `+agETA` suffix adds seed 002's
-audio guidance on the video U-Net (`default+ag4`: the picture pulled toward the sound it is generated with). Writes
+audio guidance on the video U-Net (`default+ag4`: the picture pulled toward the sound it is generated with), and
+`+agETA@START:END` that guidance only in part of the steps (`v-0:0.4+ag4@0.4:1`: text guidance on the video in the
+noisier 40 %, audio guidance after it, two video U-Net passes every step, the default's cost). Writes
 benchmarks/results/guidance_interval.json; finished rows are kept.
 """
 
@@ -38,13 +40,17 @@ LABEL = re.compile(r"^(?:v(?P<v>[\d.]+))?(?:a(?P<a>[\d.]+))?-?(?P<which>a|v|both
 def parse_row(label: str, default: tuple[float, float]) -> dict:
     """A row from its label: `default`, `a5` (a scale only), `a-0:0.6`, `a5-0:0.6`, `both-0:0.6`, `v4a5-both-0:0.5`."""
     row = {"label": label, "cfg_video": default[0], "cfg_audio": default[1], "cfg_video_interval": [0.0, 1.0],
-           "cfg_audio_interval": [0.0, 1.0], "audio_guidance": 1.0, "seed_offset": 0}
-    if "+ag" in label:  # seed 002's audio guidance on the video U-Net, e.g. default+ag4
+           "cfg_audio_interval": [0.0, 1.0], "audio_guidance": 1.0, "audio_guidance_interval": [0.0, 1.0],
+           "seed_offset": 0}
+    if "+ag" in label:  # seed 002's audio guidance on the video U-Net, e.g. default+ag4 or v-0:0.4+ag4@0.4:1
         label, eta = label.split("+ag", 1)
+        eta, _, iv = eta.partition("@")
         try:
             row["audio_guidance"] = float(eta)
+            if iv:
+                row["audio_guidance_interval"] = [float(x) for x in iv.split(":")]
         except ValueError:
-            raise SystemExit(f"row label {row['label']!r}: +agETA takes a number") from None
+            raise SystemExit(f"row label {row['label']!r}: +agETA[@START:END] takes numbers") from None
     if label == "default":
         return row
     m = LABEL.match(label)
@@ -67,18 +73,22 @@ def flags(row: dict) -> list[str]:
     iv = lambda x: f"{x[0]:g}:{x[1]:g}"  # noqa: E731
     return ["--parts", "generate", "--cfg-video", f"{row['cfg_video']:g}", "--cfg-audio", f"{row['cfg_audio']:g}",
             "--cfg-video-interval", iv(row["cfg_video_interval"]), "--cfg-audio-interval", iv(row["cfg_audio_interval"]),
-            "--audio-guidance", f"{row.get('audio_guidance', 1.0):g}"]
+            "--audio-guidance", f"{row.get('audio_guidance', 1.0):g}",
+            "--audio-guidance-interval", iv(row.get("audio_guidance_interval", [0.0, 1.0]))]
 
 
 def unet_calls(row: dict, steps: int) -> float:
-    """U-Net work per clip relative to guiding every step of both (each guided step is a batch of 2)."""
+    """U-Net passes per clip (batch rows per clip: a text-guided step is 2, audio guidance doubles the video's)."""
     from avcli.sampling.joint import SamplerConfig
 
     cfg = SamplerConfig(steps=steps, cfg_video=row["cfg_video"], cfg_audio=row["cfg_audio"],
                         cfg_video_interval=tuple(row["cfg_video_interval"]),
-                        cfg_audio_interval=tuple(row["cfg_audio_interval"]))
-    v = sum(2 if cfg.guidance_at(k)[0] != 1.0 else 1 for k in range(steps))
-    v *= 2 if row.get("audio_guidance", 1.0) != 1.0 else 1  # a second video U-Net call on null audio
+                        cfg_audio_interval=tuple(row["cfg_audio_interval"]),
+                        audio_guidance=row.get("audio_guidance", 1.0),
+                        audio_guidance_interval=tuple(row.get("audio_guidance_interval", (0.0, 1.0))))
+    # a second video U-Net pass on null audio where audio guidance is on
+    v = sum((2 if cfg.guidance_at(k)[0] != 1.0 else 1) * (2 if cfg.audio_guidance_at(k) != 1.0 else 1)
+            for k in range(steps))
     a = sum(2 if cfg.guidance_at(k)[1] != 1.0 else 1 for k in range(steps))
     return (v, a)
 

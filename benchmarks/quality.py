@@ -61,6 +61,8 @@ def main() -> None:
                     help="generate's audio guidance only in this part of the steps (default: bundle's)")
     ap.add_argument("--audio-guidance", type=float, default=None,
                     help="generate's audio guidance on the video U-Net, seed 002's eta (default: bundle's, 1 = off)")
+    ap.add_argument("--audio-guidance-interval", default=None, metavar="START:END",
+                    help="that audio guidance only in this part of the steps (default: bundle's)")
     ap.add_argument("--gamma", type=float, default=None, help="timestep adjustment, both sides (default: bundle's)")
     ap.add_argument("--steps", type=int, default=None, help="sampling steps (default: the bundle's)")
     ap.add_argument("--solver", choices=("ddim", "dpmpp2m"), default=None, help="default: the bundle's")
@@ -78,7 +80,8 @@ def main() -> None:
 
     intervals = dict(cfg_video_interval=parse_interval(args.cfg_video_interval, "--cfg-video-interval"),
                      cfg_audio_interval=parse_interval(args.cfg_audio_interval, "--cfg-audio-interval"),
-                     audio_guidance=args.audio_guidance)
+                     audio_guidance=args.audio_guidance,
+                     audio_guidance_interval=parse_interval(args.audio_guidance_interval, "--audio-guidance-interval"))
 
     from avcli.media.ffmpeg import mux_audio, write_video
     from avcli.models.bundle import load_bundle
@@ -130,7 +133,8 @@ def main() -> None:
     res["sampling"] = {"steps": cfg.steps, "solver": cfg.solver, "seed_offset": args.seed_offset,
                        "cfg_video": cfg.cfg_video, "cfg_audio": cfg.cfg_audio, "gamma": cfg.gamma,
                        "cfg_video_interval": list(cfg.cfg_video_interval),
-                       "cfg_audio_interval": list(cfg.cfg_audio_interval), "audio_guidance": cfg.audio_guidance}
+                       "cfg_audio_interval": list(cfg.cfg_audio_interval), "audio_guidance": cfg.audio_guidance,
+                       "audio_guidance_interval": list(cfg.audio_guidance_interval)}
     from avcli.metrics.onsets import IMPACT_ONSET_DETECTOR
     res["onset_detector"] = IMPACT_ONSET_DETECTOR
     truth_args = ["--truth", str(real / "events.jsonl"), "--onset-tolerance-ms", tol]

@@ -558,7 +558,8 @@ def guidance_interval_section(res: dict, name: str = "guidance_interval.json") -
     lines = [f"`avgen generate` on {res['n']} {kind} clips (`{res['clips']}`), the same seeds in every row "
              f"({d['solver']}, {d['steps']} steps); an interval START:END guides the steps whose fraction k/K of the "
              f"way from the noisiest lies in it, and runs the U-Net once, on the prompt alone, elsewhere. `U-Net "
-             f"batch rows` counts the video and the audio U-Net's work per clip (a guided step is a batch of 2). The "
+             f"batch rows` counts the video and the audio U-Net's work per clip (a guided step is a batch of 2; audio "
+             f"guidance doubles the video's); `s / clip` is the whole generate call, clips one after another. The "
              f"last row is the default with other seeds; better / worse only where a row moved further than the two "
              f"default rows differ. Real clips: colour {real['colour_real']:.0%}, material {real['material_real']:.0%}"
              f", contacts {real['contact_f1_real']:.3f}. Produced by `{res['command']}` "
@@ -570,13 +571,16 @@ def guidance_interval_section(res: dict, name: str = "guidance_interval.json") -
                  f"{iv(r['cfg_audio_interval'])}")
         if r.get("audio_guidance", 1.0) != 1.0:
             label += f", audio guidance {r['audio_guidance']:g}"
+            if list(r.get("audio_guidance_interval", [0.0, 1.0])) != [0.0, 1.0]:
+                label += f" in {iv(r['audio_guidance_interval'])}"
         if r.get("noise_run"):
             label += ", other seeds (noise band)"
         elif r["label"] == "default":
             label += " (the default)"
-        u = r["unet_batch_calls"]
-        rows.append([label, f"{u['video']} / {u['audio']}"] + _cells(r, GUIDANCE_COLS))
-    lines.append(_table(["guidance", "U-Net batch rows"] + [c for _, c, _ in GUIDANCE_COLS], rows))
+        u, sec = r["unet_batch_calls"], r.get("seconds_per_clip")
+        rows.append([label, f"{u['video']} / {u['audio']}", "-" if sec is None else f"{sec:.2f}"]
+                    + _cells(r, GUIDANCE_COLS))
+    lines.append(_table(["guidance", "U-Net batch rows", "s / clip"] + [c for _, c, _ in GUIDANCE_COLS], rows))
     return "\n".join(lines) + "\n"
 
 

@@ -213,6 +213,15 @@ def test_audio_guidance_follows_seed_002s_formula_and_eta_1_is_the_conditional_p
     got = audio_guided(unet, x, 10, pos, neg, cross, 3.0, 2.5)
     assert torch.allclose(got, null + 2.5 * (cond - null)) and not torch.allclose(got, cond)
     assert len(calls) == 2 and calls.count(0.0) == 1  # one pass with the null (zero) audio features
+    # without text guidance (scale 1) the two passes share one call of batch 2 (the CFG batch engines are built
+    # for); the result is the same formula on the positive prompt alone
+    t = torch.full((2,), 10, dtype=torch.int64)
+    cond1 = unet(sample=x, timestep=t, text_embeds=pos, cross_features=cross)
+    null1 = unet(sample=x, timestep=t, text_embeds=pos, cross_features=torch.zeros_like(cross))
+    calls.clear()
+    got = audio_guided(unet, x, 10, pos, neg, cross, 1.0, 2.5)
+    assert torch.allclose(got, null1 + 2.5 * (cond1 - null1), atol=1e-6) and not torch.allclose(got, cond1)
+    assert len(calls) == 1
 
 
 def _record_null_audio_calls(pipe) -> list[bool]:

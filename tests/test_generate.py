@@ -77,6 +77,7 @@ def test_existing_output_not_overwritten(tiny_bundle, tmp_path):
     (["--bundle", "/nonexistent/bundle"], "not found"),
     (["--cfg-audio-interval", "0.7:0.3"], "--cfg-audio-interval"),
     (["--cfg-video-interval", "half"], "--cfg-video-interval"),
+    (["--audio-guidance-interval", "0.9:0.1"], "--audio-guidance-interval"),
 ])
 def test_bad_options_give_one_line(tiny_bundle, tmp_path, args, needle):
     base = ["generate", "-p", "x", "--steps", "1", "-o", str(tmp_path / "o.mp4")]
@@ -176,3 +177,40 @@ def test_audio_guidance_on_generate_runs_the_video_unet_on_null_audio_too(tiny_m
     pulled = pipe.generate(GenerateRequest("a red ball", steps=3, audio_guidance=3.0))[0]
     assert calls == {"n": 6, "null": 3}
     assert not torch.allclose(pulled.video_latent, plain.video_latent)
+
+
+def test_audio_guidance_interval_takes_turns_with_the_video_text_guidance(tiny_manifest):
+    """--cfg-video-interval 0:0.4 with --audio-guidance-interval 0.4:1 (5 steps: k/K = 0, .2 | .4, .6, .8): the
+    first two steps run the video U-Net on [negative; positive] text with the real audio features, the last three
+    on [null audio; real audio] with the positive text; one call of batch 2 every step, the cost of text guidance
+    alone. The result equals sampling with eta switched per step by hand (an independent run of the sampler)."""
+    from avcli.models.joint import JointModel
+    from avcli.pipelines.generate import GenerateRequest
+    from avcli.pipelines.pipeline import JointPipeline
+
+    torch.manual_seed(0)
+    model = JointModel(tiny_manifest).eval()
+    with torch.no_grad():
+        for p in model.joint_parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    pipe = JointPipeline.from_model(model)
+    unet, seen = pipe.components["video_unet"], []
+
+    def recording(**kw):
+        zero_rows = [not r.any() for r in kw["cross_features"]]
+        same_text = bool(torch.equal(kw["text_embeds"][0], kw["text_embeds"][-1]))
+        seen.append((kw["sample"].shape[0], zero_rows, same_text))
+        return unet(**kw)
+
+    pipe.components["video_unet"] = recording
+    req = GenerateRequest("a red ball", steps=5, audio_guidance=3.0, cfg_video_interval=(0.0, 0.4),
+                          audio_guidance_interval=(0.4, 1.0))
+    turns = pipe.generate(req)[0]
+    assert [s[0] for s in seen] == [2] * 5
+    assert [s[1] for s in seen] == [[False, False]] * 2 + [[True, False]] * 3
+    assert [s[2] for s in seen] == [False] * 2 + [True] * 3  # text guidance first, then the positive prompt only
+    pipe.components["video_unet"] = unet
+    full = pipe.generate(GenerateRequest("a red ball", steps=5, audio_guidance=3.0, cfg_video_interval=(0.0, 0.4)))[0]
+    none = pipe.generate(GenerateRequest("a red ball", steps=5, cfg_video_interval=(0.0, 0.4)))[0]
+    assert not torch.allclose(turns.video_latent, full.video_latent)
+    assert not torch.allclose(turns.video_latent, none.video_latent)

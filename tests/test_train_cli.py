@@ -143,17 +143,18 @@ def test_finalize_keeps_the_history_appends_new_stages_and_sets_sampling_default
     res = runner.invoke(app, ["train", "finalize", "--bundle", str(src), "--work", str(work), "-o", str(out),
                               "--steps", "12", "--solver", "dpmpp2m", "--animate-audio-guidance", "12",
                               "--noise-fill-below-dbfs", "-40", "--cfg-audio", "5", "--cfg-audio-interval", "0:0.6",
-                              "--audio-guidance", "4"])
+                              "--audio-guidance", "4", "--audio-guidance-interval", "0.4:1"])
     assert res.exit_code == 0, res.output
     shipped = load_bundle(out).manifest
     assert shipped["training"] == [old, new]
     assert shipped["sampling"] == {**m["sampling"], "steps": 12, "solver": "dpmpp2m", "animate_audio_guidance": 12.0,
                                    "noise_fill_below_dbfs": -40.0, "cfg_audio": 5.0, "cfg_audio_interval": [0.0, 0.6],
-                                   "audio_guidance": 4.0}
+                                   "audio_guidance": 4.0, "audio_guidance_interval": [0.4, 1.0]}
     from avcli.pipelines.common import sampler_config
 
     assert sampler_config(shipped).cfg_audio_interval == (0.0, 0.6)  # what generate then runs with
     assert sampler_config(shipped).audio_guidance == 4.0
+    assert sampler_config(shipped).audio_guidance_at(0) == 1.0 and sampler_config(shipped).audio_guidance_at(11) == 4.0
     assert shipped["sampling"]["cfg_video"] == m["sampling"]["cfg_video"]
     res = runner.invoke(app, ["train", "finalize", "--bundle", str(out), "-o", str(tmp_path / "off"),
                               "--noise-fill-below-dbfs", "off"])

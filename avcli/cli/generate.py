@@ -76,6 +76,11 @@ def generate_cmd(
              "picture follows the generated sound more (1 = off; default: the bundle's, 1 in the shipped one; costs "
              "one more video U-Net call a step: 4 measured 1.6x the time). Needs a bundle trained with "
              "--audio-dropout."),
+    audio_guidance_interval: Optional[str] = typer.Option(
+        None, "--audio-guidance-interval", metavar="START:END",
+        help="Apply --audio-guidance only in this part of the steps (fractions, noisiest first). With "
+             "--cfg-video-interval 0:X and this X:1 each step runs the video U-Net twice, as text guidance alone "
+             "does. Default: the bundle's."),
     seed: int = typer.Option(0, help="Random seed; sample i uses seed + i."),
     num_samples: int = typer.Option(1, "--num-samples", min=1, max=64, help="How many variations."),
     backend: str = typer.Option("auto", help=BACKEND_HELP),
@@ -104,7 +109,8 @@ def generate_cmd(
     from avcli.pipelines.common import parse_interval
 
     intervals = dict(cfg_video_interval=parse_interval(cfg_video_interval, "--cfg-video-interval"),
-                     cfg_audio_interval=parse_interval(cfg_audio_interval, "--cfg-audio-interval"))
+                     cfg_audio_interval=parse_interval(cfg_audio_interval, "--cfg-audio-interval"),
+                     audio_guidance_interval=parse_interval(audio_guidance_interval, "--audio-guidance-interval"))
     if ray is not None and prompts is None:
         raise UsageError("--ray runs a --prompts batch; give --prompts FILE")
     if prompts is not None:

@@ -118,6 +118,8 @@ def finalize_cmd(
         help="generate's default interval of video guidance (fractions of the steps, noisiest first)."),
     cfg_audio_interval: Optional[str] = typer.Option(
         None, "--cfg-audio-interval", metavar="START:END", help="The same for the audio's text guidance."),
+    audio_guidance_interval: Optional[str] = typer.Option(
+        None, "--audio-guidance-interval", metavar="START:END", help="The same for --audio-guidance."),
     noise_fill: Optional[str] = typer.Option(
         None, "--noise-fill-below-dbfs",
         help="Replace the vocoder's output in frames quieter than this (dBFS, e.g. -40) by noise of the mel's "
@@ -131,7 +133,8 @@ def finalize_cmd(
     from avcli.training.stages import shipping_manifest
 
     intervals = dict(cfg_video_interval=parse_interval(cfg_video_interval, "--cfg-video-interval"),
-                     cfg_audio_interval=parse_interval(cfg_audio_interval, "--cfg-audio-interval"))
+                     cfg_audio_interval=parse_interval(cfg_audio_interval, "--cfg-audio-interval"),
+                     audio_guidance_interval=parse_interval(audio_guidance_interval, "--audio-guidance-interval"))
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise UsageError(f"{output}: already exists (use --overwrite to replace it)")
     model = load_bundle(bundle)

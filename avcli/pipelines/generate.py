@@ -34,6 +34,7 @@ class GenerateRequest:
     cfg_video_interval: tuple[float, float] | None = None  # text guidance only in this part of the steps
     cfg_audio_interval: tuple[float, float] | None = None
     audio_guidance: float | None = None  # seed 002's eta on the video U-Net (None: the bundle's, else 1 = off)
+    audio_guidance_interval: tuple[float, float] | None = None  # that eta only in this part of the steps
 
     @property
     def unconditional(self) -> bool:
@@ -67,7 +68,7 @@ def _config(pipe, req: GenerateRequest):
     cfg = sampler_config(pipe.manifest, steps=req.steps, solver=req.solver, gamma=req.gamma,
                          cfg_video=req.cfg_video, cfg_audio=req.cfg_audio, eta=req.eta,
                          cfg_video_interval=req.cfg_video_interval, cfg_audio_interval=req.cfg_audio_interval,
-                         audio_guidance=req.audio_guidance)
+                         audio_guidance=req.audio_guidance, audio_guidance_interval=req.audio_guidance_interval)
     return replace(cfg, cfg_video=1.0, cfg_audio=1.0) if req.unconditional else cfg
 
 

@@ -50,6 +50,10 @@ class SamplerConfig:
     # the positive prompt (half the batch). (0, 1) guides every step.
     cfg_video_interval: tuple[float, float] = (0.0, 1.0)
     cfg_audio_interval: tuple[float, float] = (0.0, 1.0)
+    # the same for audio_guidance: outside it the video U-Net sees only the real audio features (eta 1). With
+    # the video's text guidance in (0, x) and this in (x, 1) every step makes two video U-Net passes, the cost of
+    # text guidance alone.
+    audio_guidance_interval: tuple[float, float] = (0.0, 1.0)
 
     def __post_init__(self) -> None:
         if self.solver not in ("ddim", "dpmpp2m"):
@@ -64,7 +68,7 @@ class SamplerConfig:
             raise ValueError("recon_guidance must be >= 0")
         if self.audio_guidance < 0:
             raise ValueError(f"audio guidance must be >= 0, got {self.audio_guidance:g}")
-        for name in ("cfg_video_interval", "cfg_audio_interval"):
+        for name in ("cfg_video_interval", "cfg_audio_interval", "audio_guidance_interval"):
             iv = tuple(float(x) for x in getattr(self, name))
             if len(iv) != 2 or not 0.0 <= iv[0] <= iv[1] <= 1.0:
                 raise ValueError(f"{name.replace('_', '-')} must be START:END with 0 <= START <= END <= 1, got "
@@ -77,6 +81,11 @@ class SamplerConfig:
         v0, v1 = self.cfg_video_interval
         a0, a1 = self.cfg_audio_interval
         return (self.cfg_video if v0 <= frac < v1 else 1.0), (self.cfg_audio if a0 <= frac < a1 else 1.0)
+
+    def audio_guidance_at(self, k: int) -> float:
+        """Step k's audio-guidance eta on the video U-Net: 1 (off) outside audio_guidance_interval."""
+        lo, hi = self.audio_guidance_interval
+        return self.audio_guidance if lo <= k / self.steps < hi else 1.0
 
 
 @dataclass
@@ -123,10 +132,19 @@ def audio_guided(unet: Callable, x, t_index: int, text_pos, text_neg, cross, sca
                  ) -> torch.Tensor:
     """Seed 002's classifier-free audio guidance on top of text guidance: eps(null audio) + eta (eps(audio) -
     eps(null audio)), the null audio being zero connector features (what training with audio dropout shows the
-    U-Net). eta = 1 is the conditional prediction itself, with no extra call."""
-    cond = _guided(unet, x, t_index, text_pos, text_neg, cross, scale)
+    U-Net). eta = 1 is the conditional prediction itself, with no extra call. Without text guidance (scale 1) the
+    two passes go in one call of batch 2, as text guidance's do, so no call exceeds the CFG batch an engine is
+    built for."""
     if eta == 1.0:
-        return cond
+        return _guided(unet, x, t_index, text_pos, text_neg, cross, scale)
+    if scale == 1.0:
+        b = x.shape[0]
+        t = torch.full((2 * b,), t_index, dtype=torch.int64)
+        out = unet(sample=torch.cat([x, x]), timestep=t, text_embeds=torch.cat([text_pos, text_pos]),
+                   cross_features=torch.cat([torch.zeros_like(cross), cross]))
+        null, cond = out.chunk(2)
+        return null + eta * (cond - null)
+    cond = _guided(unet, x, t_index, text_pos, text_neg, cross, scale)
     null = _guided(unet, x, t_index, text_pos, text_neg, torch.zeros_like(cross), scale)
     return null + eta * (cond - null)
 
@@ -257,7 +275,7 @@ def sample(
         # both run before either solver step, concurrently when a pool is given
         g_v, g_a = config.guidance_at(k)
         run_v = (lambda: audio_guided(nets["video_unet"], x_v, m, text.video, text.video_negative, f_a,
-                                      g_v, config.audio_guidance)) if task != "foley" else None
+                                      g_v, config.audio_guidance_at(k))) if task != "foley" else None
         run_a = (lambda: _guided(nets["audio_unet"], x_a, n, text.audio, text.audio_negative, f_v,
                                  g_a)) if task != "animate" else None
         eps_v, eps_a = _run_pair(run_v, run_a, pool)
