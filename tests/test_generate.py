@@ -214,3 +214,26 @@ def test_audio_guidance_interval_takes_turns_with_the_video_text_guidance(tiny_m
     none = pipe.generate(GenerateRequest("a red ball", steps=5, cfg_video_interval=(0.0, 0.4)))[0]
     assert not torch.allclose(turns.video_latent, full.video_latent)
     assert not torch.allclose(turns.video_latent, none.video_latent)
+
+
+def test_audio_guidance_on_a_bundle_never_trained_for_it_warns_and_still_runs(tiny_bundle, tmp_path):
+    """The tiny bundle's training record has no joint stage with --audio-dropout: --audio-guidance 3 warns on one
+    line and writes the clip; a record with --audio-dropout 0.1 (or eta 1) gives no warning."""
+    import shutil
+
+    from avcli.pipelines.generate import audio_guidance_untrained
+
+    r = _cli("generate", "--bundle", str(tiny_bundle), "-p", "a red ball", "--steps", "1", "--audio-guidance", "3",
+             "-o", str(tmp_path / "w.mp4"))
+    assert r.returncode == 0, r.stderr
+    assert "warning" in r.stderr and "--audio-dropout" in r.stderr and (tmp_path / "w.mp4").exists()
+    b = tmp_path / "dropout"
+    shutil.copytree(tiny_bundle, b)
+    m = json.loads((b / "bundle.json").read_text())
+    m["training"] = (m.get("training") or []) + [{"stage": "joint", "steps": 10, "audio_dropout": 0.1}]
+    assert audio_guidance_untrained(m, 3.0) is None and audio_guidance_untrained(m | {"training": []}, 1.0) is None
+    assert "--audio-dropout" in audio_guidance_untrained(m | {"training": []}, 3.0)
+    (b / "bundle.json").write_text(json.dumps(m))
+    r = _cli("generate", "--bundle", str(b), "-p", "a red ball", "--steps", "1", "--audio-guidance", "3",
+             "-o", str(tmp_path / "ok.mp4"))
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr

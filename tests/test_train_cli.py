@@ -145,6 +145,7 @@ def test_finalize_keeps_the_history_appends_new_stages_and_sets_sampling_default
                               "--noise-fill-below-dbfs", "-40", "--cfg-audio", "5", "--cfg-audio-interval", "0:0.6",
                               "--audio-guidance", "4", "--audio-guidance-interval", "0.4:1"])
     assert res.exit_code == 0, res.output
+    assert "warning" in res.output and "--audio-dropout" in res.output  # its record has no audio-dropout stage
     shipped = load_bundle(out).manifest
     assert shipped["training"] == [old, new]
     assert shipped["sampling"] == {**m["sampling"], "steps": 12, "solver": "dpmpp2m", "animate_audio_guidance": 12.0,

@@ -137,6 +137,7 @@ def generate_cmd(
         pipe = JointPipeline.from_bundle(bundle, backend=backend, device=device, precision=precision, quiet=json_out)
     req = GenerateRequest(prompt, negative_prompt, duration, fps, steps, solver, gamma, cfg_video, cfg_audio, None,
                           seed, num_samples, audio_guidance=audio_guidance, **intervals)
+    _warn_guidance(pipe.manifest, req)
     pipe.checked_geometry(duration, fps)  # before the progress bar: a bad --duration is one line, no compute
     total_steps = (steps or pipe.default_steps) * num_samples
     with step_progress("denoising", enabled=not json_out) as progress:
@@ -155,6 +156,17 @@ def generate_cmd(
         print_json(summary)
         return
     _print(rows, timings.stages, wall)
+
+
+def _warn_guidance(manifest: dict, req) -> None:
+    from rich.markup import escape
+
+    from avcli.pipelines.common import sampler_config
+    from avcli.pipelines.generate import audio_guidance_untrained
+
+    if req is not None and (w := audio_guidance_untrained(manifest, sampler_config(
+            manifest, audio_guidance=req.audio_guidance).audio_guidance)):
+        console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
 
 
 def _row(path: Path, clip) -> dict:
@@ -224,6 +236,7 @@ def _batch(prompts: Path, out_dir: Path, report: Path | None, batch_size: int, n
         elif chunks:
             worker = J.GenerateWorker(spec, sidecars, overwrite, timings)
             state["backend"] = worker.pipe.backend
+            _warn_guidance(worker.pipe.manifest, items[0].request if items else None)
             J.preflight(worker.pipe.checked_geometry, items)
             task = progress.add_task("generating", total=(steps_each or worker.pipe.default_steps) *
                                      sum(len(c) for c in chunks))

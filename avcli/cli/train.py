@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from avcli.cli.common import print_json, stdout
+from avcli.cli.common import console, print_json, stdout
 from avcli.errors import UsageError
 
 train_app = typer.Typer(
@@ -138,6 +138,12 @@ def finalize_cmd(
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise UsageError(f"{output}: already exists (use --overwrite to replace it)")
     model = load_bundle(bundle)
+    from avcli.pipelines.generate import audio_guidance_untrained
+
+    if audio_guidance is not None and (w := audio_guidance_untrained(model.manifest, audio_guidance)):
+        from rich.markup import escape
+
+        console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
     extra = shipping_manifest(model.manifest, work, name=name, steps=steps, solver=solver,
                               animate_audio_guidance=animate_audio_guidance, noise_fill=noise_fill,
                               cfg_video=cfg_video, cfg_audio=cfg_audio, audio_guidance=audio_guidance,

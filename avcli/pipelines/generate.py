@@ -64,6 +64,17 @@ class GenerateOutput:
         return len(self.clips)
 
 
+def audio_guidance_untrained(manifest: dict, eta: float) -> str | None:
+    """A warning when audio guidance (eta != 1) is asked of a bundle whose training record has no joint stage with
+    --audio-dropout: its video U-Net never saw the null audio the guidance contrasts with. None when fine."""
+    if eta == 1.0:
+        return None
+    if any((r.get("audio_dropout") or 0) > 0 for r in manifest.get("training") or [] if r.get("stage") == "joint"):
+        return None
+    return (f"audio guidance {eta:g}: this bundle's training record has no joint stage with --audio-dropout, so its "
+            f"video U-Net never saw null audio and the guidance may only add noise")
+
+
 def _config(pipe, req: GenerateRequest):
     cfg = sampler_config(pipe.manifest, steps=req.steps, solver=req.solver, gamma=req.gamma,
                          cfg_video=req.cfg_video, cfg_audio=req.cfg_audio, eta=req.eta,
