@@ -123,7 +123,9 @@ def main() -> None:
     res: dict = {"n": args.n, "bundle": str(model.bundle_path), "clips": str(args.test),
                  "default": {"cfg_video": default[0], "cfg_audio": default[1], "steps": base.steps,
                              "solver": base.solver, "cfg_video_interval": list(base.cfg_video_interval),
-                             "cfg_audio_interval": list(base.cfg_audio_interval)},
+                             "cfg_audio_interval": list(base.cfg_audio_interval),
+                             "audio_guidance": base.audio_guidance,
+                             "audio_guidance_interval": list(base.audio_guidance_interval)},
                  "command": shlex.join(["python", "benchmarks/guidance_interval.py", *sys.argv[1:]]), "rows": []}
     reuse = dict(x.split("=", 1) for x in args.reuse)
     run_rows(res, rows, work=args.work, train=args.train, test=args.test, n=args.n, out=args.out, flags=flags,

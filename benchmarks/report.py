@@ -551,6 +551,12 @@ def guidance_sweep_section(res: dict) -> str:
     return "\n".join(lines) + "\n" + detector_note(*res["rows"])
 
 
+def _settings(r: dict) -> tuple:
+    """A guidance row's sampling settings, with the keys older results lack at their values then."""
+    return (r["cfg_video"], r["cfg_audio"], tuple(r["cfg_video_interval"]), tuple(r["cfg_audio_interval"]),
+            r.get("audio_guidance", 1.0), tuple(r.get("audio_guidance_interval", (0.0, 1.0))))
+
+
 def guidance_interval_section(res: dict, name: str = "guidance_interval.json") -> str:
     """benchmarks/guidance_interval.py: text guidance only in part of the steps, against the default."""
     d, real = res["default"], res["rows"][0]
@@ -575,13 +581,34 @@ def guidance_interval_section(res: dict, name: str = "guidance_interval.json") -
                 label += f" in {iv(r['audio_guidance_interval'])}"
         if r.get("noise_run"):
             label += ", other seeds (noise band)"
+        elif _settings(r) == _settings(d):
+            label += " (the bundle's default)"
         elif r["label"] == "default":
-            label += " (the default)"
+            label += " (text guidance alone)"
         u, sec = r["unet_batch_calls"], r.get("seconds_per_clip")
         rows.append([label, f"{u['video']} / {u['audio']}", "-" if sec is None else f"{sec:.2f}"]
                     + _cells(r, GUIDANCE_COLS))
     lines.append(_table(["guidance", "U-Net batch rows", "s / clip"] + [c for _, c, _ in GUIDANCE_COLS], rows))
     return "\n".join(lines) + "\n"
+
+
+def guidance_cost_section(res: dict) -> str:
+    """benchmarks/guidance_cost.py: the guidance settings' time, side by side in one process."""
+    iv = lambda x: f"{x[0]:g}:{x[1]:g}"  # noqa: E731
+    rows = []
+    for r in res["rows"]:
+        label = f"video {r['cfg_video']:g} in {iv(r['cfg_video_interval'])}"
+        if r.get("audio_guidance", 1.0) != 1.0:
+            label += f", audio guidance {r['audio_guidance']:g} in {iv(r['audio_guidance_interval'])}"
+        u = r["unet_batch_calls"]
+        rows.append([label, f"{u['video']} / {u['audio']}", f"{r['seconds_median']:.2f}",
+                     f"{r['ratio_to_default']:.2f}x"])
+    head = (f"`avgen generate`'s pipeline call ({res['solver']}, {res['steps']} steps, 4 s clip), {res['n']} clips a row "
+            f"after one warm-up, the rows interleaved in one process, {res['threads']} threads, {res['date']}; the "
+            f"median, and its ratio to the first row (text guidance on every step, no audio guidance). Produced by "
+            f"`{res['command']}` (`benchmarks/results/guidance_cost.json`).")
+    return head + "\n\n" + _table(["guidance", "U-Net batch rows (video / audio)", "s / clip", "vs the first row"],
+                                   rows) + "\n"
 
 
 GUIDANCE_CONFIRM = (("video 7.5, audio 2.5 (the default until 2026-12-03)", "quality_cfg_v7.5_a2.5.json"),
@@ -809,6 +836,9 @@ def main() -> None:
     if held.exists() and "<!-- guidanceintervalheldout:begin -->" in text:
         text = replace_section(text, "guidanceintervalheldout", guidance_interval_section(
             json.loads(held.read_text()), held.name))
+    if (RESULTS / "guidance_cost.json").exists() and "<!-- guidancecost:begin -->" in text:
+        text = replace_section(text, "guidancecost", guidance_cost_section(
+            json.loads((RESULTS / "guidance_cost.json").read_text())))
     if (RESULTS / "gpu_h200.json").exists() and "<!-- gpu:begin -->" in text:
         text = replace_section(text, "gpu", gpu_section(json.loads((RESULTS / "gpu_h200.json").read_text())))
     bundle = ROOT / "avcli" / "bundles" / "hits-demo" / "bundle.json"

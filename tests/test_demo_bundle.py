@@ -62,10 +62,12 @@ def test_generate_default_settings(tmp_path):
 
 
 def test_shipped_animate_guidance_comes_with_audio_dropout_training():
-    """An animate eta above 1 only means something on a bundle whose video U-Net saw null audio features in
+    """An animate (or generate) eta above 1 only means something on a bundle whose video U-Net saw null audio features in
     training: the shipped default must come with a joint record that used --audio-dropout."""
     manifest = json.loads((BUNDLE / "bundle.json").read_text())
     eta = manifest["sampling"].get("animate_audio_guidance", 1.0)
     dropout = max((r.get("audio_dropout") or 0.0) for r in manifest["training"] if r["stage"] == "joint")
     assert eta == 1.0 or dropout > 0, (eta, dropout)
+    gen_eta = manifest["sampling"].get("audio_guidance", 1.0)  # generate's (2026-12-04: 12 on the last 40 %)
+    assert gen_eta == 1.0 or dropout > 0, (gen_eta, dropout)
     assert eta > 1.0  # the shipped bundle is the audio-dropout one (README "Quality of the demo bundle")

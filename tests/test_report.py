@@ -65,6 +65,7 @@ def test_perf_section_ratios_and_replacement(report):
     ("gpu", "gpu_section", ["gpu_h200.json"]),
     ("guidanceinterval", "guidance_interval_section", ["guidance_interval.json"]),
     ("guidanceintervalheldout", None, ["guidance_interval_heldout.json"]),
+    ("guidancecost", "guidance_cost_section", ["guidance_cost.json"]),
     ("guidanceconfirm", None, ["quality_cfg_v7.5_a2.5.json", "quality_cfg_audio5.json", "quality_cfg_audio7.5.json",
                                "quality_cfg_v4_a5.json", "quality_cfg_v4_a2.5.json"]),
 ])
