@@ -42,6 +42,11 @@ def test_generate_on_the_default_bundle(tmp_path):
     summary = json.loads(res.stdout)
     assert summary["bundle"].endswith(DEFAULT_BUNDLE) or DEFAULT_BUNDLE in json.dumps(summary)
     manifest = json.loads((BUNDLE / "bundle.json").read_text())
+    # --json says what the sampler ran with: the bundle's defaults (e.g. its guidance intervals), --steps from the
+    # command line
+    ran = summary["sampling"]
+    assert ran["steps"] == 3 and all(ran[k] == v for k, v in manifest["sampling"].items() if k in ran and k != "steps")
+    assert ran["audio_guidance_interval"] == manifest["sampling"].get("audio_guidance_interval", [0.0, 1.0])
     fps, sr = manifest["media"]["fps"], manifest["media"]["sample_rate"]
     info = probe(a)
     assert info.has_video and info.has_audio

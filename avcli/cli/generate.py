@@ -126,7 +126,7 @@ def generate_cmd(
     refuse_existing(outputs + [side_path(p, ext) for p in outputs for ext in sidecars], overwrite)
 
     from avcli.pipelines.common import Timings
-    from avcli.pipelines.generate import GenerateRequest
+    from avcli.pipelines.generate import GenerateRequest, resolved_sampling
     from avcli.pipelines.pipeline import JointPipeline
 
     timings = Timings()
@@ -151,7 +151,8 @@ def generate_cmd(
     wall = time.perf_counter() - t_start
     summary = {"outputs": rows, "timings_s": {k: round(v, 4) for k, v in timings.stages.items()},
                "wall_s": round(wall, 3), "bundle": str(pipe.bundle_path or ""), "backend": pipe.backend,
-               "precision": pipe.precision, "settings": dict(req.__dict__)}
+               "precision": pipe.precision, "settings": dict(req.__dict__),
+               "sampling": resolved_sampling(pipe, req)}
     if json_out:
         print_json(summary)
         return

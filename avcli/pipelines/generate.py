@@ -83,6 +83,13 @@ def _config(pipe, req: GenerateRequest):
     return replace(cfg, cfg_video=1.0, cfg_audio=1.0) if req.unconditional else cfg
 
 
+def resolved_sampling(pipe, req: GenerateRequest) -> dict:
+    """The sampler settings a request runs with (its own, else the bundle's), as JSON-ready values."""
+    from dataclasses import asdict
+
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(_config(pipe, req)).items()}
+
+
 def generate(pipe, req: GenerateRequest, on_step: Callable[[int, int], None] | None = None,
              timings: Timings | None = None,
              initial_noise: tuple[torch.Tensor | None, torch.Tensor | None] | None = None) -> GenerateOutput:
