@@ -26,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from guidance_interval import parse_row, unet_calls  # noqa: E402
+from guidance_interval import parse_row, parse_scales, unet_calls  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "guidance_cost.json"
 PROMPTS = ("a red ball bouncing on a wooden floor", "a blue block dropped on a metal plate",
@@ -49,6 +49,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=8, help="timed clips per row")
     ap.add_argument("--rows", default="default,default+ag4,v-0:0.4+ag4,v-0:0.4+ag4@0.4:1")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--scales", default=None, metavar="V:A",
+                    help="the text-guidance scales a row label leaves out (default: the bundle's)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
 
@@ -65,7 +67,7 @@ def main() -> None:
     labels = [s for s in args.rows.split(",") if s]
     if "default" not in labels:
         labels.insert(0, "default")
-    rows = [parse_row(s, (base.cfg_video, base.cfg_audio)) for s in labels]
+    rows = [parse_row(s, parse_scales(args.scales) or (base.cfg_video, base.cfg_audio)) for s in labels]
     pipe = JointPipeline.from_model(model)
     for r in rows:  # warm-up: one untimed clip per row
         pipe.generate(request_of(r, PROMPTS[0], 0))

@@ -69,6 +69,17 @@ def parse_row(label: str, default: tuple[float, float]) -> dict:
     return row
 
 
+def parse_scales(text: str | None) -> tuple[float, float] | None:
+    """'V:A' -> (V, A), the video and audio text-guidance scales; None stays None."""
+    if text is None:
+        return None
+    try:
+        v, a = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise SystemExit(f"--scales takes V:A, e.g. 4:2.5; got {text!r}") from None
+    return v, a
+
+
 def flags(row: dict) -> list[str]:
     iv = lambda x: f"{x[0]:g}:{x[1]:g}"  # noqa: E731
     return ["--parts", "generate", "--cfg-video", f"{row['cfg_video']:g}", "--cfg-audio", f"{row['cfg_audio']:g}",
@@ -103,6 +114,9 @@ def main() -> None:
     ap.add_argument("--adherence-model", type=Path, default=None,
                     help="adherence classifiers every row shares (default: WORK/adherence.safetensors, fitted by "
                          "the first row)")
+    ap.add_argument("--scales", default=None, metavar="V:A",
+                    help="the text-guidance scales a row label leaves out (default: the bundle's); give them "
+                         "when the bundle's default changed after rows were measured, so kept rows keep their labels")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
 
@@ -111,7 +125,7 @@ def main() -> None:
 
     model = load_bundle(args.bundle)
     base = sampler_config(model)
-    default = (base.cfg_video, base.cfg_audio)
+    default = parse_scales(args.scales) or (base.cfg_video, base.cfg_audio)
     labels = [s for s in args.rows.split(",") if s]
     if "default" not in labels:
         labels.insert(0, "default")
@@ -121,7 +135,7 @@ def main() -> None:
     for r in rows:
         r["unet_batch_calls"] = dict(zip(("video", "audio"), unet_calls(r, base.steps)))
     res: dict = {"n": args.n, "bundle": str(model.bundle_path), "clips": str(args.test),
-                 "default": {"cfg_video": default[0], "cfg_audio": default[1], "steps": base.steps,
+                 "default": {"cfg_video": base.cfg_video, "cfg_audio": base.cfg_audio, "steps": base.steps,
                              "solver": base.solver, "cfg_video_interval": list(base.cfg_video_interval),
                              "cfg_audio_interval": list(base.cfg_audio_interval),
                              "audio_guidance": base.audio_guidance,
