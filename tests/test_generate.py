@@ -183,7 +183,8 @@ def test_audio_guidance_interval_takes_turns_with_the_video_text_guidance(tiny_m
     """--cfg-video-interval 0:0.4 with --audio-guidance-interval 0.4:1 (5 steps: k/K = 0, .2 | .4, .6, .8): the
     first two steps run the video U-Net on [negative; positive] text with the real audio features, the last three
     on [null audio; real audio] with the positive text; one call of batch 2 every step, the cost of text guidance
-    alone. The result equals sampling with eta switched per step by hand (an independent run of the sampler)."""
+    alone. The result differs from both the pull on every step and no pull (the batched formula itself is checked
+    against separate calls in test_animate's audio-guidance test)."""
     from avcli.models.joint import JointModel
     from avcli.pipelines.generate import GenerateRequest
     from avcli.pipelines.pipeline import JointPipeline

@@ -16,6 +16,13 @@ console = Console(stderr=True, highlight=False)
 stdout = Console(highlight=False)
 
 
+def warn(message) -> None:
+    """One yellow `warning:` line on stderr; the message is text, never Rich markup (file names stay literal)."""
+    from rich.markup import escape
+
+    console.print(f"[yellow]warning:[/] {escape(str(message))}", soft_wrap=True)
+
+
 def human_size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(n) < 1024 or unit == "TB":

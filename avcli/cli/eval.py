@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from avcli.cli.common import console, print_json, stdout
+from avcli.cli.common import console, print_json, stdout, warn
 from avcli.errors import UsageError
 
 HELP = (
@@ -168,7 +168,7 @@ def eval_cmd(
     out = csv_path or Path(generated_dir) / "eval_metrics.csv"
     _write_csv(out, result)
     for w in result.warnings:
-        console.print(f"[yellow]warning:[/] {escape(str(w))}", soft_wrap=True)
+        warn(w)
     summary = result.summary()
     if json_out:
         print_json({"files": result.rows, "summary": summary, "set_metrics": result.set_metrics,

@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 
 from avcli.cli.common import (CPUS_HELP, GPUS_HELP, RAY_HELP, RETRIES_HELP, WORKERS_HELP, console, human_size,
-                              plan_outputs, print_json, ray_options, refuse_existing, slug, step_progress, stdout)
+                              plan_outputs, print_json, ray_options, refuse_existing, slug, step_progress, stdout,
+                              warn)
 
 EXAMPLES = """
 Examples:
@@ -21,8 +22,8 @@ Examples:
 
   avgen generate -p "" -o any.mp4          (an empty prompt: unconditional, text guidance off)
 
-  avgen generate -p "a red ball bouncing on a drum" --audio-guidance 1 --cfg-video-interval 0:1 -o plain.mp4
-                                           (the default before 2026-12-04)
+  avgen generate -p "a red ball bouncing on a drum" --cfg-video 4 --cfg-video-interval 0:1 --audio-guidance 1
+                 -o plain.mp4              (the default before 2026-12-04: text guidance 4 on every step)
 
   avgen generate --prompts shots.csv --out-dir takes/ --batch-size 4 --report report.json
 
@@ -160,14 +161,12 @@ def generate_cmd(
 
 
 def _warn_guidance(manifest: dict, req) -> None:
-    from rich.markup import escape
-
     from avcli.pipelines.common import sampler_config
     from avcli.pipelines.generate import audio_guidance_untrained
 
-    if req is not None and (w := audio_guidance_untrained(manifest, sampler_config(
+    if (w := audio_guidance_untrained(manifest, sampler_config(
             manifest, audio_guidance=req.audio_guidance).audio_guidance)):
-        console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
+        warn(w)
 
 
 def _row(path: Path, clip) -> dict:
@@ -237,7 +236,7 @@ def _batch(prompts: Path, out_dir: Path, report: Path | None, batch_size: int, n
         elif chunks:
             worker = J.GenerateWorker(spec, sidecars, overwrite, timings)
             state["backend"] = worker.pipe.backend
-            _warn_guidance(worker.pipe.manifest, items[0].request if items else None)
+            _warn_guidance(worker.pipe.manifest, items[0].request)
             J.preflight(worker.pipe.checked_geometry, items)
             task = progress.add_task("generating", total=(steps_each or worker.pipe.default_steps) *
                                      sum(len(c) for c in chunks))

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from avcli.cli.common import console, print_json, stdout
+from avcli.cli.common import console, print_json, stdout, warn
 
 EXAMPLES = """
 Examples:
@@ -126,4 +126,4 @@ def _print(s: dict) -> None:
         stdout.print(f"{side} schedule: {sc['beta_schedule']} {sc['beta_start']:g}..{sc['beta_end']:g}, "
                      f"T={sc['num_train_timesteps']}, {sc['prediction_type']}, {sc['timestep_spacing']} spacing")
     for w in s["warnings"]:
-        console.print(f"[yellow]warning:[/] {escape(str(w))}")
+        warn(w)

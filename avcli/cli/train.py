@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from avcli.cli.common import console, print_json, stdout
+from avcli.cli.common import print_json, stdout, warn
 from avcli.errors import UsageError
 
 train_app = typer.Typer(
@@ -141,9 +141,7 @@ def finalize_cmd(
     from avcli.pipelines.generate import audio_guidance_untrained
 
     if audio_guidance is not None and (w := audio_guidance_untrained(model.manifest, audio_guidance)):
-        from rich.markup import escape
-
-        console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
+        warn(w)
     extra = shipping_manifest(model.manifest, work, name=name, steps=steps, solver=solver,
                               animate_audio_guidance=animate_audio_guidance, noise_fill=noise_fill,
                               cfg_video=cfg_video, cfg_audio=cfg_audio, audio_guidance=audio_guidance,
