@@ -106,11 +106,23 @@ def validate_manifest(manifest: dict, path: Path) -> None:
                "video_unet in_channels", c["video_unet"]["config"]["in_channels"]),
               ("audio_vae latent_channels", c["audio_vae"]["config"]["latent_channels"],
                "audio_unet in_channels", c["audio_unet"]["config"]["in_channels"]),
-              ("media n_mels", manifest["media"]["n_mels"],
-               "vocoder model_in_dim", c["vocoder"]["config"]["model_in_dim"])]
+              vocoder_mels(manifest, path)]
     for a, va, b, vb in checks:
         if va != vb:
             raise BundleError(f"{path}: {a} ({va}) does not match {b} ({vb})")
+
+
+def vocoder_mels(manifest: dict, path) -> tuple[str, int, str, int]:
+    """The check that the vocoder reads the mel it is given: the bundle's, or that of its own front end (behind a
+    MelAdapter, avcli.models.mel_adapter)."""
+    voc = manifest["components"]["vocoder"]
+    front = voc.get("front_end")
+    if front is None:
+        return "media n_mels", manifest["media"]["n_mels"], "vocoder model_in_dim", voc["config"]["model_in_dim"]
+    lacking = [k for k in ("sample_rate", "n_fft", "hop_length", "n_mels") if k not in front]
+    if lacking:
+        raise BundleError(f"{path}: the vocoder's front_end lacks {', '.join(lacking)}")
+    return "vocoder front_end n_mels", front["n_mels"], "vocoder model_in_dim", voc["config"]["model_in_dim"]
 
 
 def package_dir(package: str, subdir: str) -> Path:

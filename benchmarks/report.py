@@ -294,13 +294,15 @@ def gpu_section(g: dict) -> str:
 
 
 def vocoder_section(v: dict) -> str:
+    material = any(r.get("material_kept") is not None for r in v["summary"].values())
     rows = [[name, _f(r["mr_stft"], ".3f"), _f(r["mel_l1"], ".3f"), _f(r["onset_f1"], ".3f"), _f(r["floor_db"], ".1f"),
-             _f(r.get("buzz"), ".3f")] for name, r in v["summary"].items()]
-    return (f"Real audio of {v['clips']} held-out clips -> each vocoder's own mel front end -> the vocoder, scored at "
+             _f(r.get("buzz"), ".3f")] + ([_f(r.get("material_kept"), ".0%")] if material else [])
+            for name, r in v["summary"].items()]
+    return (f"Real audio of {v['clips']} held-out clips -> a mel -> the vocoder, scored at "
             f"16 kHz against the original (noise floor: the stretch before the first impact, {v['floor_clips']} "
             f"clips). Produced by `{v['command']}`.\n\n"
             + _table(["path", "MR-STFT distance", "mel L1", "onset F1 vs true impacts", "noise floor (dBFS)",
-                      "buzz"], rows)
+                      "buzz"] + (["material kept"] if material else []), rows)
             + "\n" + detector_note(v))
 
 
@@ -418,6 +420,10 @@ V2_ROWS = ("hits-demo before v2 (old physics)", "v2: new physics, onset pretext,
 SHIP_ROWS = (("v2 (shipped until 2026-12-02)", "quality_ship_parent40.json"),
              ("v2, other seeds (the noise band)", "quality_ship_parent40_seeds1000.json"),
              ("v2 + 400 joint steps, audio dropout 0.1 (shipped now)", "quality_ship_dropout40.json"))
+
+
+VOCODER_ROWS = (("small vocoder trained here (shipped)", "quality.json"),
+                ("HiFi-GAN V1 universal via the mel adapter", "quality_hifigan_universal.json"))
 
 
 def v2_compare_section(rows: list[tuple[str, dict]]) -> str:
@@ -801,6 +807,9 @@ def main() -> None:
     if all((RESULTS / f).exists() for _, f in SHIP_ROWS) and "<!-- shipcheck:begin -->" in text:
         text = replace_section(text, "shipcheck", v2_compare_section(
             [(name, json.loads((RESULTS / f).read_text())) for name, f in SHIP_ROWS]))
+    if all((RESULTS / f).exists() for _, f in VOCODER_ROWS) and "<!-- vocodercompare:begin -->" in text:
+        text = replace_section(text, "vocodercompare", v2_compare_section(
+            [(name, json.loads((RESULTS / f).read_text())) for name, f in VOCODER_ROWS]))
     if (RESULTS / "levers_v2.json").exists() and "<!-- levers:begin -->" in text:
         text = replace_section(text, "levers", levers_section(json.loads((RESULTS / "levers_v2.json").read_text())))
     if (RESULTS / "levers_short.json").exists() and "<!-- leversshort:begin -->" in text:

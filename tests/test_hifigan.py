@@ -77,3 +77,39 @@ def test_our_mel_front_end_is_the_packages(data):
     frames = n // 256
     assert got.shape == (frames, 80)
     assert np.allclose(got, want[:frames], atol=2e-3), np.abs(got - want[:frames]).max()
+
+
+def test_finalize_puts_the_pretrained_vocoder_behind_the_bundles_mel(data, tiny_bundle, tmp_path, monkeypatch,
+                                                                      capsys):
+    """`avgen train finalize --vocoder hifigan-universal`: the bundle then stores the package's weights (fp16) and
+    its vocoder is that generator between the MelAdapter's two halves; a wrong value is one line, exit 2."""
+    from typer.testing import CliRunner
+
+    from avcli.cli.main import app
+    from avcli.models.bundle import load_bundle
+    from avcli.models.hifigan import MEDIA, load_hifigan
+    from conftest import run_cli
+
+    out = tmp_path / "b"
+    res = CliRunner().invoke(app, ["train", "finalize", "--bundle", str(tiny_bundle), "-o", str(out),
+                                   "--vocoder", "hifigan-universal"])
+    assert res.exit_code == 0, res.output
+    model = load_bundle(out)
+    spec = model.manifest["components"]["vocoder"]
+    assert spec["front_end"] == MEDIA and spec["config"]["model_in_dim"] == 80
+    ref = load_hifigan("universal", data)
+    stored = model.vocoder.model.state_dict()
+    for k, v in ref.state_dict().items():
+        assert torch.equal(stored[k], v.half().float()), k
+    hop = model.manifest["media"]["hop_length"]
+    mel = torch.randn(1, 30, model.manifest["media"]["n_mels"], generator=torch.Generator().manual_seed(1)) - 5
+    with torch.no_grad():
+        got = model.vocoder(mel)
+        ad = model.vocoder.adapter
+        want = ad.wave_out(ref(ad.mel_in(mel)), 30)
+    assert got.shape == want.shape == (1, 30 * hop)
+    assert float((got - want).abs().max()) < 0.02 * float(want.abs().max())  # fp16-stored weights
+    code, _, err = run_cli(monkeypatch, capsys, "train", "finalize", "--bundle", tiny_bundle, "-o", tmp_path / "x",
+                           "--vocoder", "bigvgan")
+    assert code == 2 and "--vocoder must be keep or hifigan-universal" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x").exists()

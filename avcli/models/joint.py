@@ -58,6 +58,18 @@ def build_text_encoder(spec: dict) -> nn.Module:
     return TextEncoder(model.eval(), spec.get("output", output), spec.get("use_attention_mask", True))
 
 
+def build_vocoder(spec: dict, media: dict) -> Vocoder:
+    """The bundle's vocoder: a SpeechT5HifiGan on the bundle's mel, or, where the spec names the vocoder's own mel
+    front end (`front_end`, e.g. the pretrained HiFi-GAN universal's), the same class behind a MelAdapter."""
+    hifigan = SpeechT5HifiGan(SpeechT5HifiGanConfig(**spec["config"]))
+    front = spec.get("front_end")
+    if not front:
+        return Vocoder(hifigan)
+    from avcli.models.mel_adapter import MelAdapter
+
+    return Vocoder(hifigan, MelAdapter(media, front))
+
+
 class JointModel(nn.Module):
     def __init__(self, manifest: dict):
         super().__init__()
@@ -74,7 +86,7 @@ class JointModel(nn.Module):
         self.audio_vae = AutoencoderKL.from_config(comps["audio_vae"]["config"])
         self.video_vae_encoder, self.video_vae_decoder = VideoVAEEncoder(self.video_vae), VideoVAEDecoder(self.video_vae)
         self.audio_vae_encoder, self.audio_vae_decoder = AudioVAEEncoder(self.audio_vae), AudioVAEDecoder(self.audio_vae)
-        self.vocoder = Vocoder(SpeechT5HifiGan(SpeechT5HifiGanConfig(**comps["vocoder"]["config"])))
+        self.vocoder = build_vocoder(comps["vocoder"], media)
 
         vcfg, acfg = comps["video_unet"]["config"], comps["audio_unet"]["config"]
         dim, hidden, heads, mode = joint["connector_dim"], joint["connector_hidden"], joint["heads"], joint["mode"]
