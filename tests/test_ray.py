@@ -81,12 +81,16 @@ def _no_parts(folder: Path) -> list[str]:
 def test_ray_prompts_match_the_local_batch_byte_for_byte_and_a_rerun_does_no_work(tiny_bundle, tmp_path):
     prompts = tmp_path / "shots.csv"
     prompts.write_text(PROMPTS)
-    common = ["generate", "--bundle", tiny_bundle, "--prompts", prompts, "--steps", "3", "--json"]
+    # --audio-guidance 3 on a bundle never trained for it: both paths warn once, on the driver, and still run
+    common = ["generate", "--bundle", tiny_bundle, "--prompts", prompts, "--steps", "3", "--json",
+              "--audio-guidance", "3"]
     # One torch thread, as each Ray actor has (1 CPU each): CPU float kernels split their sums by thread count
     local = _avgen(*common, "--out-dir", tmp_path / "local")
     assert local.returncode == 0, local.stderr
+    assert local.stderr.count("--audio-dropout") == 1, local.stderr
     r = _avgen(*common, "--out-dir", tmp_path / "ray", "--ray", "--workers", "2")  # bare --ray: a local instance
     assert r.returncode == 0, r.stderr
+    assert r.stderr.count("--audio-dropout") == 1, r.stderr
     rep = json.loads(r.stdout)
     assert rep["counts"] == {"ok": 6, "skipped": 0, "failed": 0, "not run": 0}
     assert rep["ray"]["address"] == "local" and rep["ray"]["workers_started"] == 2 and not rep["ray"]["events"]

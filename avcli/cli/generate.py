@@ -289,6 +289,7 @@ def _batch_on_ray(items, batch_size, spec, sidecars, overwrite, opts, bundle, pr
         finish(BatchOutcome([results[i] for i in sorted(results)]))
 
     if chunks:
+        _warn_guidance(manifest, items[0].request)  # on the driver, once, as the local batch does
         run = run_items_on_ray(items, chunks, J.GenerateWorker, (spec, sidecars, overwrite), opts, done, files_of,
                                on_status=lambda m: progress.update(task, description=m))
         state["ray"] = run.to_dict()
