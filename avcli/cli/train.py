@@ -93,7 +93,9 @@ def init_cmd(
 
 @train_app.command("finalize", help="Write a trained bundle for shipping: fp16 storage, the training record "
                                     "embedded in the manifest.\n\nExample:\n\n  avgen train finalize --bundle work/bundle "
-                                    "--work work -o avcli/bundles/hits-demo --dtype float16")
+                                    "--work work -o avcli/bundles/hits-demo --dtype float16\n\n"
+                                    "  avgen train finalize --bundle avcli/bundles/hits-demo -o work/b_hifi "
+                                    "--vocoder hifigan-universal")
 def finalize_cmd(
     bundle: Path = typer.Option(..., help="Trained bundle folder."),
     output: Path = typer.Option(..., "-o", "--output", help="Where to write the shippable bundle."),
