@@ -306,6 +306,16 @@ def vocoder_section(v: dict) -> str:
             + "\n" + detector_note(v))
 
 
+def vocoder_generated_section(v: dict) -> str:
+    rows = [[name, _f(r["onset_f1"], ".3f"), _f(r["onsets"], ".1f"), _f(r["floor_db"], ".1f"), _f(r["buzz"], ".3f"),
+             _f(r["between_impacts_db"], ".1f"), _f(r["material"], ".0%")] for name, r in v["summary"].items()]
+    return (f"The mels `avgen foley` and `avgen generate` hand their vocoder on {v['clips']} held-out clips (seed = "
+            f"index, bundle defaults), each rendered three ways. Real clips' level between impacts: "
+            f"{v['real_between_impacts_db']:.1f} dB. Produced by `{v['command']}`.\n\n"
+            + _table(["rendering", "foley onset F1", "onsets / clip", "floor (dBFS)", "buzz",
+                      "between impacts (dB under peak)", "generate material"], rows) + "\n")
+
+
 def noise_fill_section(v: dict) -> str:
     rows = [[name, _f(r["onset_f1"], ".3f"), _f(r["floor_db"], ".1f"), _f(r["buzz"], ".3f"), _f(r["buzz_median"], ".3f")]
             for name, r in v["summary"].items()]
@@ -807,6 +817,9 @@ def main() -> None:
     if all((RESULTS / f).exists() for _, f in SHIP_ROWS) and "<!-- shipcheck:begin -->" in text:
         text = replace_section(text, "shipcheck", v2_compare_section(
             [(name, json.loads((RESULTS / f).read_text())) for name, f in SHIP_ROWS]))
+    if (RESULTS / "vocoder_generated.json").exists() and "<!-- vocodergenerated:begin -->" in text:
+        text = replace_section(text, "vocodergenerated", vocoder_generated_section(
+            json.loads((RESULTS / "vocoder_generated.json").read_text())))
     if all((RESULTS / f).exists() for _, f in VOCODER_ROWS) and "<!-- vocodercompare:begin -->" in text:
         text = replace_section(text, "vocodercompare", v2_compare_section(
             [(name, json.loads((RESULTS / f).read_text())) for name, f in VOCODER_ROWS]))
