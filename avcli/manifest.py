@@ -39,7 +39,7 @@ def resolve_bundle(name_or_path: str | os.PathLike | None) -> Path:
     if embedded.exists():
         return embedded
     names = sorted(d.name for d in BUNDLES_DIR.iterdir() if (d / MANIFEST).exists()) if BUNDLES_DIR.exists() else []
-    raise BundleError(f"bundle {value!r} not found (not a folder; embedded bundles: {', '.join(names) or 'none'})")
+    raise BundleError(f"bundle {str(value)!r} not found (not a folder; embedded bundles: {', '.join(names) or 'none'})")
 
 
 def is_engine_folder(path: Path) -> bool:

@@ -814,15 +814,13 @@ def main() -> None:
     if shipped.exists() and v2.exists() and "<!-- v2compare:begin -->" in text:
         text = replace_section(text, "v2compare", v2_compare_section(
             list(zip(V2_ROWS, [json.loads(shipped.read_text()), json.loads(v2.read_text())]))))
-    if all((RESULTS / f).exists() for _, f in SHIP_ROWS) and "<!-- shipcheck:begin -->" in text:
-        text = replace_section(text, "shipcheck", v2_compare_section(
-            [(name, json.loads((RESULTS / f).read_text())) for name, f in SHIP_ROWS]))
+    for marker, named in (("shipcheck", SHIP_ROWS), ("vocodercompare", VOCODER_ROWS)):  # bundles side by side
+        if all((RESULTS / f).exists() for _, f in named) and f"<!-- {marker}:begin -->" in text:
+            text = replace_section(text, marker, v2_compare_section(
+                [(name, json.loads((RESULTS / f).read_text())) for name, f in named]))
     if (RESULTS / "vocoder_generated.json").exists() and "<!-- vocodergenerated:begin -->" in text:
         text = replace_section(text, "vocodergenerated", vocoder_generated_section(
             json.loads((RESULTS / "vocoder_generated.json").read_text())))
-    if all((RESULTS / f).exists() for _, f in VOCODER_ROWS) and "<!-- vocodercompare:begin -->" in text:
-        text = replace_section(text, "vocodercompare", v2_compare_section(
-            [(name, json.loads((RESULTS / f).read_text())) for name, f in VOCODER_ROWS]))
     if (RESULTS / "levers_v2.json").exists() and "<!-- levers:begin -->" in text:
         text = replace_section(text, "levers", levers_section(json.loads((RESULTS / "levers_v2.json").read_text())))
     if (RESULTS / "levers_short.json").exists() and "<!-- leversshort:begin -->" in text:

@@ -76,9 +76,8 @@ def test_mel_map_is_nonnegative_and_zero_where_the_source_has_no_bands():
     m = mel_map(DEMO_MEDIA, MEDIA)
     assert m.shape == (80, 64) and bool((m >= 0).all())
     narrow = dict(DEMO_MEDIA, sample_rate=8000, f_max=4000.0, n_fft=512, hop_length=80)
-    m2 = mel_map(narrow, MEDIA)  # source covers 0-4 kHz: HiFi's bands above ~4.1 kHz get nothing
-    centres = torch.linspace(0, 1, 82)[1:-1]  # rough order; check the top bands only
-    assert float(m2[-10:].abs().max()) == 0.0 and float(m2[:40].sum()) > 0 and len(centres) == 80
+    m2 = mel_map(narrow, MEDIA)  # source covers 0-4 kHz: HiFi's top bands (above ~5 kHz) get nothing
+    assert float(m2[-10:].abs().max()) == 0.0 and bool((m2[:40].sum(1) > 0).all())
 
 
 def test_waveform_resampler_matches_scipy_and_the_true_sines():

@@ -25,9 +25,6 @@ from torch import nn
 
 from avcli.models.mel import mel_filterbank
 
-FRONT_END_KEYS = ("sample_rate", "n_fft", "hop_length", "n_mels", "f_min", "f_max")
-
-
 def _filters(fe: dict) -> torch.Tensor:
     return mel_filterbank(int(fe["sample_rate"]), int(fe["n_fft"]), int(fe["n_mels"]), float(fe.get("f_min", 0.0)),
                           float(fe.get("f_max") or fe["sample_rate"] / 2), fe.get("mel_scale", "htk")).double()
