@@ -40,7 +40,9 @@ def request_of(row: dict, prompt: str, seed: int):
                            cfg_video_interval=tuple(row["cfg_video_interval"]),
                            cfg_audio_interval=tuple(row["cfg_audio_interval"]),
                            audio_guidance=row["audio_guidance"],
-                           audio_guidance_interval=tuple(row["audio_guidance_interval"]))
+                           audio_guidance_interval=tuple(row["audio_guidance_interval"]),
+                           video_guidance=row["video_guidance"],
+                           video_guidance_interval=tuple(row["video_guidance_interval"]))
 
 
 def main() -> None:

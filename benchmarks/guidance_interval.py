@@ -38,19 +38,23 @@ LABEL = re.compile(r"^(?:v(?P<v>[\d.]+))?(?:a(?P<a>[\d.]+))?-?(?P<which>a|v|both
 
 
 def parse_row(label: str, default: tuple[float, float]) -> dict:
-    """A row from its label: `default`, `a5` (a scale only), `a-0:0.6`, `a5-0:0.6`, `both-0:0.6`, `v4a5-both-0:0.5`."""
+    """A row from its label: `default`, `a5` (a scale only), `a-0:0.6`, `a5-0:0.6`, `both-0:0.6`, `v4a5-both-0:0.5`;
+    then optionally `+agETA[@START:END]` (seed 002's audio guidance on the video U-Net) and, last,
+    `+vgETA[@START:END]` (seed 004's guidance over the picture on the audio U-Net)."""
     row = {"label": label, "cfg_video": default[0], "cfg_audio": default[1], "cfg_video_interval": [0.0, 1.0],
            "cfg_audio_interval": [0.0, 1.0], "audio_guidance": 1.0, "audio_guidance_interval": [0.0, 1.0],
-           "seed_offset": 0}
-    if "+ag" in label:  # seed 002's audio guidance on the video U-Net, e.g. default+ag4 or v-0:0.4+ag4@0.4:1
-        label, eta = label.split("+ag", 1)
+           "video_guidance": 1.0, "video_guidance_interval": [0.0, 1.0], "seed_offset": 0}
+    for mark, key in (("+vg", "video_guidance"), ("+ag", "audio_guidance")):  # the last suffix first
+        if mark not in label:
+            continue
+        label, eta = label.split(mark, 1)
         eta, _, iv = eta.partition("@")
         try:
-            row["audio_guidance"] = float(eta)
+            row[key] = float(eta)
             if iv:
-                row["audio_guidance_interval"] = [float(x) for x in iv.split(":")]
+                row[f"{key}_interval"] = [float(x) for x in iv.split(":")]
         except ValueError:
-            raise SystemExit(f"row label {row['label']!r}: +agETA[@START:END] takes numbers") from None
+            raise SystemExit(f"row label {row['label']!r}: {mark}ETA[@START:END] takes numbers") from None
     if label == "default":
         return row
     m = LABEL.match(label)
@@ -85,7 +89,9 @@ def flags(row: dict) -> list[str]:
     return ["--parts", "generate", "--cfg-video", f"{row['cfg_video']:g}", "--cfg-audio", f"{row['cfg_audio']:g}",
             "--cfg-video-interval", iv(row["cfg_video_interval"]), "--cfg-audio-interval", iv(row["cfg_audio_interval"]),
             "--audio-guidance", f"{row.get('audio_guidance', 1.0):g}",
-            "--audio-guidance-interval", iv(row.get("audio_guidance_interval", [0.0, 1.0]))]
+            "--audio-guidance-interval", iv(row.get("audio_guidance_interval", [0.0, 1.0])),
+            "--video-guidance", f"{row.get('video_guidance', 1.0):g}",
+            "--video-guidance-interval", iv(row.get("video_guidance_interval", [0.0, 1.0]))]
 
 
 def unet_calls(row: dict, steps: int) -> float:
@@ -96,11 +102,14 @@ def unet_calls(row: dict, steps: int) -> float:
                         cfg_video_interval=tuple(row["cfg_video_interval"]),
                         cfg_audio_interval=tuple(row["cfg_audio_interval"]),
                         audio_guidance=row.get("audio_guidance", 1.0),
-                        audio_guidance_interval=tuple(row.get("audio_guidance_interval", (0.0, 1.0))))
+                        audio_guidance_interval=tuple(row.get("audio_guidance_interval", (0.0, 1.0))),
+                        video_guidance=row.get("video_guidance", 1.0),
+                        video_guidance_interval=tuple(row.get("video_guidance_interval", (0.0, 1.0))))
     # a second video U-Net pass on null audio where audio guidance is on
     v = sum((2 if cfg.guidance_at(k)[0] != 1.0 else 1) * (2 if cfg.audio_guidance_at(k) != 1.0 else 1)
             for k in range(steps))
-    a = sum(2 if cfg.guidance_at(k)[1] != 1.0 else 1 for k in range(steps))
+    a = sum((2 if cfg.guidance_at(k)[1] != 1.0 else 1) * (2 if cfg.video_guidance_at(k) != 1.0 else 1)
+            for k in range(steps))
     return (v, a)
 
 

@@ -63,6 +63,12 @@ def main() -> None:
                     help="generate's audio guidance on the video U-Net, seed 002's eta (default: bundle's, 1 = off)")
     ap.add_argument("--audio-guidance-interval", default=None, metavar="START:END",
                     help="that audio guidance only in this part of the steps (default: bundle's)")
+    ap.add_argument("--video-guidance", type=float, default=None,
+                    help="generate's guidance over the picture on the audio U-Net, seed 004 (default: bundle's)")
+    ap.add_argument("--video-guidance-interval", default=None, metavar="START:END",
+                    help="that video guidance only in this part of the steps (default: bundle's)")
+    ap.add_argument("--foley-video-guidance", type=float, default=None,
+                    help="foley's --video-guidance (default: bundle's)")
     ap.add_argument("--gamma", type=float, default=None, help="timestep adjustment, both sides (default: bundle's)")
     ap.add_argument("--steps", type=int, default=None, help="sampling steps (default: the bundle's)")
     ap.add_argument("--solver", choices=("ddim", "dpmpp2m"), default=None, help="default: the bundle's")
@@ -81,12 +87,14 @@ def main() -> None:
     intervals = dict(cfg_video_interval=parse_interval(args.cfg_video_interval, "--cfg-video-interval"),
                      cfg_audio_interval=parse_interval(args.cfg_audio_interval, "--cfg-audio-interval"),
                      audio_guidance=args.audio_guidance,
-                     audio_guidance_interval=parse_interval(args.audio_guidance_interval, "--audio-guidance-interval"))
+                     audio_guidance_interval=parse_interval(args.audio_guidance_interval, "--audio-guidance-interval"),
+                     video_guidance=args.video_guidance,
+                     video_guidance_interval=parse_interval(args.video_guidance_interval, "--video-guidance-interval"))
 
     from avcli.media.ffmpeg import mux_audio, write_video
     from avcli.models.bundle import load_bundle
     from avcli.pipelines.common import sampler_config
-    from avcli.pipelines.foley import FoleyRequest
+    from avcli.pipelines.foley import FoleyRequest, foley_video_guidance
     from avcli.pipelines.generate import GenerateRequest
     from avcli.pipelines.pipeline import JointPipeline
 
@@ -113,7 +121,8 @@ def main() -> None:
         if fol and not (foley_dir / name).exists():
             t0 = time.perf_counter()
             audio = pipe.foley(args.test / name, FoleyRequest(seed=seed, steps=args.steps, solver=args.solver,
-                                                                gamma=args.gamma)).audio
+                                                                gamma=args.gamma,
+                                                                video_guidance=args.foley_video_guidance)).audio
             mux_audio(args.test / name, audio, geo.sample_rate, foley_dir / name)
             seconds["foley"].append(time.perf_counter() - t0)
         print(f"{i + 1}/{len(caps)} {name}", file=sys.stderr, flush=True)
@@ -134,7 +143,11 @@ def main() -> None:
                        "cfg_video": cfg.cfg_video, "cfg_audio": cfg.cfg_audio, "gamma": cfg.gamma,
                        "cfg_video_interval": list(cfg.cfg_video_interval),
                        "cfg_audio_interval": list(cfg.cfg_audio_interval), "audio_guidance": cfg.audio_guidance,
-                       "audio_guidance_interval": list(cfg.audio_guidance_interval)}
+                       "audio_guidance_interval": list(cfg.audio_guidance_interval),
+                       "video_guidance": cfg.video_guidance,
+                       "video_guidance_interval": list(cfg.video_guidance_interval),
+                       "foley_video_guidance": foley_video_guidance(model.manifest,
+                                                                    FoleyRequest(video_guidance=args.foley_video_guidance))}
     from avcli.metrics.onsets import IMPACT_ONSET_DETECTOR
     res["onset_detector"] = IMPACT_ONSET_DETECTOR
     truth_args = ["--truth", str(real / "events.jsonl"), "--onset-tolerance-ms", tol]

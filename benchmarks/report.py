@@ -316,6 +316,17 @@ def vocoder_generated_section(v: dict) -> str:
                       "between impacts (dB under peak)", "generate material"], rows) + "\n")
 
 
+def video_guidance_section(v: dict) -> str:
+    rows = [[r["bundle"], "-" if r["video_guidance"] is None else f"{r['video_guidance']:g}",
+             f"{_f(r['onset_f1'], '.3f')} ({_f(r['onset_precision'], '.2f')})", _f(r["onsets_per_clip"], ".1f"),
+             _f(r["between_impacts_db"], ".1f"), _f(r["floor_db"], ".1f"), _f(r["buzz"], ".3f"),
+             _f(r["seconds_per_clip"], ".2f")] for r in v["rows"]]
+    return (f"`avgen foley --video-guidance ETA` on {v['n']} clips of `{v['clips']}` (seed = index, no prompt, "
+            f"{v['threads']} threads, {v['date']}). Produced by `{v['command']}`.\n\n"
+            + _table(["bundle", "video guidance", "onset F1 (precision)", "onsets / clip",
+                      "between impacts (dB under peak)", "floor (dBFS)", "buzz", "s / clip"], rows) + "\n")
+
+
 def noise_fill_section(v: dict) -> str:
     rows = [[name, _f(r["onset_f1"], ".3f"), _f(r["floor_db"], ".1f"), _f(r["buzz"], ".3f"), _f(r["buzz_median"], ".3f")]
             for name, r in v["summary"].items()]
@@ -432,7 +443,7 @@ SHIP_ROWS = (("v2 (shipped until 2026-12-02)", "quality_ship_parent40.json"),
              ("v2 + 400 joint steps, audio dropout 0.1 (shipped now)", "quality_ship_dropout40.json"))
 
 
-VOCODER_ROWS = (("small vocoder trained here (shipped)", "quality.json"),
+VOCODER_ROWS = (("small vocoder trained here (shipped; sampling defaults of 2026-12-04)", "quality_2026-12-04.json"),
                 ("HiFi-GAN V1 universal via the mel adapter", "quality_hifigan_universal.json"))
 
 
@@ -570,7 +581,16 @@ def guidance_sweep_section(res: dict) -> str:
 def _settings(r: dict) -> tuple:
     """A guidance row's sampling settings, with the keys older results lack at their values then."""
     return (r["cfg_video"], r["cfg_audio"], tuple(r["cfg_video_interval"]), tuple(r["cfg_audio_interval"]),
-            r.get("audio_guidance", 1.0), tuple(r.get("audio_guidance_interval", (0.0, 1.0))))
+            r.get("audio_guidance", 1.0), tuple(r.get("audio_guidance_interval", (0.0, 1.0))),
+            r.get("video_guidance", 1.0), tuple(r.get("video_guidance_interval", (0.0, 1.0))))
+
+
+def _video_guidance_label(r: dict) -> str:
+    """", video guidance ETA[ in START:END]" for a row with seed 004's guidance over the picture; "" without."""
+    if r.get("video_guidance", 1.0) == 1.0:
+        return ""
+    iv = list(r.get("video_guidance_interval", [0.0, 1.0]))
+    return f", video guidance {r['video_guidance']:g}" + ("" if iv == [0.0, 1.0] else f" in {iv[0]:g}:{iv[1]:g}")
 
 
 def guidance_interval_section(res: dict, name: str = "guidance_interval.json") -> str:
@@ -595,6 +615,7 @@ def guidance_interval_section(res: dict, name: str = "guidance_interval.json") -
             label += f", audio guidance {r['audio_guidance']:g}"
             if list(r.get("audio_guidance_interval", [0.0, 1.0])) != [0.0, 1.0]:
                 label += f" in {iv(r['audio_guidance_interval'])}"
+        label += _video_guidance_label(r)
         if r.get("noise_run"):
             label += ", other seeds (noise band)"
         elif _settings(r) == _settings(d):
@@ -608,7 +629,7 @@ def guidance_interval_section(res: dict, name: str = "guidance_interval.json") -
     return "\n".join(lines) + "\n"
 
 
-def guidance_cost_section(res: dict) -> str:
+def guidance_cost_section(res: dict, name: str = "guidance_cost.json") -> str:
     """benchmarks/guidance_cost.py: the guidance settings' time, side by side in one process."""
     iv = lambda x: f"{x[0]:g}:{x[1]:g}"  # noqa: E731
     rows = []
@@ -616,13 +637,16 @@ def guidance_cost_section(res: dict) -> str:
         label = f"video {r['cfg_video']:g} in {iv(r['cfg_video_interval'])}"
         if r.get("audio_guidance", 1.0) != 1.0:
             label += f", audio guidance {r['audio_guidance']:g} in {iv(r['audio_guidance_interval'])}"
+        if r.get("cfg_audio") is not None:
+            label += f", audio {r['cfg_audio']:g}"
+        label += _video_guidance_label(r)
         u = r["unet_batch_calls"]
         rows.append([label, f"{u['video']} / {u['audio']}", f"{r['seconds_median']:.2f}",
                      f"{r['ratio_to_default']:.2f}x"])
     head = (f"`avgen generate`'s pipeline call ({res['solver']}, {res['steps']} steps, 4 s clip), {res['n']} clips a row "
             f"after one warm-up, the rows interleaved in one process, {res['threads']} threads, {res['date']}; the "
             f"median, and its ratio to the first row (text guidance on every step, no audio guidance). Produced by "
-            f"`{res['command']}` (`benchmarks/results/guidance_cost.json`).")
+            f"`{res['command']}` (`benchmarks/results/{name}`).")
     return head + "\n\n" + _table(["guidance", "U-Net batch rows (video / audio)", "s / clip", "vs the first row"],
                                    rows) + "\n"
 
@@ -818,6 +842,9 @@ def main() -> None:
         if all((RESULTS / f).exists() for _, f in named) and f"<!-- {marker}:begin -->" in text:
             text = replace_section(text, marker, v2_compare_section(
                 [(name, json.loads((RESULTS / f).read_text())) for name, f in named]))
+    if (RESULTS / "video_guidance_foley.json").exists() and "<!-- videoguidancefoley:begin -->" in text:
+        text = replace_section(text, "videoguidancefoley", video_guidance_section(
+            json.loads((RESULTS / "video_guidance_foley.json").read_text())))
     if (RESULTS / "vocoder_generated.json").exists() and "<!-- vocodergenerated:begin -->" in text:
         text = replace_section(text, "vocodergenerated", vocoder_generated_section(
             json.loads((RESULTS / "vocoder_generated.json").read_text())))
@@ -859,6 +886,10 @@ def main() -> None:
     if (RESULTS / "guidance_cost.json").exists() and "<!-- guidancecost:begin -->" in text:
         text = replace_section(text, "guidancecost", guidance_cost_section(
             json.loads((RESULTS / "guidance_cost.json").read_text())))
+    for marker, name, section in (("videoguidancegenerate", "video_guidance_generate.json", guidance_interval_section),
+                                  ("videoguidancecost", "video_guidance_cost.json", guidance_cost_section)):
+        if (RESULTS / name).exists() and f"<!-- {marker}:begin -->" in text:
+            text = replace_section(text, marker, section(json.loads((RESULTS / name).read_text()), name))
     if (RESULTS / "gpu_h200.json").exists() and "<!-- gpu:begin -->" in text:
         text = replace_section(text, "gpu", gpu_section(json.loads((RESULTS / "gpu_h200.json").read_text())))
     bundle = ROOT / "avcli" / "bundles" / "hits-demo" / "bundle.json"

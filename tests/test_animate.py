@@ -194,7 +194,7 @@ def test_audio_guidance_follows_seed_002s_formula_and_eta_1_is_the_conditional_p
     features; eta = 1 makes no extra call and returns the conditional prediction itself."""
     import torch
 
-    from avcli.sampling.joint import _guided, audio_guided
+    from avcli.sampling.joint import _guided, cross_guided
 
     calls = []
 
@@ -207,10 +207,10 @@ def test_audio_guidance_follows_seed_002s_formula_and_eta_1_is_the_conditional_p
     pos, neg = torch.randn(2, 4, 8, generator=g), torch.zeros(2, 4, 8)
     cond = _guided(unet, x, 10, pos, neg, cross, 3.0)
     calls.clear()
-    assert torch.equal(audio_guided(unet, x, 10, pos, neg, cross, 3.0, 1.0), cond) and len(calls) == 1
+    assert torch.equal(cross_guided(unet, x, 10, pos, neg, cross, 3.0, 1.0), cond) and len(calls) == 1
     null = _guided(unet, x, 10, pos, neg, torch.zeros_like(cross), 3.0)
     calls.clear()
-    got = audio_guided(unet, x, 10, pos, neg, cross, 3.0, 2.5)
+    got = cross_guided(unet, x, 10, pos, neg, cross, 3.0, 2.5)
     assert torch.allclose(got, null + 2.5 * (cond - null)) and not torch.allclose(got, cond)
     assert len(calls) == 2 and calls.count(0.0) == 1  # one pass with the null (zero) audio features
     # without text guidance (scale 1) the two passes share one call of batch 2 (the CFG batch engines are built
@@ -219,19 +219,20 @@ def test_audio_guidance_follows_seed_002s_formula_and_eta_1_is_the_conditional_p
     cond1 = unet(sample=x, timestep=t, text_embeds=pos, cross_features=cross)
     null1 = unet(sample=x, timestep=t, text_embeds=pos, cross_features=torch.zeros_like(cross))
     calls.clear()
-    got = audio_guided(unet, x, 10, pos, neg, cross, 1.0, 2.5)
+    got = cross_guided(unet, x, 10, pos, neg, cross, 1.0, 2.5)
     assert torch.allclose(got, null1 + 2.5 * (cond1 - null1), atol=1e-6) and not torch.allclose(got, cond1)
     assert len(calls) == 1
 
 
 def _record_null_audio_calls(pipe) -> list[bool]:
-    """Wrap the pipeline's video U-Net: each call appends whether its audio features were the null (all zero)."""
+    """Wrap the pipeline's video U-Net: each batch row of each call appends whether its audio features were the
+    null (all zero)."""
     import torch
 
     unet, seen = pipe.components["video_unet"], []
 
     def counting(**kw):
-        seen.append(bool(torch.count_nonzero(kw["cross_features"]) == 0))
+        seen.extend(bool(torch.count_nonzero(row) == 0) for row in kw["cross_features"])
         return unet(**kw)
 
     pipe.components["video_unet"] = counting
@@ -256,7 +257,7 @@ def test_animate_audio_guidance_reaches_the_video_unet_and_eta_1_changes_nothing
     assert len(seen) == 2 * n_base and not any(seen)
     seen.clear()
     pipe.animate(wav, AnimateRequest(steps=2, audio_guidance=3.0))
-    assert len(seen) == 2 * n_base and seen.count(True) == n_base  # one null-audio call per step
+    assert len(seen) == 2 * n_base and seen.count(True) == n_base  # one null-audio row per step
 
 
 def test_audio_dropout_shows_the_video_unet_the_null_audio(tiny_model):

@@ -324,3 +324,40 @@ def test_jobs_csv_and_jsonl_and_variations(tiny_bundle, tmp_path):
     assert [i["seed"] for i in items] == [1, 2]
     assert (d / "x.foley_1.mp4").exists() and (d / "x.foley_2.mp4").exists()
     assert (d / "x.foley_1.mp4").read_bytes() != (d / "x.foley_2.mp4").read_bytes()
+
+
+def test_video_guidance_reaches_the_audio_unet_from_the_cli_and_the_bundle(tiny_bundle, media, tmp_path):
+    """--video-guidance ETA runs the audio U-Net on [null; video] features each step (no prompt: one call of batch
+    2, the cost of the text guidance it replaces); a bundle's sampling.foley_video_guidance is the default, and
+    the report says what ran."""
+    import shutil
+
+    import torch
+
+    from avcli.pipelines.foley import FoleyRequest
+    from avcli.pipelines.pipeline import JointPipeline
+
+    b = tmp_path / "b"
+    shutil.copytree(tiny_bundle, b)
+    m = json.loads((b / "bundle.json").read_text())
+    m["sampling"]["foley_video_guidance"] = 3.0
+    (b / "bundle.json").write_text(json.dumps(m))
+    for bundle, req, want in ((tiny_bundle, FoleyRequest(steps=2), [[False]] * 2),
+                              (b, FoleyRequest(steps=2), [[True, False]] * 2),
+                              (b, FoleyRequest(steps=2, video_guidance=1.0), [[False]] * 2)):
+        pipe = JointPipeline.from_bundle(bundle)
+        unet, seen = pipe.components["audio_unet"], []
+
+        def recording(_unet=unet, _seen=seen, **kw):
+            _seen.append([bool(torch.count_nonzero(r) == 0) for r in kw["cross_features"]])
+            return _unet(**kw)
+
+        pipe.components["audio_unet"] = recording
+        pipe.foley(media / "portrait.mp4", req)
+        assert seen == want, (bundle, req)
+    res = _foley(tiny_bundle, media / "portrait.mp4", "-o", tmp_path / "p.mp4", "--video-guidance", "2.5",
+                 "--steps", "1", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["settings"]["video_guidance"] == 2.5
+    bad = _foley(tiny_bundle, media / "portrait.mp4", "-o", tmp_path / "q.mp4", "--video-guidance", "-1")
+    assert bad.exit_code == 2 and not (tmp_path / "q.mp4").exists()

@@ -78,6 +78,7 @@ def test_existing_output_not_overwritten(tiny_bundle, tmp_path):
     (["--cfg-audio-interval", "0.7:0.3"], "--cfg-audio-interval"),
     (["--cfg-video-interval", "half"], "--cfg-video-interval"),
     (["--audio-guidance-interval", "0.9:0.1"], "--audio-guidance-interval"),
+    (["--video-guidance-interval", "0.9:0.1"], "--video-guidance-interval"),
 ])
 def test_bad_options_give_one_line(tiny_bundle, tmp_path, args, needle):
     base = ["generate", "-p", "x", "--steps", "1", "-o", str(tmp_path / "o.mp4")]
@@ -238,3 +239,38 @@ def test_audio_guidance_on_a_bundle_never_trained_for_it_warns_and_still_runs(ti
     r = _cli("generate", "--bundle", str(b), "-p", "a red ball", "--steps", "1", "--audio-guidance", "3",
              "-o", str(tmp_path / "ok.mp4"))
     assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+
+
+def test_video_guidance_on_generate_runs_the_audio_unet_on_null_video_too(tiny_manifest):
+    """seed 004's guidance over the picture in generate, on the audio U-Net: with eta != 1 each step in its interval
+    adds an audio U-Net pass with zero video features; eta = 1 is the plain sampler, bit for bit."""
+    from avcli.models.joint import JointModel
+    from avcli.pipelines.generate import GenerateRequest, resolved_sampling
+    from avcli.pipelines.pipeline import JointPipeline
+
+    torch.manual_seed(0)
+    model = JointModel(tiny_manifest).eval()
+    with torch.no_grad():
+        for p in model.joint_parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    pipe = JointPipeline.from_model(model)
+    rows = []
+    unet = pipe.components["audio_unet"]
+
+    def counting(**kw):
+        rows.extend(bool(not r.any()) for r in kw["cross_features"])
+        return unet(**kw)
+
+    pipe.components["audio_unet"] = counting
+    plain = pipe.generate(GenerateRequest("a red ball", steps=4))[0]
+    n_plain = len(rows)
+    assert not any(rows)
+    assert torch.equal(pipe.generate(GenerateRequest("a red ball", steps=4, video_guidance=1.0))[0].audio_latent,
+                       plain.audio_latent)
+    rows.clear()
+    req = GenerateRequest("a red ball", steps=4, video_guidance=3.0, video_guidance_interval=(0.0, 0.5))
+    pulled = pipe.generate(req)[0]
+    assert rows.count(True) == n_plain // 2 and len(rows) == n_plain + n_plain // 2  # two of four steps
+    assert not torch.allclose(pulled.audio_latent, plain.audio_latent)
+    ran = resolved_sampling(pipe, req)
+    assert ran["video_guidance"] == 3.0 and ran["video_guidance_interval"] == [0.0, 0.5]

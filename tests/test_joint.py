@@ -2,6 +2,7 @@
 
 import copy
 import threading
+from dataclasses import replace
 
 import pytest
 
@@ -397,3 +398,90 @@ def test_guidance_interval_from_a_bundle_and_refused_when_backwards(tiny_manifes
     for bad in ("0.6", "a:b", "0.7:0.3", "0:1.5"):
         with pytest.raises(UsageError):
             parse_interval(bad, "--x")
+
+
+def _audio_unet_sees_video(model):
+    """A copy whose audio U-Net's cross-modal blocks have weight, so its output depends on the video features (a
+    fresh model's zero-initialised blocks would make any guidance over them a no-op)."""
+    m = copy.deepcopy(model)
+    for blk in m.audio_unet.cross_blocks:
+        torch.nn.init.normal_(blk.out.weight, std=0.2)
+    return m
+
+
+def test_video_guidance_on_the_audio_unet_is_seed_004s_formula(tiny_model):
+    """Foley with video guidance eta: every step's audio prediction is eps(null video) + eta (eps(video) - eps(null)),
+    the null being zero connector features. Checked against the same sampler given an audio U-Net that applies the
+    formula itself, from two separate calls, with the guidance off."""
+    m = _audio_unet_sees_video(tiny_model)
+    geo = m.geometry()
+    known = torch.randn((1,) + geo.video_latent, generator=torch.Generator().manual_seed(4))
+    cfg = SamplerConfig(steps=4, gamma=1.5, cfg_audio=1.0)
+    comps = m.sampler_components()
+    unet = comps["audio_unet"]
+
+    def by_hand(**kw):
+        null = unet(**{**kw, "cross_features": torch.zeros_like(kw["cross_features"])})
+        return null + 3.0 * (unet(**kw) - null)
+
+    guided = _run(m, 0, task="foley", known_video=known, cfg=replace(cfg, video_guidance=3.0))
+    reference = _run(m, 0, task="foley", known_video=known, cfg=cfg, comps={**comps, "audio_unet": by_hand})
+    plain = _run(m, 0, task="foley", known_video=known, cfg=cfg)
+    assert torch.allclose(guided.audio, reference.audio, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(guided.audio, plain.audio, atol=1e-2)
+    # eta 1 is the plain prediction, with no extra pass
+    assert torch.equal(_run(m, 0, task="foley", known_video=known, cfg=replace(cfg, video_guidance=1.0)).audio,
+                       plain.audio)
+
+
+def test_video_guidance_batches_with_text_guidance_skipped_on_equal_prompts(tiny_model):
+    """Foley with no prompt: text guidance between two equal embeddings is the conditional prediction itself and is
+    skipped (batch 1, the same latents as guidance 1); video guidance then puts its two passes in one call of batch
+    2, [null; video], only inside its interval. With a real negative prompt text guidance runs as before."""
+    m = _audio_unet_sees_video(tiny_model)
+    geo = m.geometry()
+    known = torch.randn((1,) + geo.video_latent, generator=torch.Generator().manual_seed(5))
+    t = _text(m)
+    same = TextConditioning(t.video, t.audio, t.video.clone(), t.audio.clone())
+    seen = []
+    comps = dict(m.sampler_components())
+    unet = comps["audio_unet"]
+
+    def recording(**kw):
+        seen.append([bool(torch.count_nonzero(r) == 0) for r in kw["cross_features"]])
+        return unet(**kw)
+
+    comps["audio_unet"] = recording
+    vspec, aspec = modality_specs(m, geo)
+
+    def run(cfg, text=same):
+        seen.clear()
+        with torch.no_grad():
+            return sample(comps, vspec, aspec, text, cfg, torch.Generator().manual_seed(0), task="foley",
+                          known_video=known)
+
+    skipped = run(SamplerConfig(steps=5, gamma=1.0, cfg_audio=2.5))
+    assert seen == [[False]] * 5
+    off = run(SamplerConfig(steps=5, gamma=1.0, cfg_audio=1.0))
+    assert torch.allclose(skipped.audio, off.audio, atol=1e-6)
+    run(SamplerConfig(steps=5, gamma=1.0, cfg_audio=2.5, video_guidance=3.0, video_guidance_interval=(0.0, 0.6)))
+    assert seen == [[True, False]] * 3 + [[False]] * 2
+    run(SamplerConfig(steps=5, gamma=1.0, cfg_audio=2.5, video_guidance=3.0), text=t)  # prompts differ
+    assert seen == [[False, False], [True, True]] * 5  # text-guided cond, then text-guided null
+
+
+def test_video_guidance_settings_from_a_bundle(tiny_manifest):
+    from avcli.pipelines.common import sampler_config
+    from avcli.pipelines.foley import FoleyRequest, foley_video_guidance
+    from avcli.training.stages import shipping_manifest
+
+    m = copy.deepcopy(tiny_manifest)
+    assert sampler_config(m).video_guidance == 1.0 and foley_video_guidance(m, FoleyRequest()) == 1.0
+    m["sampling"].update(shipping_manifest(m, None, video_guidance=2.0, video_guidance_interval=(0.0, 0.5),
+                                           foley_video_guidance=3.0)["sampling"])
+    cfg = sampler_config(m)
+    assert cfg.video_guidance == 2.0 and cfg.video_guidance_interval == (0.0, 0.5)
+    assert foley_video_guidance(m, FoleyRequest()) == 3.0
+    assert foley_video_guidance(m, FoleyRequest(video_guidance=1.0)) == 1.0
+    with pytest.raises(ValueError):
+        SamplerConfig(video_guidance=-1.0)

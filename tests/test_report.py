@@ -66,6 +66,9 @@ def test_perf_section_ratios_and_replacement(report):
     ("guidanceinterval", "guidance_interval_section", ["guidance_interval.json"]),
     ("guidanceintervalheldout", None, ["guidance_interval_heldout.json"]),
     ("guidancecost", "guidance_cost_section", ["guidance_cost.json"]),
+    ("videoguidancefoley", "video_guidance_section", ["video_guidance_foley.json"]),
+    ("videoguidancegenerate", None, ["video_guidance_generate.json"]),
+    ("videoguidancecost", None, ["video_guidance_cost.json"]),
     ("guidanceconfirm", None, ["quality_cfg_v7.5_a2.5.json", "quality_cfg_audio5.json", "quality_cfg_audio7.5.json",
                                "quality_cfg_v4_a5.json", "quality_cfg_v4_a2.5.json"]),
 ])
@@ -82,8 +85,10 @@ def test_readme_quality_sections_are_what_the_committed_json_renders(report, nam
         text = report.v2_compare_section(list(zip(report.V2_ROWS, data)))
     elif name == "guidanceconfirm":
         text = report.guidance_confirm_section([(n, d) for (n, _), d in zip(report.GUIDANCE_CONFIRM, data)])
-    elif name == "guidanceintervalheldout":
+    elif name in ("guidanceintervalheldout", "videoguidancegenerate"):
         text = report.guidance_interval_section(data[0], files[0])
+    elif name == "videoguidancecost":
+        text = report.guidance_cost_section(data[0], files[0])
     elif name == "shipcheck":
         text = report.v2_compare_section([(n, d) for (n, _), d in zip(report.SHIP_ROWS, data)])
     else:

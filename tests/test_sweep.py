@@ -78,19 +78,26 @@ def test_guidance_interval_rows_say_what_they_change_and_what_they_cost():
     a = gi.parse_row("a5-0:0.6", (4.0, 2.5))
     assert (a["cfg_video"], a["cfg_audio"]) == (4.0, 5.0)
     assert a["cfg_video_interval"] == [0.0, 1.0] and a["cfg_audio_interval"] == [0.0, 0.6]
-    assert gi.flags(a)[-8:-4] == ["--cfg-video-interval", "0:1", "--cfg-audio-interval", "0:0.6"]
+    assert gi.flags(a)[-12:-8] == ["--cfg-video-interval", "0:1", "--cfg-audio-interval", "0:0.6"]
     ag = gi.parse_row("default+ag4", (4.0, 2.5))
-    assert ag["audio_guidance"] == 4.0 and gi.flags(ag)[-4:] == ["--audio-guidance", "4",
-                                                                 "--audio-guidance-interval", "0:1"]
+    assert ag["audio_guidance"] == 4.0 and gi.flags(ag)[-8:-4] == ["--audio-guidance", "4",
+                                                                    "--audio-guidance-interval", "0:1"]
     assert gi.unet_calls(ag, 25) == (100, 50)  # each video step also runs on null audio
     turns = gi.parse_row("v-0:0.4+ag4@0.4:1", (4.0, 2.5))
     assert turns["cfg_video_interval"] == [0.0, 0.4] and turns["audio_guidance_interval"] == [0.4, 1.0]
-    assert gi.flags(turns)[-2:] == ["--audio-guidance-interval", "0.4:1"]
+    assert gi.flags(turns)[-6:-4] == ["--audio-guidance-interval", "0.4:1"]
     assert gi.unet_calls(turns, 25) == (50, 50)  # text guidance, then audio guidance: two passes a step, always
     both = gi.parse_row("both-0:0.6", (4.0, 2.5))
     assert both["cfg_video_interval"] == both["cfg_audio_interval"] == [0.0, 0.6]
     # 25 steps: 15 guided (batch 2) + 10 not (batch 1) = 40 U-Net batch rows per side, against 50 when all guided
     assert gi.unet_calls(both, 25) == (40, 40) and gi.unet_calls(gi.parse_row("default", (4, 2.5)), 25) == (50, 50)
-    for bad in ("0:0.6", "a5-x", "both", "default+ag4@x:1"):
+    # seed 004's guidance over the picture on the audio U-Net, after the audio guidance
+    vg = gi.parse_row("v6a1-v-0:0.6+ag12@0.6:1+vg3@0:0.5", (4.0, 2.5))
+    assert (vg["cfg_video"], vg["cfg_audio"], vg["audio_guidance"], vg["video_guidance"]) == (6.0, 1.0, 12.0, 3.0)
+    assert vg["audio_guidance_interval"] == [0.6, 1.0] and vg["video_guidance_interval"] == [0.0, 0.5]
+    assert gi.flags(vg)[-4:] == ["--video-guidance", "3", "--video-guidance-interval", "0:0.5"]
+    # audio text guidance 1: one audio pass a step, two (null picture, picture) on the 13 of 25 steps with k/K < 0.5
+    assert gi.unet_calls(vg, 25) == (50, 38)
+    for bad in ("0:0.6", "a5-x", "both", "default+ag4@x:1", "default+vgx"):
         with pytest.raises(SystemExit):
             gi.parse_row(bad, (4.0, 2.5))

@@ -94,6 +94,11 @@ def foley_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print the JSON report on stdout (for scripts)."),
     recon_guidance: float = typer.Option(0.0, "--recon-guidance", min=0.0,
                                          help="Reconstruction guidance weight (seed 001; torch backend only)."),
+    video_guidance: Optional[float] = typer.Option(
+        None, "--video-guidance", min=0.0, metavar="ETA",
+        help="Guidance over the picture (seed 004): eps(no picture) + ETA (eps(picture) - eps(no picture)), so the "
+             "sound keeps to what is seen: quiet between impacts (1 = off; default: the bundle's, 2 on the "
+             "demo; free without --prompt)."),
     ray: Optional[str] = typer.Option(None, "--ray", metavar="[ADDRESS]", help=RAY_HELP),
     workers: Optional[int] = typer.Option(None, "--workers", help=WORKERS_HELP),
     gpus_per_worker: Optional[float] = typer.Option(None, "--gpus-per-worker", help=GPUS_HELP),
@@ -111,7 +116,7 @@ def foley_cmd(
     inputs = list(inputs or [])
     settings = F.FoleySettings(steps, solver, cfg, gamma, overlap, fit, recon_guidance, mix, mix_gain, duck,
                                keep_audio_tracks, bit_depth, channels, sample_rate, video_codec, save_wav, save_flac,
-                               overwrite)
+                               overwrite, video_guidance)
     F.check_options(inputs, output, out_dir, jobs, settings, duration)
     ray_opts = ray_options(ray, workers, gpus_per_worker, cpus_per_worker, retries)
     single = jobs is None and len(inputs) == 1 and not inputs[0].is_dir()

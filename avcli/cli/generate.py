@@ -22,8 +22,12 @@ Examples:
 
   avgen generate -p "" -o any.mp4          (an empty prompt: unconditional, text guidance off)
 
+  avgen generate -p "a red ball bouncing on a drum" --cfg-audio 2.5 -o metal.mp4
+                                           (the audio's text guidance back on: better material, 1.29x the time)
+
   avgen generate -p "a red ball bouncing on a drum" --cfg-video 4 --cfg-video-interval 0:1 --audio-guidance 1
-                 -o plain.mp4              (the default before 2026-12-04: text guidance 4 on every step)
+                 --cfg-audio 2.5 --video-guidance 1 -o plain.mp4
+                                           (the default before 2026-12-04: text guidance on every step)
 
   avgen generate --prompts shots.csv --out-dir takes/ --batch-size 4 --report report.json
 
@@ -82,6 +86,14 @@ def generate_cmd(
         help="Apply --audio-guidance only in this part of the steps (fractions, noisiest first). With "
              "--cfg-video-interval 0:X and this X:1 each step runs the video U-Net twice, as text guidance alone "
              "does. Default: the bundle's."),
+    video_guidance: Optional[float] = typer.Option(
+        None, "--video-guidance", min=0.0, metavar="ETA",
+        help="Guidance over the picture on the audio U-Net (seed 004): eps(no picture) + ETA (eps(picture) - "
+             "eps(no picture)), so the sound keeps to the generated picture (1 = off; default: the bundle's). On "
+             "steps with audio text guidance it costs a second audio U-Net call."),
+    video_guidance_interval: Optional[str] = typer.Option(
+        None, "--video-guidance-interval", metavar="START:END",
+        help="Apply --video-guidance only in this part of the steps. Default: the bundle's."),
     seed: int = typer.Option(0, help="Random seed; sample i uses seed + i."),
     num_samples: int = typer.Option(1, "--num-samples", min=1, max=64, help="How many variations."),
     backend: str = typer.Option("auto", help=BACKEND_HELP),
@@ -111,7 +123,8 @@ def generate_cmd(
 
     intervals = dict(cfg_video_interval=parse_interval(cfg_video_interval, "--cfg-video-interval"),
                      cfg_audio_interval=parse_interval(cfg_audio_interval, "--cfg-audio-interval"),
-                     audio_guidance_interval=parse_interval(audio_guidance_interval, "--audio-guidance-interval"))
+                     audio_guidance_interval=parse_interval(audio_guidance_interval, "--audio-guidance-interval"),
+                     video_guidance_interval=parse_interval(video_guidance_interval, "--video-guidance-interval"))
     if ray is not None and prompts is None:
         raise UsageError("--ray runs a --prompts batch; give --prompts FILE")
     if prompts is not None:
@@ -119,7 +132,8 @@ def generate_cmd(
         return _batch(prompts, out_dir or Path("."), report, batch_size, num_samples, t_start, overwrite,
                       sidecar_exts(save_wav, save_latents), json_out, bundle, backend, precision, device,
                       dict(negative_prompt=negative_prompt, duration=duration, fps=fps, steps=steps, solver=solver,
-                           gamma=gamma, cfg_video=cfg_video, cfg_audio=cfg_audio, seed=seed, audio_guidance=audio_guidance, **intervals), opts)
+                           gamma=gamma, cfg_video=cfg_video, cfg_audio=cfg_audio, seed=seed, audio_guidance=audio_guidance,
+                           video_guidance=video_guidance, **intervals), opts)
     if out_dir is not None:
         raise UsageError("--out-dir is for --prompts batches; use -o FILE or -o FOLDER/ with --prompt")
     outputs = plan_outputs(output, num_samples, slug(prompt or "unconditional") + f"_s{seed}")
@@ -137,7 +151,8 @@ def generate_cmd(
     with timings.stage("load"):
         pipe = JointPipeline.from_bundle(bundle, backend=backend, device=device, precision=precision, quiet=json_out)
     req = GenerateRequest(prompt, negative_prompt, duration, fps, steps, solver, gamma, cfg_video, cfg_audio, None,
-                          seed, num_samples, audio_guidance=audio_guidance, **intervals)
+                          seed, num_samples, audio_guidance=audio_guidance, video_guidance=video_guidance,
+                          **intervals)
     _warn_guidance(pipe.manifest, req)
     pipe.checked_geometry(duration, fps)  # before the progress bar: a bad --duration is one line, no compute
     total_steps = (steps or pipe.default_steps) * num_samples

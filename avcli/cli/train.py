@@ -122,6 +122,15 @@ def finalize_cmd(
         None, "--cfg-audio-interval", metavar="START:END", help="The same for the audio's text guidance."),
     audio_guidance_interval: Optional[str] = typer.Option(
         None, "--audio-guidance-interval", metavar="START:END", help="The same for --audio-guidance."),
+    video_guidance: Optional[float] = typer.Option(
+        None, "--video-guidance", min=0.0, metavar="ETA",
+        help="generate's default guidance over the picture on the audio U-Net (seed 004; 1 = off). foley's is "
+             "--foley-video-guidance."),
+    video_guidance_interval: Optional[str] = typer.Option(
+        None, "--video-guidance-interval", metavar="START:END", help="The same interval for --video-guidance."),
+    foley_video_guidance: Optional[float] = typer.Option(
+        None, "--foley-video-guidance", min=0.0, metavar="ETA",
+        help="foley's default --video-guidance (every step; 1 = off)."),
     noise_fill: Optional[str] = typer.Option(
         None, "--noise-fill-below-dbfs",
         help="Replace the vocoder's output in frames quieter than this (dBFS, e.g. -40) by noise of the mel's "
@@ -141,7 +150,8 @@ def finalize_cmd(
 
     intervals = dict(cfg_video_interval=parse_interval(cfg_video_interval, "--cfg-video-interval"),
                      cfg_audio_interval=parse_interval(cfg_audio_interval, "--cfg-audio-interval"),
-                     audio_guidance_interval=parse_interval(audio_guidance_interval, "--audio-guidance-interval"))
+                     audio_guidance_interval=parse_interval(audio_guidance_interval, "--audio-guidance-interval"),
+                     video_guidance_interval=parse_interval(video_guidance_interval, "--video-guidance-interval"))
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise UsageError(f"{output}: already exists (use --overwrite to replace it)")
     if vocoder not in ("keep", "hifigan-universal"):
@@ -160,7 +170,7 @@ def finalize_cmd(
     extra = shipping_manifest(model.manifest, work, name=name, steps=steps, solver=solver,
                               animate_audio_guidance=animate_audio_guidance, noise_fill=noise_fill,
                               cfg_video=cfg_video, cfg_audio=cfg_audio, audio_guidance=audio_guidance,
-                              **intervals)
+                              video_guidance=video_guidance, foley_video_guidance=foley_video_guidance, **intervals)
     out = save_bundle(model, output, dtype=dtype, extra=extra)
     size = sum(f.stat().st_size for f in out.iterdir())
     stdout.print(f"wrote {out} ({human_size(size)}, {dtype})")

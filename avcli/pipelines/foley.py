@@ -24,6 +24,7 @@ from avcli.sampling.joint import sample
 @dataclass(frozen=True)
 class FoleyRequest(WindowedRequest):
     recon_guidance: float = 0.0
+    video_guidance: float | None = None  # seed 004's eta over the visual condition (None: the bundle's, 1 = off)
 
 
 @dataclass
@@ -40,6 +41,15 @@ class WindowPlan:
     window: float
     overlap: float
     total: float
+
+
+def foley_video_guidance(manifest: dict, req: FoleyRequest) -> float:
+    """The eta foley uses: the request's, else the bundle's `sampling.foley_video_guidance` (a key of its own, as
+    animate's audio guidance has: generate's `video_guidance` contrasts generated pictures, foley's real ones),
+    else 1 (off)."""
+    if req.video_guidance is not None:
+        return float(req.video_guidance)
+    return float(manifest.get("sampling", {}).get("foley_video_guidance", 1.0))
 
 
 def plan_windows(total: float, window: float, overlap: float) -> WindowPlan:
@@ -84,7 +94,8 @@ def foley(pipe, video_path, req: FoleyRequest, on_step: Callable[[int, int], Non
     overlap = min(1.0, geo.duration / 2) if req.overlap is None else req.overlap
     plan = plan_windows(total, geo.duration, overlap)
     cfg = sampler_config(pipe.manifest, steps=req.steps, solver=req.solver, gamma=req.gamma, cfg_audio=req.cfg,
-                         recon_guidance=req.recon_guidance)
+                         recon_guidance=req.recon_guidance, video_guidance=foley_video_guidance(pipe.manifest, req),
+                         video_guidance_interval=(0.0, 1.0))  # generate's interval is not foley's: every step
     with timings.stage("text"):
         text = pipe.prompts.conditioning([req.prompt], [req.negative_prompt])
     vspec, aspec = modality_specs(pipe.manifest, geo)

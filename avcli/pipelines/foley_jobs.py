@@ -45,6 +45,7 @@ class FoleySettings:
     save_wav: bool = False
     save_flac: bool = False
     overwrite: bool = False
+    video_guidance: float | None = None  # seed 004's guidance over the visual condition (None: the bundle's)
 
 
 def check_options(inputs, output, out_dir, jobs, settings: FoleySettings, duration) -> None:
@@ -239,7 +240,8 @@ class FoleyWorker:
         s = self.settings
         return FoleyRequest(prompt=it.prompt, negative_prompt=it.negative_prompt, steps=s.steps, solver=s.solver,
                             gamma=s.gamma, cfg=s.cfg, seed=it.seed + it.sample, overlap=self.overlap, fit=s.fit,
-                            start=it.start, duration=it.duration, recon_guidance=s.recon_guidance)
+                            start=it.start, duration=it.duration, recon_guidance=s.recon_guidance,
+                            video_guidance=s.video_guidance)
 
     def total_steps(self, info, it: B.Item) -> int | None:
         """Denoising steps this item will take (windows x steps), for a progress bar; None when unknown."""

@@ -35,6 +35,8 @@ class GenerateRequest:
     cfg_audio_interval: tuple[float, float] | None = None
     audio_guidance: float | None = None  # seed 002's eta on the video U-Net (None: the bundle's, else 1 = off)
     audio_guidance_interval: tuple[float, float] | None = None  # that eta only in this part of the steps
+    video_guidance: float | None = None  # seed 004's eta over the visual condition, on the audio U-Net
+    video_guidance_interval: tuple[float, float] | None = None
 
     @property
     def unconditional(self) -> bool:
@@ -79,7 +81,8 @@ def _config(pipe, req: GenerateRequest):
     cfg = sampler_config(pipe.manifest, steps=req.steps, solver=req.solver, gamma=req.gamma,
                          cfg_video=req.cfg_video, cfg_audio=req.cfg_audio, eta=req.eta,
                          cfg_video_interval=req.cfg_video_interval, cfg_audio_interval=req.cfg_audio_interval,
-                         audio_guidance=req.audio_guidance, audio_guidance_interval=req.audio_guidance_interval)
+                         audio_guidance=req.audio_guidance, audio_guidance_interval=req.audio_guidance_interval,
+                         video_guidance=req.video_guidance, video_guidance_interval=req.video_guidance_interval)
     return replace(cfg, cfg_video=1.0, cfg_audio=1.0) if req.unconditional else cfg
 
 

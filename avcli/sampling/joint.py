@@ -45,6 +45,10 @@ class SamplerConfig:
     self_condition: bool = True
     recon_guidance: float = 0.0  # seed 001 eq. 3 weight (lambda); torch backend only, conditional tasks only
     audio_guidance: float = 1.0  # seed 002's eta on the video U-Net: eps(null audio) + eta (eps(audio) - ...); 1 = off
+    # the mirror image on the audio U-Net: seed 004's classifier-free guidance over the visual condition,
+    # eps(null video features) + eta (eps(video features) - eps(null)); 1 = off. In foley with no prompt (text
+    # guidance then does nothing and is skipped) it costs nothing: its two passes are one call of batch 2.
+    video_guidance: float = 1.0
     # text guidance in a limited interval (Kynkaenniemi et al. 2024): (start, end) as fractions of the sampling
     # steps, noisiest first; step k of K is guided when start <= k/K < end, and outside it the U-Net runs once on
     # the positive prompt (half the batch). (0, 1) guides every step.
@@ -54,6 +58,7 @@ class SamplerConfig:
     # the video's text guidance in (0, x) and this in (x, 1) every step makes two video U-Net passes, the cost of
     # text guidance alone.
     audio_guidance_interval: tuple[float, float] = (0.0, 1.0)
+    video_guidance_interval: tuple[float, float] = (0.0, 1.0)  # the same for video_guidance
 
     def __post_init__(self) -> None:
         if self.solver not in ("ddim", "dpmpp2m"):
@@ -68,7 +73,10 @@ class SamplerConfig:
             raise ValueError("recon_guidance must be >= 0")
         if self.audio_guidance < 0:
             raise ValueError(f"audio guidance must be >= 0, got {self.audio_guidance:g}")
-        for name in ("cfg_video_interval", "cfg_audio_interval", "audio_guidance_interval"):
+        if self.video_guidance < 0:
+            raise ValueError(f"video guidance must be >= 0, got {self.video_guidance:g}")
+        for name in ("cfg_video_interval", "cfg_audio_interval", "audio_guidance_interval",
+                     "video_guidance_interval"):
             iv = tuple(float(x) for x in getattr(self, name))
             if len(iv) != 2 or not 0.0 <= iv[0] <= iv[1] <= 1.0:
                 raise ValueError(f"{name.replace('_', '-')} must be START:END with 0 <= START <= END <= 1, got "
@@ -86,6 +94,11 @@ class SamplerConfig:
         """Step k's audio-guidance eta on the video U-Net: 1 (off) outside audio_guidance_interval."""
         lo, hi = self.audio_guidance_interval
         return self.audio_guidance if lo <= k / self.steps < hi else 1.0
+
+    def video_guidance_at(self, k: int) -> float:
+        """Step k's video-guidance eta on the audio U-Net: 1 (off) outside video_guidance_interval."""
+        lo, hi = self.video_guidance_interval
+        return self.video_guidance if lo <= k / self.steps < hi else 1.0
 
 
 @dataclass
@@ -128,12 +141,13 @@ def _guided(unet: Callable, x, t_index: int, text_pos, text_neg, cross, scale: f
     return neg + scale * (pos - neg)
 
 
-def audio_guided(unet: Callable, x, t_index: int, text_pos, text_neg, cross, scale: float, eta: float
+def cross_guided(unet: Callable, x, t_index: int, text_pos, text_neg, cross, scale: float, eta: float
                  ) -> torch.Tensor:
-    """Seed 002's classifier-free audio guidance on top of text guidance: eps(null audio) + eta (eps(audio) -
-    eps(null audio)), the null audio being zero connector features (what training with audio dropout shows the
-    U-Net). eta = 1 is the conditional prediction itself, with no extra call. Without text guidance (scale 1) the
-    two passes go in one call of batch 2, as text guidance's do, so no call exceeds the CFG batch an engine is
+    """Classifier-free guidance over the other modality on top of text guidance: eps(null) + eta (eps(cross) -
+    eps(null)), the null being zero connector features. On the video U-Net it is seed 002's audio guidance (null
+    audio is what training with --audio-dropout shows it); on the audio U-Net seed 004's guidance over the visual
+    condition. eta = 1 is the conditional prediction itself, with no extra call. Without text guidance (scale 1)
+    the two passes go in one call of batch 2, as text guidance's do, so no call exceeds the CFG batch an engine is
     built for."""
     if eta == 1.0:
         return _guided(unet, x, t_index, text_pos, text_neg, cross, scale)
@@ -251,6 +265,10 @@ def sample(
     if task == "animate":
         x0_a = known_audio.float()
 
+    # text guidance between two equal prompts (foley and animate with no prompt) is the conditional prediction
+    # itself: skipped, so the U-Net runs once instead of twice on identical halves
+    text_v_on = not torch.equal(text.video, text.video_negative)
+    text_a_on = not torch.equal(text.audio, text.audio_negative)
     for k, (m, n) in enumerate(zip(m_ts, n_ts)):
         m_prev = m_ts[k + 1] if k + 1 < len(m_ts) else -1
         n_prev = n_ts[k + 1] if k + 1 < len(n_ts) else -1
@@ -274,10 +292,11 @@ def sample(
         # the two U-Nets of a step are independent (each sees the other's connector features, not its output):
         # both run before either solver step, concurrently when a pool is given
         g_v, g_a = config.guidance_at(k)
-        run_v = (lambda: audio_guided(nets["video_unet"], x_v, m, text.video, text.video_negative, f_a,
+        g_v, g_a = (g_v if text_v_on else 1.0), (g_a if text_a_on else 1.0)
+        run_v = (lambda: cross_guided(nets["video_unet"], x_v, m, text.video, text.video_negative, f_a,
                                       g_v, config.audio_guidance_at(k))) if task != "foley" else None
-        run_a = (lambda: _guided(nets["audio_unet"], x_a, n, text.audio, text.audio_negative, f_v,
-                                 g_a)) if task != "animate" else None
+        run_a = (lambda: cross_guided(nets["audio_unet"], x_a, n, text.audio, text.audio_negative, f_v,
+                                      g_a, config.video_guidance_at(k))) if task != "animate" else None
         eps_v, eps_a = _run_pair(run_v, run_a, pool)
         if task == "foley" and config.recon_guidance > 0:
             eps_a = _recon_guidance_video(components, x_v, x_a, m, n, known_video, text, sv, sa, sc_v, sc_a,

@@ -381,7 +381,10 @@ def shipping_manifest(manifest: dict, work: Path | None, name: str | None = None
                       cfg_audio: float | None = None, cfg_video_interval: tuple[float, float] | None = None,
                       cfg_audio_interval: tuple[float, float] | None = None,
                       audio_guidance: float | None = None,
-                      audio_guidance_interval: tuple[float, float] | None = None) -> dict:
+                      audio_guidance_interval: tuple[float, float] | None = None,
+                      video_guidance: float | None = None,
+                      video_guidance_interval: tuple[float, float] | None = None,
+                      foley_video_guidance: float | None = None) -> dict:
     """The manifest keys `avgen train finalize` changes: the training record (the bundle's own, then the work
     folder's stages not already in it: a bundle trained further keeps its history) and the sampling defaults."""
     from avcli.errors import UsageError
@@ -401,7 +404,10 @@ def shipping_manifest(manifest: dict, work: Path | None, name: str | None = None
                        ("cfg_video_interval", cfg_video_interval and list(cfg_video_interval)),
                        ("cfg_audio_interval", cfg_audio_interval and list(cfg_audio_interval)),
                        ("audio_guidance", audio_guidance),
-                       ("audio_guidance_interval", audio_guidance_interval and list(audio_guidance_interval))):
+                       ("audio_guidance_interval", audio_guidance_interval and list(audio_guidance_interval)),
+                       ("video_guidance", video_guidance),
+                       ("video_guidance_interval", video_guidance_interval and list(video_guidance_interval)),
+                       ("foley_video_guidance", foley_video_guidance)):
         if value is not None:
             sampling[key] = value
     if noise_fill == "off":
