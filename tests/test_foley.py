@@ -359,5 +359,8 @@ def test_video_guidance_reaches_the_audio_unet_from_the_cli_and_the_bundle(tiny_
                  "--steps", "1", "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["settings"]["video_guidance"] == 2.5
+    res = _foley(b, media / "portrait.mp4", "-o", tmp_path / "d.mp4", "--steps", "1", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["settings"]["video_guidance"] == 3.0  # the report says what ran: the bundle's
     bad = _foley(tiny_bundle, media / "portrait.mp4", "-o", tmp_path / "q.mp4", "--video-guidance", "-1")
     assert bad.exit_code == 2 and not (tmp_path / "q.mp4").exists()

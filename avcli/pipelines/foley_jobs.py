@@ -294,5 +294,8 @@ class FoleyWorker:
         return B.run_items(items, self.process, overwrite=self.settings.overwrite).results
 
     def describe(self) -> dict:
+        from avcli.pipelines.foley import FoleyRequest, foley_video_guidance
+
         return {"backend": self.pipe.backend, "bundle_path": str(self.pipe.bundle_path or ""), "sr_out": self.sr_out,
-                "overlap": self.overlap}
+                "overlap": self.overlap, "video_guidance": foley_video_guidance(
+                    self.pipe.manifest, FoleyRequest(video_guidance=self.settings.video_guidance))}
