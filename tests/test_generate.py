@@ -148,19 +148,26 @@ def test_guidance_interval_reaches_the_sampler_from_the_command_line(tiny_bundle
     assert torch.equal(got[key], want.audio_latent) and not torch.equal(got[key], full.audio_latent)
 
 
-def test_audio_guidance_on_generate_runs_the_video_unet_on_null_audio_too(tiny_manifest):
-    """seed 002's eta in generate: with eta != 1 each step adds a video U-Net call with zero audio features (the
-    picture pulled toward its sound); eta = 1 is the plain conditional sampler, bit for bit."""
+def _trained_pipe(manifest):
+    """A pipeline over a tiny joint model whose cross-modal blocks have weight (a fresh model's zero-initialised
+    blocks would make any guidance over the other modality a no-op)."""
     from avcli.models.joint import JointModel
-    from avcli.pipelines.generate import GenerateRequest
     from avcli.pipelines.pipeline import JointPipeline
 
     torch.manual_seed(0)
-    model = JointModel(tiny_manifest).eval()
-    with torch.no_grad():  # a trained joint model: its cross-modal blocks are no longer the zero-initialised no-op
+    model = JointModel(manifest).eval()
+    with torch.no_grad():
         for p in model.joint_parameters():
             p.add_(0.05 * torch.randn_like(p))
-    pipe = JointPipeline.from_model(model)
+    return JointPipeline.from_model(model)
+
+
+def test_audio_guidance_on_generate_runs_the_video_unet_on_null_audio_too(tiny_manifest):
+    """seed 002's eta in generate: with eta != 1 each step adds a video U-Net call with zero audio features (the
+    picture pulled toward its sound); eta = 1 is the plain conditional sampler, bit for bit."""
+    from avcli.pipelines.generate import GenerateRequest
+
+    pipe = _trained_pipe(tiny_manifest)
     calls = {"n": 0, "null": 0}
     unet = pipe.components["video_unet"]
 
@@ -186,16 +193,9 @@ def test_audio_guidance_interval_takes_turns_with_the_video_text_guidance(tiny_m
     on [null audio; real audio] with the positive text; one call of batch 2 every step, the cost of text guidance
     alone. The result differs from both the pull on every step and no pull (the batched formula itself is checked
     against separate calls in test_animate's audio-guidance test)."""
-    from avcli.models.joint import JointModel
     from avcli.pipelines.generate import GenerateRequest
-    from avcli.pipelines.pipeline import JointPipeline
 
-    torch.manual_seed(0)
-    model = JointModel(tiny_manifest).eval()
-    with torch.no_grad():
-        for p in model.joint_parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    pipe = JointPipeline.from_model(model)
+    pipe = _trained_pipe(tiny_manifest)
     unet, seen = pipe.components["video_unet"], []
 
     def recording(**kw):
@@ -244,16 +244,9 @@ def test_audio_guidance_on_a_bundle_never_trained_for_it_warns_and_still_runs(ti
 def test_video_guidance_on_generate_runs_the_audio_unet_on_null_video_too(tiny_manifest):
     """seed 004's guidance over the picture in generate, on the audio U-Net: with eta != 1 each step in its interval
     adds an audio U-Net pass with zero video features; eta = 1 is the plain sampler, bit for bit."""
-    from avcli.models.joint import JointModel
     from avcli.pipelines.generate import GenerateRequest, resolved_sampling
-    from avcli.pipelines.pipeline import JointPipeline
 
-    torch.manual_seed(0)
-    model = JointModel(tiny_manifest).eval()
-    with torch.no_grad():
-        for p in model.joint_parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    pipe = JointPipeline.from_model(model)
+    pipe = _trained_pipe(tiny_manifest)
     rows = []
     unet = pipe.components["audio_unet"]
 
