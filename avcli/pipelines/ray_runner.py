@@ -35,6 +35,7 @@ from avcli.pipelines.batch import STATUS_FAILED, STATUS_NOT_RUN, ItemResult
 RAY_MISSING = ("--ray needs Ray, an optional extra: pip install 'avgen[ray]' (in this checkout: "
                ".venv/bin/pip install -e '.[ray]')")
 _ADDRESS = re.compile(r"^(local|auto|ray://\S+|[A-Za-z0-9_.\-\[\]:]+:\d+)$")
+KILL_WAIT_S = 15.0  # how long an interrupted batch waits for killed workers to exit before removing their temp files
 
 
 def is_address(text: str) -> bool:
@@ -256,6 +257,12 @@ def _run(ray, RayActorError, RayTaskError, run, units, factory, args, opts, on_r
             run.interrupted = True
             for actor, _, _ in inflight.values():
                 ray.kill(actor, no_restart=True)
+            # ray.kill only asks: an actor can still be writing its temp file for a moment. Its call resolves (with
+            # the actor's death) once it is gone, so wait for that (bounded) before removing what it left
+            try:
+                ray.wait(list(inflight), num_returns=len(inflight), timeout=KILL_WAIT_S)
+            except Exception:  # noqa: BLE001 - cleanup goes ahead either way
+                pass
             for _, _, u in inflight.values():
                 if on_cleanup is not None:
                     on_cleanup(units[u])
