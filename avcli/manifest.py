@@ -26,7 +26,7 @@ REQUIRED_MEDIA = ("fps", "frame_size", "duration", "sample_rate", "n_fft", "hop_
 # Only these classes can be named in a manifest: nothing is imported by name from user data.
 KNOWN_CLASSES = {"diffusers.AutoencoderKL", "diffusers.UNetMotionModel", "diffusers.UNet2DConditionModel",
                  "transformers.SpeechT5HifiGan", "transformers.BertModel", "avgen.VideoConnector",
-                 "avgen.AudioConnector"}
+                 "avgen.AudioConnector", "avgen.ISTFTVocoder"}
 
 
 def resolve_bundle(name_or_path: str | os.PathLike | None) -> Path:

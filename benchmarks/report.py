@@ -310,7 +310,7 @@ def vocoder_generated_section(v: dict) -> str:
     rows = [[name, _f(r["onset_f1"], ".3f"), _f(r["onsets"], ".1f"), _f(r["floor_db"], ".1f"), _f(r["buzz"], ".3f"),
              _f(r["between_impacts_db"], ".1f"), _f(r["material"], ".0%")] for name, r in v["summary"].items()]
     return (f"The mels `avgen foley` and `avgen generate` hand their vocoder on {v['clips']} held-out clips (seed = "
-            f"index, bundle defaults), each rendered three ways. Real clips' level between impacts: "
+            f"index, bundle defaults), each rendered by every vocoder below. Real clips' level between impacts: "
             f"{v['real_between_impacts_db']:.1f} dB. Produced by `{v['command']}`.\n\n"
             + _table(["rendering", "foley onset F1", "onsets / clip", "floor (dBFS)", "buzz",
                       "between impacts (dB under peak)", "generate material"], rows) + "\n")
@@ -443,8 +443,10 @@ SHIP_ROWS = (("v2 (shipped until 2026-12-02)", "quality_ship_parent40.json"),
              ("v2 + 400 joint steps, audio dropout 0.1 (shipped now)", "quality_ship_dropout40.json"))
 
 
-VOCODER_ROWS = (("small vocoder trained here (shipped; sampling defaults of 2026-12-04)", "quality_2026-12-04.json"),
-                ("HiFi-GAN V1 universal via the mel adapter", "quality_hifigan_universal.json"))
+VOCODER_ROWS = (("small vocoder trained here (sampling defaults of 2026-12-04)", "quality_2026-12-04.json"),
+                ("HiFi-GAN V1 universal via the mel adapter (same defaults)", "quality_hifigan_universal.json"),
+                ("small vocoder, guidance over the picture (shipped until 2026-12-05)", "quality_smallvoc_2026-12-05.json"),
+                ("ISTFT vocoder, same U-Nets and defaults (shipped now)", "quality.json"))
 
 
 def v2_compare_section(rows: list[tuple[str, dict]]) -> str:

@@ -1,9 +1,12 @@
-"""The two vocoders a bundle can carry on *generated* mels (issue 13): the small one trained here and the pretrained
-HiFi-GAN universal behind the mel adapter (`avgen train finalize --vocoder hifigan-universal`).
+"""The vocoders a bundle can carry on *generated* mels (issue 13): the bundle's own (trained here), the pretrained
+HiFi-GAN universal behind the mel adapter (`avgen train finalize --vocoder hifigan-universal`), and the vocoder of
+any other bundle on the same mel (--vocoder-bundle NAME=FOLDER, e.g. the small HiFi-GAN-style one shipped before
+the avgen.ISTFTVocoder).
 
 For each of the first N held-out clips, `avgen foley` (held-out video, seed = index) and `avgen generate` (its
 caption, seed = index) run once with the bundle's defaults; the mel each hands its vocoder is kept, and rendered by:
-the small vocoder with the bundle's noise fill (what ships), HiFi-GAN with the same fill, and HiFi-GAN alone. Scored:
+the bundle's vocoder with the bundle's noise fill (what ships) and without, HiFi-GAN with the same fill and alone,
+and each --vocoder-bundle's vocoder with and without the fill. Scored:
 
 - foley: onset F1 against the true impacts (+-1 frame at 8 fps), onsets per clip, floor and buzz before the first
   impact, and the "between impacts" level: the median 100 ms RMS outside +-150 ms of every true impact, in dB under
@@ -12,7 +15,7 @@ the small vocoder with the bundle's noise fill (what ships), HiFi-GAN with the s
 - generate: material adherence of the rendered sound (the quality table's classifier).
 
     .venv/bin/python benchmarks/vocoder_generated.py --test work/v2/hits-test --n 40 \\
-        --adherence-model work/adherence.safetensors
+        --adherence-model work/adherence.safetensors --vocoder-bundle "small HiFi-GAN-style=work/b_small"
 """
 
 from __future__ import annotations
@@ -49,7 +52,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--test", type=Path, required=True)
     ap.add_argument("--n", type=int, default=40)
-    ap.add_argument("--bundle", default=None, help="a bundle with the small vocoder (default: hits-demo)")
+    ap.add_argument("--bundle", default=None, help="the bundle whose U-Nets draw the mels (default: hits-demo); its "
+                                                   "vocoder must read its own mel")
+    ap.add_argument("--vocoder-bundle", action="append", default=[], metavar="NAME=FOLDER",
+                    help="another bundle whose vocoder (on the same mel) renders the same mels")
     ap.add_argument("--adherence-model", type=Path, required=True)
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "vocoder_generated.json")
     args = ap.parse_args()
@@ -69,7 +75,14 @@ def main() -> None:
     torch.set_num_threads(2)
     model = load_bundle(args.bundle)
     if model.manifest["components"]["vocoder"].get("front_end"):
-        raise SystemExit("--bundle must carry the small vocoder (its own mel)")
+        raise SystemExit("--bundle's vocoder must read the bundle's own mel (not the adapted HiFi-GAN)")
+    others = {}
+    for spec in args.vocoder_bundle:
+        name, _, folder = spec.partition("=")
+        other = load_bundle(folder)
+        if other.manifest["media"] != model.manifest["media"] or other.manifest["components"]["vocoder"].get("front_end"):
+            raise SystemExit(f"{folder}: its vocoder does not read --bundle's mel")
+        others[name] = other.vocoder
     below = model.manifest["sampling"].get("noise_fill_below_dbfs", -40.0)
     cur = log_mel(model)
     big = copy.deepcopy(model)
@@ -86,9 +99,14 @@ def main() -> None:
     caps = [json.loads(x) for x in (args.test / "captions.jsonl").read_text().splitlines() if x.strip()][: args.n]
     truth = {r["file"]: r for r in (json.loads(x) for x in (args.test / "events.jsonl").read_text().splitlines()
                                     if x.strip())}
-    paths = {"small vocoder + noise fill (shipped)": (model.vocoder, True),
+    own = model.manifest["components"]["vocoder"]["class"].split(".")[-1]
+    paths = {f"bundle's vocoder ({own}) + noise fill (shipped)": (model.vocoder, True),
+             f"bundle's vocoder ({own})": (model.vocoder, False),
              "HiFi-GAN via the mel adapter + noise fill": (big.vocoder, True),
              "HiFi-GAN via the mel adapter": (big.vocoder, False)}
+    for name, vocoder in others.items():
+        paths[f"{name} + noise fill"] = (vocoder, True)
+        paths[name] = (vocoder, False)
     keys = ("onset_f1", "onsets", "floor_db", "buzz", "between_impacts_db", "material")
     scores = {k: {m: [] for m in keys} for k in paths}
     real_between = []

@@ -69,6 +69,9 @@ def main() -> None:
                          "when its vocoder has no front end of its own")
     ap.add_argument("--noise-fill", type=float, default=-40.0,
                     help="the 'noise fill' rows' threshold (dBFS; sampling.noise_fill_below_dbfs)")
+    ap.add_argument("--vocoder-bundle", action="append", default=[], metavar="NAME=FOLDER",
+                    help="another bundle whose vocoder reads the same mel (e.g. the avgen.ISTFTVocoder): one more row, "
+                         "direct and after the audio VAE")
     ap.add_argument("--adherence-model", type=Path, default=None, help="material classifier (quality.py's)")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "vocoder_resynthesis.json")
     args = ap.parse_args()
@@ -98,6 +101,13 @@ def main() -> None:
         adapted = copy.deepcopy(model)
         use_pretrained_vocoder(adapted, "universal")
     big = adapted.vocoder
+    others = {}
+    for spec in args.vocoder_bundle:
+        name, _, folder = spec.partition("=")
+        other = load_bundle(folder)
+        if other.manifest["media"] != model.manifest["media"] or other.manifest["components"]["vocoder"].get("front_end"):
+            raise SystemExit(f"{folder}: its vocoder does not read the bundle's mel")
+        others[name] = other.vocoder
     cur_mel = log_mel(model)
     m = MEDIA
     hifi_mel = LogMel(m["sample_rate"], m["n_fft"], m["hop_length"], m["win_length"], m["n_mels"], m["f_min"],
@@ -107,10 +117,15 @@ def main() -> None:
     rows = [json.loads(line) for line in (args.test / "events.jsonl").read_text().splitlines() if line.strip()]
     rows = rows[: args.n]
     nf = f" + noise fill below {args.noise_fill:g} dBFS"
-    small_name, big_name = "small vocoder trained here (16 kHz, 64 mels)", "HiFi-GAN V1 universal via the mel adapter"
+    own = (load_bundle(args.small_bundle) if args.small_bundle else model).manifest["components"]["vocoder"]["class"]
+    small_name = {"avgen.ISTFTVocoder": "ISTFT vocoder trained here (16 kHz, 64 mels)"}.get(
+        own, "small vocoder trained here (16 kHz, 64 mels)")
+    big_name = "HiFi-GAN V1 universal via the mel adapter"
     names = ["original", small_name, small_name + nf, "HiFi-GAN V1 universal, its own mel (22.05 kHz, 80 mels)",
              big_name, big_name + nf, "audio VAE + " + small_name, "audio VAE + " + small_name + nf,
              "audio VAE + " + big_name, "audio VAE + " + big_name + nf]
+    for name in others:
+        names += [name, name + nf, "audio VAE + " + name, "audio VAE + " + name + nf]
     scores: dict[str, dict[str, list]] = {k: {"mr_stft": [], "mel_l1": [], "onset_f1": [], "floor_db": [],
                                               "buzz": [], "material_kept": []} for k in names}
     with torch.no_grad():
@@ -121,7 +136,7 @@ def main() -> None:
             vae_mel = denormalize_mel(model, model.audio_vae_decoder(latent=lat)[:, 0])
             outs = {"original": torch.from_numpy(orig)[None]}
             for prefix, mel in (("", ref_mel), ("audio VAE + ", vae_mel)):
-                for name, voc in ((small_name, small), (big_name, big)):
+                for name, voc in ((small_name, small), (big_name, big), *others.items()):
                     wav = voc(mel=mel).clamp(-1, 1)
                     outs[prefix + name] = wav
                     outs[prefix + name + nf] = noise_fill(wav, mel, cur_mel, args.noise_fill)

@@ -23,7 +23,8 @@ train_app = typer.Typer(
 STAGE_HELP = {
     "vae-video": "Train the per-frame video AutoencoderKL.",
     "vae-audio": "Train the mel-spectrogram AutoencoderKL.",
-    "vocoder": "Train the SpeechT5HifiGan vocoder (mel L1 + multi-resolution STFT losses).",
+    "vocoder": "Train the bundle's vocoder (mel L1 + multi-resolution STFT losses); --arch istft starts a fresh "
+               "avgen.ISTFTVocoder (the demo's: 12000 steps, batch 16, lr 5e-4).",
     "unet-video": "Train the base video UNetMotionModel alone (text -> video).",
     "unet-audio": "Train the base audio UNet2DConditionModel alone (text -> audio).",
     "onset": "Teach the video connector when sounds start, before `train joint`: an onset pretext task (seed 003, "
@@ -223,15 +224,25 @@ def _make_stage(stage: str):
         mse_weight: float = typer.Option(0.0, min=0.0, hidden=stage != "vae-video",
                                          help="Weight of a squared-error term beside the L1 (PSNR is squared "
                                               "error); 0 = off."),
+        arch: Optional[str] = typer.Option(
+            None, "--arch", metavar="istft", hidden=stage != "vocoder",
+            help="istft: train a fresh avgen.ISTFTVocoder (ConvNeXt frames -> spectrum -> inverse STFT, as Vocos) in "
+                 "place of the bundle's vocoder; it keeps the partials of ringing sounds apart. Default: train the "
+                 "bundle's own vocoder on."),
         json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
         from avcli.training.loop import LoopConfig
-        from avcli.training.stages import StageOptions
+        from avcli.training.stages import VOCODER_ARCHS, StageOptions
 
         if stage != "vae-video" and (decoder_only or mse_weight):
             raise UsageError("--decoder-only and --mse-weight are options of `train vae-video` only")
+        if arch is not None and stage != "vocoder":
+            raise UsageError("--arch is an option of `train vocoder` only")
+        if arch is not None and arch not in VOCODER_ARCHS:
+            raise UsageError(f"--arch must be one of {', '.join(VOCODER_ARCHS)}; got {arch!r}")
         opts = StageOptions(bundle, data, work, batch, limit, progress=not json_out,
-                            foreground_boost=foreground_boost, decoder_only=decoder_only, mse_weight=mse_weight)
+                            foreground_boost=foreground_boost, decoder_only=decoder_only, mse_weight=mse_weight,
+                            vocoder_arch=arch)
         _run(stage, opts, LoopConfig(steps=steps, lr=lr, seed=seed, ckpt_every=ckpt_every, resume=resume), json_out)
 
     cmd.__name__ = f"train_{stage.replace('-', '_')}"
@@ -329,6 +340,7 @@ for _stage, _help in STAGE_HELP.items():
     if _stage == "joint":
         train_app.command("joint", help=JOINT_HELP)(train_joint)
     else:
-        _args = "--steps 600 --batch 64 --lr 1e-3" if _stage == "onset" else "--steps 500"  # onset: the demo's
+        _args = {"onset": "--steps 600 --batch 64 --lr 1e-3",  # the demo's
+                 "vocoder": "--arch istft --steps 12000 --batch 16 --lr 5e-4"}.get(_stage, "--steps 500")
         train_app.command(_stage, help=_help + "\n\nExample:\n\n  avgen train " + _stage +
                           " --bundle work/bundle --data hits/ --work work " + _args)(_make_stage(_stage))

@@ -59,8 +59,15 @@ def build_text_encoder(spec: dict) -> nn.Module:
 
 
 def build_vocoder(spec: dict, media: dict) -> Vocoder:
-    """The bundle's vocoder: a SpeechT5HifiGan on the bundle's mel, or, where the spec names the vocoder's own mel
-    front end (`front_end`, e.g. the pretrained HiFi-GAN universal's), the same class behind a MelAdapter."""
+    """The bundle's vocoder on the bundle's mel: a SpeechT5HifiGan, or an ISTFTVocoder (avgen.ISTFTVocoder,
+    spectrum + inverse STFT). Where the spec names the vocoder's own mel front end (`front_end`, e.g. the pretrained
+    HiFi-GAN universal's), the SpeechT5HifiGan runs behind a MelAdapter."""
+    if spec["class"] == "avgen.ISTFTVocoder":
+        from avcli.models.istft_vocoder import ISTFTVocoder, ISTFTVocoderConfig
+
+        if spec.get("front_end"):
+            raise ValueError("an avgen.ISTFTVocoder runs on the bundle's own mel; it takes no front_end")
+        return Vocoder(ISTFTVocoder(ISTFTVocoderConfig(**spec["config"])))
     hifigan = SpeechT5HifiGan(SpeechT5HifiGanConfig(**spec["config"]))
     front = spec.get("front_end")
     if not front:

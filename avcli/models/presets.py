@@ -42,6 +42,15 @@ def _hifigan_config(n_mels: int, sr: int, channels: int, rates: list[int], kerne
             "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5]], "normalize_before": False}
 
 
+def istft_vocoder_config(media: dict) -> dict:
+    """An avgen.ISTFTVocoder on a bundle's mel: n_fft four hops (a Hann window that overlap-adds to a constant)."""
+    from avcli.models.istft_vocoder import ISTFTVocoderConfig
+
+    hop = int(media["hop_length"])
+    return ISTFTVocoderConfig(model_in_dim=int(media["n_mels"]), n_fft=4 * hop, hop_length=hop,
+                              sampling_rate=int(media["sample_rate"])).to_dict()
+
+
 def _manifest(name, media, video_vae, audio_vae, vunet, aunet, vocoder, text, joint, sampling, schedules) -> dict:
     return {
         "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION, "name": name, "media": media,

@@ -45,6 +45,7 @@ class StageOptions:
     foreground_boost: float = 20.0  # vae-video: extra loss weight on pixels that differ from the clip's median
     decoder_only: bool = False  # vae-video: train the decoder alone; the encoder and so the latent space stay fixed
     mse_weight: float = 0.0  # vae-video: a squared-error term beside the L1 (what PSNR measures)
+    vocoder_arch: str | None = None  # vocoder: "istft" starts a fresh avgen.ISTFTVocoder in place of the bundle's
     # joint stage only
     ema_decay: float = 0.999
     mixed_precision: str = "auto"
@@ -219,16 +220,40 @@ def mr_stft_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return total / 3
 
 
+VOCODER_ARCHS = {"istft": "avgen.ISTFTVocoder"}
+
+
+def use_vocoder_arch(model: JointModel, arch: str) -> bool:
+    """Give the model a freshly initialised vocoder of another class (its manifest entry follows); False where the
+    bundle's vocoder already is that class (then it trains on from its weights)."""
+    from avcli.models.joint import build_vocoder
+    from avcli.models.presets import istft_vocoder_config
+
+    if arch not in VOCODER_ARCHS:
+        raise UsageError(f"--arch must be one of {', '.join(VOCODER_ARCHS)}; got {arch!r}")
+    if model.manifest["components"]["vocoder"]["class"] == VOCODER_ARCHS[arch]:
+        return False
+    media = model.manifest["media"]
+    spec = {"class": VOCODER_ARCHS[arch], "config": istft_vocoder_config(media)}
+    model.vocoder = build_vocoder(spec, media)
+    model.manifest["components"]["vocoder"] = spec
+    return True
+
+
 def stage_vocoder(opts: StageOptions, cfg: LoopConfig) -> dict:
     model, geo, clips = _prep(opts)
+    if opts.vocoder_arch:
+        use_vocoder_arch(model, opts.vocoder_arch)
+    istft = model.manifest["components"]["vocoder"]["class"] == VOCODER_ARCHS["istft"]
     voc = model.vocoder
     for p in model.parameters():
         p.requires_grad_(False)
     for p in voc.parameters():
         p.requires_grad_(True)
     hop = geo.hop_length
-    seg = 32  # mel frames per training segment
     audio = torch.from_numpy(clips.audio)
+    # mel frames per training segment (the ISTFT vocoder is cheap: longer context), within the clips' length
+    seg = min(64 if istft else 32, audio.shape[1] // hop - 1)
 
     def loss_fn(step, gen):
         idx = torch.randint(0, len(audio), (opts.batch,), generator=gen)
@@ -242,7 +267,8 @@ def stage_vocoder(opts: StageOptions, cfg: LoopConfig) -> dict:
 
     result = train("vocoder", voc, loss_fn, opts.work / "runs" / "vocoder", cfg, progress=opts.progress)
     result["clips"] = len(clips)
-    _save(model, opts, ["vocoder"])
+    result["vocoder_class"] = model.manifest["components"]["vocoder"]["class"]
+    _save(model, opts, ["vocoder"], [("components", "vocoder")])
     return result
 
 
