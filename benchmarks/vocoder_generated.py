@@ -48,6 +48,20 @@ def between_impacts_db(y: np.ndarray, events: list[float], sr: int = SR) -> floa
     return float(20 * np.log10(np.median(rms[quiet]) / rms.max()))
 
 
+def vocoders_on_the_same_mel(specs: list[str], model) -> dict:
+    """--vocoder-bundle NAME=FOLDER values -> {NAME: that bundle's vocoder}, each checked to read `model`'s mel."""
+    from avcli.models.bundle import load_bundle
+
+    out = {}
+    for spec in specs:
+        name, _, folder = spec.partition("=")
+        other = load_bundle(folder)
+        if other.manifest["media"] != model.manifest["media"] or other.manifest["components"]["vocoder"].get("front_end"):
+            raise SystemExit(f"{folder}: its vocoder does not read the bundle's mel")
+        out[name] = other.vocoder
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--test", type=Path, required=True)
@@ -76,13 +90,7 @@ def main() -> None:
     model = load_bundle(args.bundle)
     if model.manifest["components"]["vocoder"].get("front_end"):
         raise SystemExit("--bundle's vocoder must read the bundle's own mel (not the adapted HiFi-GAN)")
-    others = {}
-    for spec in args.vocoder_bundle:
-        name, _, folder = spec.partition("=")
-        other = load_bundle(folder)
-        if other.manifest["media"] != model.manifest["media"] or other.manifest["components"]["vocoder"].get("front_end"):
-            raise SystemExit(f"{folder}: its vocoder does not read --bundle's mel")
-        others[name] = other.vocoder
+    others = vocoders_on_the_same_mel(args.vocoder_bundle, model)
     below = model.manifest["sampling"].get("noise_fill_below_dbfs", -40.0)
     cur = log_mel(model)
     big = copy.deepcopy(model)

@@ -34,6 +34,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 SR = 16000
 
 
@@ -87,6 +88,7 @@ def main() -> None:
     from avcli.models.hifigan import MEDIA, load_hifigan, use_pretrained_vocoder
     from avcli.models.mel import LogMel
     from avcli.pipelines.common import denormalize_mel, log_mel, normalize_mel
+    from vocoder_generated import vocoders_on_the_same_mel
 
     torch.set_num_threads(2)
     model = load_bundle(args.bundle)
@@ -101,13 +103,7 @@ def main() -> None:
         adapted = copy.deepcopy(model)
         use_pretrained_vocoder(adapted, "universal")
     big = adapted.vocoder
-    others = {}
-    for spec in args.vocoder_bundle:
-        name, _, folder = spec.partition("=")
-        other = load_bundle(folder)
-        if other.manifest["media"] != model.manifest["media"] or other.manifest["components"]["vocoder"].get("front_end"):
-            raise SystemExit(f"{folder}: its vocoder does not read the bundle's mel")
-        others[name] = other.vocoder
+    others = vocoders_on_the_same_mel(args.vocoder_bundle, model)
     cur_mel = log_mel(model)
     m = MEDIA
     hifi_mel = LogMel(m["sample_rate"], m["n_fft"], m["hop_length"], m["win_length"], m["n_mels"], m["f_min"],

@@ -157,3 +157,29 @@ def test_phase_advance_starts_as_a_phase_vocoder_at_the_bin_centres():
     assert envelope_spread(lambda t, k: 2 * math.pi * torch.rand(t.shape, generator=g)) > 0.3
     with pytest.raises(ValueError, match="phase"):
         ISTFTVocoderConfig(phase="random")
+
+
+def test_arch_istft_refuses_the_previous_vocoders_checkpoint(tiny_bundle, tmp_path):
+    """The same --work after a run of the bundle's old vocoder: one line that names --restart, the bundle untouched;
+    with --restart it trains."""
+    from typer.testing import CliRunner
+
+    from avcli.cli.main import app
+    from avcli.errors import UsageError
+
+    runner = CliRunner()
+    data = tmp_path / "hits"
+    assert runner.invoke(app, ["data", "synth", "--n", "3", "-o", str(data), "--duration", "1", "--fps", "8", "--size",
+                               "32", "--sample-rate", "8000"]).exit_code == 0
+    bundle = tmp_path / "b"
+    shutil.copytree(tiny_bundle, bundle)
+    args = ["train", "vocoder", "--bundle", str(bundle), "--data", str(data), "--work", str(tmp_path / "w"),
+            "--steps", "3", "--batch", "2", "--json"]
+    assert runner.invoke(app, args).exit_code == 0
+    before = (bundle / "bundle.json").read_text()
+    res = runner.invoke(app, [*args, "--arch", "istft"])
+    assert isinstance(res.exception, UsageError) and "--restart" in str(res.exception)
+    assert (bundle / "bundle.json").read_text() == before
+    res = runner.invoke(app, [*args, "--arch", "istft", "--restart"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((bundle / "bundle.json").read_text())["components"]["vocoder"]["class"] == "avgen.ISTFTVocoder"

@@ -240,10 +240,26 @@ def use_vocoder_arch(model: JointModel, arch: str) -> bool:
     return True
 
 
+def _refuse_other_vocoder_checkpoint(run_dir: Path, vocoder) -> None:
+    """A resumed `--arch` run must find its own class's checkpoint (an interrupted run of the same --arch), not the
+    one a run of the bundle's previous vocoder left in the same work folder."""
+    from safetensors import safe_open
+
+    ckpt = run_dir / "ckpt.safetensors"
+    if not (run_dir / "state.json").exists() or not ckpt.exists():
+        return
+    with safe_open(str(ckpt), "pt") as f:
+        keys = set(f.keys())
+    if not {name for name, _ in vocoder.named_parameters()} <= keys:
+        raise UsageError(f"{run_dir}: holds a checkpoint of another vocoder class; add --restart to start this one "
+                         f"afresh there, or use another --work")
+
+
 def stage_vocoder(opts: StageOptions, cfg: LoopConfig) -> dict:
     model, geo, clips = _prep(opts)
-    if opts.vocoder_arch:
-        use_vocoder_arch(model, opts.vocoder_arch)
+    run_dir = opts.work / "runs" / "vocoder"
+    if opts.vocoder_arch and use_vocoder_arch(model, opts.vocoder_arch) and cfg.resume:
+        _refuse_other_vocoder_checkpoint(run_dir, model.vocoder)
     istft = model.manifest["components"]["vocoder"]["class"] == VOCODER_ARCHS["istft"]
     voc = model.vocoder
     for p in model.parameters():
@@ -265,7 +281,7 @@ def stage_vocoder(opts: StageOptions, cfg: LoopConfig) -> dict:
         stft = mr_stft_loss(out, wav)
         return mel_l1 + 2.0 * stft, {"loss_mel": float(mel_l1.detach()), "loss_stft": float(stft.detach())}
 
-    result = train("vocoder", voc, loss_fn, opts.work / "runs" / "vocoder", cfg, progress=opts.progress)
+    result = train("vocoder", voc, loss_fn, run_dir, cfg, progress=opts.progress)
     result["clips"] = len(clips)
     result["vocoder_class"] = model.manifest["components"]["vocoder"]["class"]
     _save(model, opts, ["vocoder"], [("components", "vocoder")])
