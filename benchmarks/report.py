@@ -653,6 +653,23 @@ def guidance_cost_section(res: dict, name: str = "guidance_cost.json") -> str:
                                    rows) + "\n"
 
 
+def generate_speed_section(res: dict) -> str:
+    """benchmarks/generate_speed.py: `avgen generate` with defaults, versions of avgen side by side, fresh processes."""
+    stages = ("import", "load", "text", "denoise", "decode", "vocode", "mux")
+    rows = []
+    for r in res["rows"]:
+        st = r["stages_s_median"]
+        rows.append([r["name"], f"{r['wall_s_median']:.2f}", f"{r['vs_first']:.2f}x",
+                     *(f"{st[k]:.2f}" if k in st else "-" for k in stages)])
+    head = (f"`avgen generate --prompt P -o OUT` with each version's defaults (code and embedded bundle of the commit "
+            f"named), a fresh process per run, {res['repeat']} timed runs a row after one warm-up, the rows "
+            f"interleaved, {res['threads']} threads, {res['date']}; the median wall clock (measured outside the "
+            f"process) and the median of each stage as the run's `--json` reports it. Produced by "
+            f"`{res['command']}` (`benchmarks/results/generate_speed.json`).")
+    return head + "\n\n" + _table(["version", "wall (s)", "vs the first row", *(f"{k} (s)" for k in stages)],
+                                   rows) + "\n"
+
+
 GUIDANCE_CONFIRM = (("video 7.5, audio 2.5 (the default until 2026-12-03)", "quality_cfg_v7.5_a2.5.json"),
                     ("video 7.5, audio 5", "quality_cfg_audio5.json"),
                     ("video 7.5, audio 7.5", "quality_cfg_audio7.5.json"),
@@ -892,6 +909,9 @@ def main() -> None:
                                   ("videoguidancecost", "video_guidance_cost.json", guidance_cost_section)):
         if (RESULTS / name).exists() and f"<!-- {marker}:begin -->" in text:
             text = replace_section(text, marker, section(json.loads((RESULTS / name).read_text()), name))
+    if (RESULTS / "generate_speed.json").exists() and "<!-- generatespeed:begin -->" in text:
+        text = replace_section(text, "generatespeed", generate_speed_section(
+            json.loads((RESULTS / "generate_speed.json").read_text())))
     if (RESULTS / "gpu_h200.json").exists() and "<!-- gpu:begin -->" in text:
         text = replace_section(text, "gpu", gpu_section(json.loads((RESULTS / "gpu_h200.json").read_text())))
     bundle = ROOT / "avcli" / "bundles" / "hits-demo" / "bundle.json"
