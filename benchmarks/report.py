@@ -670,6 +670,11 @@ def generate_speed_section(res: dict) -> str:
                                    rows) + "\n"
 
 
+# the audio's text guidance with the ISTFT vocoder, on the validation clips (work/v2/hits-val)
+CFG_AUDIO_ISTFT = (("the bundle's default (audio text guidance 1, guidance over the picture 3)",
+                    "quality_istft_val_default.json"),
+                   ("--cfg-audio 2.5", "quality_istft_val_a2.5.json"),
+                   ("--cfg-audio 5", "quality_istft_val_a5.json"))
 GUIDANCE_CONFIRM = (("video 7.5, audio 2.5 (the default until 2026-12-03)", "quality_cfg_v7.5_a2.5.json"),
                     ("video 7.5, audio 5", "quality_cfg_audio5.json"),
                     ("video 7.5, audio 7.5", "quality_cfg_audio7.5.json"),
@@ -677,8 +682,9 @@ GUIDANCE_CONFIRM = (("video 7.5, audio 2.5 (the default until 2026-12-03)", "qua
                     ("video 4, audio 2.5", "quality_cfg_v4_a2.5.json"))
 
 
-def guidance_confirm_section(rows: list[tuple[str, dict]]) -> str:
-    """The guidance sweep's candidates on the held-out clips, generate side, beside the shipped default."""
+def guidance_confirm_section(rows: list[tuple[str, dict]], clips: str = "held-out clips") -> str:
+    """Guidance candidates (quality.py --parts generate runs on one clip set and seeds), generate side, beside the
+    shipped default."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("guidance_sweep", Path(__file__).with_name("guidance_sweep.py"))
@@ -690,7 +696,7 @@ def guidance_confirm_section(rows: list[tuple[str, dict]]) -> str:
         out.append([name] + _cells(r, GUIDANCE_COLS))
     q0 = rows[0][1]
     cmds = "; ".join(f"`{q['command']}`" for _, q in rows)
-    return "\n".join([f"`avgen generate` on the {q0['n']} held-out clips, the same seeds in every row. Produced by "
+    return "\n".join([f"`avgen generate` on the {q0['n']} {clips}, the same seeds in every row. Produced by "
                       f"{cmds}.", "", _table(["setting"] + [c for _, c, _ in GUIDANCE_COLS], out)]) + "\n" + \
         detector_note(*(q for _, q in rows))
 
@@ -875,6 +881,10 @@ def main() -> None:
     if (RESULTS / "guidance_sweep.json").exists() and "<!-- guidancesweep:begin -->" in text:
         text = replace_section(text, "guidancesweep", guidance_sweep_section(
             json.loads((RESULTS / "guidance_sweep.json").read_text())))
+    if all((RESULTS / f).exists() for _, f in CFG_AUDIO_ISTFT) and "<!-- cfgaudioistft:begin -->" in text:
+        text = replace_section(text, "cfgaudioistft", guidance_confirm_section(
+            [(name, json.loads((RESULTS / f).read_text())) for name, f in CFG_AUDIO_ISTFT],
+            "validation clips (`work/v2/hits-val`)"))
     if all((RESULTS / f).exists() for _, f in GUIDANCE_CONFIRM) and "<!-- guidanceconfirm:begin -->" in text:
         text = replace_section(text, "guidanceconfirm", guidance_confirm_section(
             [(name, json.loads((RESULTS / f).read_text())) for name, f in GUIDANCE_CONFIRM]))
