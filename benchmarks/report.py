@@ -674,7 +674,9 @@ def generate_speed_section(res: dict) -> str:
 CFG_AUDIO_ISTFT = (("the bundle's default (audio text guidance 1, guidance over the picture 3)",
                     "quality_istft_val_default.json"),
                    ("--cfg-audio 2.5", "quality_istft_val_a2.5.json"),
-                   ("--cfg-audio 5", "quality_istft_val_a5.json"))
+                   ("--cfg-audio 5", "quality_istft_val_a5.json"),
+                   ("default settings, audio base U-Net fine-tuned 3000 steps on the v2 clips (not shipped)",
+                    "quality_istft_val_unet_audio_ft.json"))
 GUIDANCE_CONFIRM = (("video 7.5, audio 2.5 (the default until 2026-12-03)", "quality_cfg_v7.5_a2.5.json"),
                     ("video 7.5, audio 5", "quality_cfg_audio5.json"),
                     ("video 7.5, audio 7.5", "quality_cfg_audio7.5.json"),
