@@ -71,6 +71,9 @@ def test_perf_section_ratios_and_replacement(report):
     ("videoguidancecost", None, ["video_guidance_cost.json"]),
     ("guidanceconfirm", None, ["quality_cfg_v7.5_a2.5.json", "quality_cfg_audio5.json", "quality_cfg_audio7.5.json",
                                "quality_cfg_v4_a5.json", "quality_cfg_v4_a2.5.json"]),
+    ("cfgaudioistft", None, ["quality_istft_val_default.json", "quality_istft_val_a2.5.json",
+                             "quality_istft_val_a5.json", "quality_istft_val_unet_audio_ft.json"]),
+    ("generatespeed", "generate_speed_section", ["generate_speed.json"]),
 ])
 def test_readme_quality_sections_are_what_the_committed_json_renders(report, name, render, files):
     """The README's quality numbers come from the committed JSON: rendering it again changes nothing."""
@@ -85,6 +88,9 @@ def test_readme_quality_sections_are_what_the_committed_json_renders(report, nam
         text = report.v2_compare_section(list(zip(report.V2_ROWS, data)))
     elif name == "guidanceconfirm":
         text = report.guidance_confirm_section([(n, d) for (n, _), d in zip(report.GUIDANCE_CONFIRM, data)])
+    elif name == "cfgaudioistft":
+        text = report.guidance_confirm_section([(n, d) for (n, _), d in zip(report.CFG_AUDIO_ISTFT, data)],
+                                               "validation clips (`work/v2/hits-val`)")
     elif name in ("guidanceintervalheldout", "videoguidancegenerate"):
         text = report.guidance_interval_section(data[0], files[0])
     elif name == "videoguidancecost":
@@ -207,3 +213,25 @@ def test_table1_section_orders_rows_as_seed000_and_marks_verdicts(report):
     assert "(same)" not in "".join(lines) and lines[2].split(" | ")[2] == "0.700"
     assert lines[-1].split(" | ")[2] == "0.970" and lines[-1].split(" | ")[3] == "-" and "95%" in lines[-1]
     assert "Onset scores here" not in report.table1_section(res)  # today's detector: no old-detector note
+
+
+def test_generate_speed_rows_and_ratios(report):
+    """benchmarks/generate_speed.py: a row names a commit (code and bundle), this checkout, or a commit's code on
+    another bundle; the rendered rows carry wall clock and ratio, and a stage a version did not time shows as '-'."""
+    spec = importlib.util.spec_from_file_location("generate_speed", ROOT / "benchmarks" / "generate_speed.py")
+    gs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gs)
+    assert gs.parse_row("at filing (a1c9fe2)=a1c9fe2") == {"name": "at filing (a1c9fe2)", "ref": "a1c9fe2",
+                                                           "bundle": None}
+    assert gs.parse_row("now=.") == {"name": "now", "ref": ".", "bundle": None}
+    assert gs.parse_row("x=HEAD~1:work/b") == {"name": "x", "ref": "HEAD~1", "bundle": "work/b"}
+    for bad in ("noequals", "=ref", "name="):
+        with pytest.raises(SystemExit):
+            gs.parse_row(bad)
+    res = {"command": "c", "repeat": 3, "threads": 2, "date": "d",
+           "rows": [{"name": "old", "wall_s_median": 8.0, "vs_first": 1.0, "stages_s_median": {"denoise": 3.0}},
+                    {"name": "new", "wall_s_median": 6.0, "vs_first": 0.75,
+                     "stages_s_median": {"denoise": 2.5, "vocode": 0.1}}]}
+    text = report.generate_speed_section(res)
+    assert "| old | 8.00 | 1.00x | - | - | - | 3.00 | - | - | - |" in text
+    assert "| new | 6.00 | 0.75x | - | - | - | 2.50 | - | 0.10 | - |" in text
