@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import sys
 from pathlib import Path
 
@@ -155,7 +156,7 @@ def main() -> None:
     summary = {k: {m_: (float(np.mean(v)) if v else None) for m_, v in s.items()} for k, s in scores.items()}
     from avcli.metrics.onsets import IMPACT_ONSET_DETECTOR
 
-    res = {"command": "python benchmarks/vocoder_resynthesis.py " + " ".join(sys.argv[1:]), "clips": len(rows),
+    res = {"command": shlex.join(["python", "benchmarks/vocoder_resynthesis.py", *sys.argv[1:]]), "clips": len(rows),
            "floor_clips": len(scores["original"]["floor_db"]), "onset_detector": IMPACT_ONSET_DETECTOR,
            "summary": summary}
     args.json.parent.mkdir(parents=True, exist_ok=True)
