@@ -676,7 +676,10 @@ CFG_AUDIO_ISTFT = (("the bundle's default (audio text guidance 1, guidance over 
                    ("--cfg-audio 2.5", "quality_istft_val_a2.5.json"),
                    ("--cfg-audio 5", "quality_istft_val_a5.json"),
                    ("default settings, audio base U-Net fine-tuned 3000 steps on the v2 clips (not shipped)",
-                    "quality_istft_val_unet_audio_ft.json"))
+                    "quality_istft_val_unet_audio_ft.json"),
+                   ("--cfg-video 8 (default 6)", "quality_istft_val_v8.json"),
+                   ("--cfg-video 10", "quality_istft_val_v10.json"),
+                   ("--video-guidance 1 (no guidance over the picture)", "quality_istft_val_vg1.json"))
 GUIDANCE_CONFIRM = (("video 7.5, audio 2.5 (the default until 2026-12-03)", "quality_cfg_v7.5_a2.5.json"),
                     ("video 7.5, audio 5", "quality_cfg_audio5.json"),
                     ("video 7.5, audio 7.5", "quality_cfg_audio7.5.json"),
