@@ -59,6 +59,10 @@ def main() -> None:
                     help="generate's video guidance only in this part of the steps (default: bundle's)")
     ap.add_argument("--cfg-audio-interval", default=None, metavar="START:END",
                     help="generate's audio guidance only in this part of the steps (default: bundle's)")
+    ap.add_argument("--cfg-video-rescale", type=float, default=None,
+                    help="generate's guidance rescale phi on the video's text guidance (default: bundle's)")
+    ap.add_argument("--cfg-audio-rescale", type=float, default=None,
+                    help="generate's guidance rescale phi on the audio's text guidance (default: bundle's)")
     ap.add_argument("--audio-guidance", type=float, default=None,
                     help="generate's audio guidance on the video U-Net, seed 002's eta (default: bundle's, 1 = off)")
     ap.add_argument("--audio-guidance-interval", default=None, metavar="START:END",
@@ -86,6 +90,7 @@ def main() -> None:
 
     intervals = dict(cfg_video_interval=parse_interval(args.cfg_video_interval, "--cfg-video-interval"),
                      cfg_audio_interval=parse_interval(args.cfg_audio_interval, "--cfg-audio-interval"),
+                     cfg_video_rescale=args.cfg_video_rescale, cfg_audio_rescale=args.cfg_audio_rescale,
                      audio_guidance=args.audio_guidance,
                      audio_guidance_interval=parse_interval(args.audio_guidance_interval, "--audio-guidance-interval"),
                      video_guidance=args.video_guidance,
@@ -146,6 +151,7 @@ def main() -> None:
                        "audio_guidance_interval": list(cfg.audio_guidance_interval),
                        "video_guidance": cfg.video_guidance,
                        "video_guidance_interval": list(cfg.video_guidance_interval),
+                       "cfg_video_rescale": cfg.cfg_video_rescale, "cfg_audio_rescale": cfg.cfg_audio_rescale,
                        "foley_video_guidance": foley_video_guidance(model.manifest,
                                                                     FoleyRequest(video_guidance=args.foley_video_guidance))}
     from avcli.metrics.onsets import IMPACT_ONSET_DETECTOR

@@ -148,6 +148,30 @@ def test_guidance_interval_reaches_the_sampler_from_the_command_line(tiny_bundle
     assert torch.equal(got[key], want.audio_latent) and not torch.equal(got[key], full.audio_latent)
 
 
+def test_guidance_rescale_reaches_the_sampler_from_the_command_line_and_ships_in_a_bundle(tiny_bundle, tmp_path):
+    out = tmp_path / "gr.mp4"
+    r = _cli("generate", "--bundle", str(tiny_bundle), "-p", "a red ball", "--steps", "2", "--cfg-audio", "4",
+             "--cfg-audio-rescale", "0.7", "--save-latents", "--json", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    settings = json.loads(r.stdout)["settings"]
+    assert settings["cfg_audio_rescale"] == 0.7 and settings["cfg_video_rescale"] is None  # None: the bundle's
+    import torch
+    from safetensors.torch import load_file
+
+    from avcli.pipelines.generate import GenerateRequest
+    from avcli.pipelines.pipeline import JointPipeline
+    from avcli.training.stages import shipping_manifest
+
+    got = load_file(str(out.with_suffix(".latents.safetensors")))
+    pipe = JointPipeline.from_bundle(tiny_bundle, backend="torch")
+    want = pipe.generate(GenerateRequest("a red ball", steps=2, cfg_audio=4.0, cfg_audio_rescale=0.7))[0]
+    plain = pipe.generate(GenerateRequest("a red ball", steps=2, cfg_audio=4.0))[0]
+    key = [k for k in got if "audio" in k][0]
+    assert torch.equal(got[key], want.audio_latent) and not torch.equal(got[key], plain.audio_latent)
+    extra = shipping_manifest(pipe.manifest, None, cfg_audio_rescale=0.5)
+    assert extra["sampling"]["cfg_audio_rescale"] == 0.5
+
+
 def _trained_pipe(manifest):
     """A pipeline over a tiny joint model whose cross-modal blocks have weight (a fresh model's zero-initialised
     blocks would make any guidance over the other modality a no-op)."""

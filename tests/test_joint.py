@@ -485,3 +485,38 @@ def test_video_guidance_settings_from_a_bundle(tiny_manifest):
     assert foley_video_guidance(m, FoleyRequest(video_guidance=1.0)) == 1.0
     with pytest.raises(ValueError):
         SamplerConfig(video_guidance=-1.0)
+
+
+def test_guidance_rescale_is_diffusers_and_applies_to_its_modality_only(tiny_model):
+    """Guidance rescale (Lin et al. 2024) equals diffusers' own `rescale_noise_cfg`, and in the sampler it acts on
+    the audio's text guidance only when cfg_audio_rescale is set: checked against the same sampler given an audio
+    U-Net that applies plain guidance then diffusers' rescale itself."""
+    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import rescale_noise_cfg
+
+    from avcli.sampling.joint import rescale_guided
+
+    g = torch.Generator().manual_seed(0)
+    guided, pos = 3 * torch.randn(2, 4, 5, 6, generator=g), torch.randn(2, 4, 5, 6, generator=g)
+    for phi in (0.0, 0.3, 0.7, 1.0):
+        assert torch.allclose(rescale_guided(guided, pos, phi), rescale_noise_cfg(guided, pos, phi), atol=1e-6)
+    out = rescale_guided(guided, pos, 1.0)
+    assert torch.allclose(out.flatten(1).std(1), pos.flatten(1).std(1), atol=1e-5)  # spread of the positive
+
+    base = SamplerConfig(steps=4, gamma=1.5, cfg_video=3.0, cfg_audio=4.0)
+    comps = tiny_model.sampler_components()
+    unet = comps["audio_unet"]
+
+    def by_hand(**kw):  # the CFG batch [negative; positive] in, plain guidance, then diffusers' rescale
+        neg, p = unet(**kw).chunk(2)
+        guided = rescale_noise_cfg(neg + 4.0 * (p - neg), p, 0.7)
+        return torch.cat([guided, guided])  # the sampler forms neg + 4 (pos - neg) of equal halves: guided itself
+
+    rescaled = _run(tiny_model, 0, cfg=replace(base, cfg_audio_rescale=0.7))
+    reference = _run(tiny_model, 0, cfg=base, comps={**comps, "audio_unet": by_hand})
+    plain = _run(tiny_model, 0, cfg=base)
+    assert torch.allclose(rescaled.audio, reference.audio, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(rescaled.audio, plain.audio, atol=1e-3)
+    assert torch.equal(rescaled.video, plain.video)  # the video's guidance is untouched
+    assert torch.equal(_run(tiny_model, 0, cfg=replace(base, cfg_audio_rescale=0.0)).audio, plain.audio)
+    with pytest.raises(ValueError, match="cfg-audio-rescale"):
+        SamplerConfig(cfg_audio_rescale=1.5)

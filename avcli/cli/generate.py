@@ -75,6 +75,14 @@ def generate_cmd(
                                                           "U-Net runs once, not twice. Default: the bundle's."),
     cfg_audio_interval: Optional[str] = typer.Option(None, "--cfg-audio-interval", metavar="START:END",
                                                      help="The same for the audio's text guidance."),
+    cfg_video_rescale: Optional[float] = typer.Option(
+        None, "--cfg-video-rescale", min=0.0, max=1.0, metavar="PHI",
+        help="Guidance rescale on the video's text guidance (Lin et al. 2024; diffusers' guidance_rescale): the "
+             "guided prediction brought to the positive one's spread, mixed in with weight PHI (0 = off; default: "
+             "the bundle's). Tames what a high scale overdoes, at no extra cost."),
+    cfg_audio_rescale: Optional[float] = typer.Option(
+        None, "--cfg-audio-rescale", min=0.0, max=1.0, metavar="PHI",
+        help="The same for the audio's text guidance."),
     audio_guidance: Optional[float] = typer.Option(
         None, "--audio-guidance", min=0.0, metavar="ETA",
         help="Seed 002's audio guidance on the video U-Net: eps(no sound) + ETA (eps(sound) - eps(no sound)), so the "
@@ -124,7 +132,8 @@ def generate_cmd(
     intervals = dict(cfg_video_interval=parse_interval(cfg_video_interval, "--cfg-video-interval"),
                      cfg_audio_interval=parse_interval(cfg_audio_interval, "--cfg-audio-interval"),
                      audio_guidance_interval=parse_interval(audio_guidance_interval, "--audio-guidance-interval"),
-                     video_guidance_interval=parse_interval(video_guidance_interval, "--video-guidance-interval"))
+                     video_guidance_interval=parse_interval(video_guidance_interval, "--video-guidance-interval"),
+                     cfg_video_rescale=cfg_video_rescale, cfg_audio_rescale=cfg_audio_rescale)
     if ray is not None and prompts is None:
         raise UsageError("--ray runs a --prompts batch; give --prompts FILE")
     if prompts is not None:

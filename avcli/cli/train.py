@@ -123,6 +123,12 @@ def finalize_cmd(
         None, "--cfg-audio-interval", metavar="START:END", help="The same for the audio's text guidance."),
     audio_guidance_interval: Optional[str] = typer.Option(
         None, "--audio-guidance-interval", metavar="START:END", help="The same for --audio-guidance."),
+    cfg_video_rescale: Optional[float] = typer.Option(
+        None, "--cfg-video-rescale", min=0.0, max=1.0, metavar="PHI",
+        help="generate's default guidance rescale on the video's text guidance (0 = off)."),
+    cfg_audio_rescale: Optional[float] = typer.Option(
+        None, "--cfg-audio-rescale", min=0.0, max=1.0, metavar="PHI",
+        help="The same for the audio's text guidance."),
     video_guidance: Optional[float] = typer.Option(
         None, "--video-guidance", min=0.0, metavar="ETA",
         help="generate's default guidance over the picture on the audio U-Net (seed 004; 1 = off). foley's is "
@@ -171,7 +177,8 @@ def finalize_cmd(
     extra = shipping_manifest(model.manifest, work, name=name, steps=steps, solver=solver,
                               animate_audio_guidance=animate_audio_guidance, noise_fill=noise_fill,
                               cfg_video=cfg_video, cfg_audio=cfg_audio, audio_guidance=audio_guidance,
-                              video_guidance=video_guidance, foley_video_guidance=foley_video_guidance, **intervals)
+                              video_guidance=video_guidance, foley_video_guidance=foley_video_guidance,
+                              cfg_video_rescale=cfg_video_rescale, cfg_audio_rescale=cfg_audio_rescale, **intervals)
     out = save_bundle(model, output, dtype=dtype, extra=extra)
     size = sum(f.stat().st_size for f in out.iterdir())
     stdout.print(f"wrote {out} ({human_size(size)}, {dtype})")

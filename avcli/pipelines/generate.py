@@ -37,6 +37,8 @@ class GenerateRequest:
     audio_guidance_interval: tuple[float, float] | None = None  # that eta only in this part of the steps
     video_guidance: float | None = None  # seed 004's eta over the visual condition, on the audio U-Net
     video_guidance_interval: tuple[float, float] | None = None
+    cfg_video_rescale: float | None = None  # guidance rescale phi on each text guidance (None: the bundle's)
+    cfg_audio_rescale: float | None = None
 
     @property
     def unconditional(self) -> bool:
@@ -82,7 +84,8 @@ def _config(pipe, req: GenerateRequest):
                          cfg_video=req.cfg_video, cfg_audio=req.cfg_audio, eta=req.eta,
                          cfg_video_interval=req.cfg_video_interval, cfg_audio_interval=req.cfg_audio_interval,
                          audio_guidance=req.audio_guidance, audio_guidance_interval=req.audio_guidance_interval,
-                         video_guidance=req.video_guidance, video_guidance_interval=req.video_guidance_interval)
+                         video_guidance=req.video_guidance, video_guidance_interval=req.video_guidance_interval,
+                         cfg_video_rescale=req.cfg_video_rescale, cfg_audio_rescale=req.cfg_audio_rescale)
     return replace(cfg, cfg_video=1.0, cfg_audio=1.0) if req.unconditional else cfg
 
 

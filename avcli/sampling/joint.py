@@ -59,6 +59,11 @@ class SamplerConfig:
     # text guidance alone.
     audio_guidance_interval: tuple[float, float] = (0.0, 1.0)
     video_guidance_interval: tuple[float, float] = (0.0, 1.0)  # the same for video_guidance
+    # guidance rescale (Lin et al. 2024, "Common diffusion noise schedules and sample steps are flawed", sec. 3.4)
+    # on each modality's text guidance: the guided prediction scaled to the positive prediction's standard
+    # deviation (per sample), mixed in with weight phi; 0 = plain guidance. diffusers' `guidance_rescale`.
+    cfg_video_rescale: float = 0.0
+    cfg_audio_rescale: float = 0.0
 
     def __post_init__(self) -> None:
         if self.solver not in ("ddim", "dpmpp2m"):
@@ -75,6 +80,9 @@ class SamplerConfig:
             raise ValueError(f"audio guidance must be >= 0, got {self.audio_guidance:g}")
         if self.video_guidance < 0:
             raise ValueError(f"video guidance must be >= 0, got {self.video_guidance:g}")
+        for name in ("cfg_video_rescale", "cfg_audio_rescale"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name):g}")
         for name in ("cfg_video_interval", "cfg_audio_interval", "audio_guidance_interval",
                      "video_guidance_interval"):
             iv = tuple(float(x) for x in getattr(self, name))
@@ -128,7 +136,18 @@ class ModalitySpec:
     shape: tuple[int, ...]  # latent shape including batch
 
 
-def _guided(unet: Callable, x, t_index: int, text_pos, text_neg, cross, scale: float) -> torch.Tensor:
+def rescale_guided(guided: torch.Tensor, pos: torch.Tensor, phi: float) -> torch.Tensor:
+    """Guidance rescale (Lin et al. 2024, eq. 15-16): the guided prediction brought to the standard deviation of the
+    positive one, per sample over all other axes, and mixed back with weight phi (0 = the guided prediction)."""
+    if phi == 0.0:
+        return guided
+    dims = tuple(range(1, guided.dim()))
+    rescaled = guided * (pos.std(dim=dims, keepdim=True) / guided.std(dim=dims, keepdim=True))
+    return phi * rescaled + (1.0 - phi) * guided
+
+
+def _guided(unet: Callable, x, t_index: int, text_pos, text_neg, cross, scale: float, rescale: float = 0.0
+            ) -> torch.Tensor:
     """One U-Net call with classifier-free guidance batched as [negative; positive]."""
     b = x.shape[0]
     if scale == 1.0:
@@ -138,11 +157,11 @@ def _guided(unet: Callable, x, t_index: int, text_pos, text_neg, cross, scale: f
     out = unet(sample=torch.cat([x, x]), timestep=t, text_embeds=torch.cat([text_neg, text_pos]),
                cross_features=torch.cat([cross, cross]))
     neg, pos = out.chunk(2)
-    return neg + scale * (pos - neg)
+    return rescale_guided(neg + scale * (pos - neg), pos, rescale)
 
 
-def cross_guided(unet: Callable, x, t_index: int, text_pos, text_neg, cross, scale: float, eta: float
-                 ) -> torch.Tensor:
+def cross_guided(unet: Callable, x, t_index: int, text_pos, text_neg, cross, scale: float, eta: float,
+                 rescale: float = 0.0) -> torch.Tensor:
     """Classifier-free guidance over the other modality on top of text guidance: eps(null) + eta (eps(cross) -
     eps(null)), the null being zero connector features. On the video U-Net it is seed 002's audio guidance (null
     audio is what training with --audio-dropout shows it); on the audio U-Net seed 004's guidance over the visual
@@ -150,7 +169,7 @@ def cross_guided(unet: Callable, x, t_index: int, text_pos, text_neg, cross, sca
     the two passes go in one call of batch 2, as text guidance's do, so no call exceeds the CFG batch an engine is
     built for."""
     if eta == 1.0:
-        return _guided(unet, x, t_index, text_pos, text_neg, cross, scale)
+        return _guided(unet, x, t_index, text_pos, text_neg, cross, scale, rescale)
     if scale == 1.0:
         b = x.shape[0]
         t = torch.full((2 * b,), t_index, dtype=torch.int64)
@@ -158,8 +177,8 @@ def cross_guided(unet: Callable, x, t_index: int, text_pos, text_neg, cross, sca
                    cross_features=torch.cat([torch.zeros_like(cross), cross]))
         null, cond = out.chunk(2)
         return null + eta * (cond - null)
-    cond = _guided(unet, x, t_index, text_pos, text_neg, cross, scale)
-    null = _guided(unet, x, t_index, text_pos, text_neg, torch.zeros_like(cross), scale)
+    cond = _guided(unet, x, t_index, text_pos, text_neg, cross, scale, rescale)
+    null = _guided(unet, x, t_index, text_pos, text_neg, torch.zeros_like(cross), scale, rescale)
     return null + eta * (cond - null)
 
 
@@ -294,9 +313,11 @@ def sample(
         g_v, g_a = config.guidance_at(k)
         g_v, g_a = (g_v if text_v_on else 1.0), (g_a if text_a_on else 1.0)
         run_v = (lambda: cross_guided(nets["video_unet"], x_v, m, text.video, text.video_negative, f_a,
-                                      g_v, config.audio_guidance_at(k))) if task != "foley" else None
+                                      g_v, config.audio_guidance_at(k), config.cfg_video_rescale)
+                 ) if task != "foley" else None
         run_a = (lambda: cross_guided(nets["audio_unet"], x_a, n, text.audio, text.audio_negative, f_v,
-                                      g_a, config.video_guidance_at(k))) if task != "animate" else None
+                                      g_a, config.video_guidance_at(k), config.cfg_audio_rescale)
+                 ) if task != "animate" else None
         eps_v, eps_a = _run_pair(run_v, run_a, pool)
         if task == "foley" and config.recon_guidance > 0:
             eps_a = _recon_guidance_video(components, x_v, x_a, m, n, known_video, text, sv, sa, sc_v, sc_a,
