@@ -679,7 +679,16 @@ CFG_AUDIO_ISTFT = (("the bundle's default (audio text guidance 1, guidance over 
                     "quality_istft_val_unet_audio_ft.json"),
                    ("--cfg-video 8 (default 6)", "quality_istft_val_v8.json"),
                    ("--cfg-video 10", "quality_istft_val_v10.json"),
-                   ("--video-guidance 1 (no guidance over the picture)", "quality_istft_val_vg1.json"))
+                   ("--video-guidance 1 (no guidance over the picture)", "quality_istft_val_vg1.json"),
+                   ("--cfg-audio 5 --cfg-audio-interval 0:0.4 (the noisier 40 %)", "quality_istft_val_a5i04.json"),
+                   ("--cfg-audio 5 --cfg-audio-interval 0.4:1 (the last 60 %)", "quality_istft_val_a5i41.json"),
+                   ("--cfg-audio 5 --cfg-audio-interval 0.5:1", "quality_istft_val_a5i51.json"),
+                   ("--cfg-audio 5 --cfg-audio-interval 0.6:1", "quality_istft_val_a5i61.json"),
+                   ("--cfg-audio 5 --cfg-audio-interval 0.8:1", "quality_istft_val_a5i81.json"),
+                   ("--cfg-audio 3 --cfg-audio-interval 0.4:1", "quality_istft_val_a3i41.json"),
+                   ("--cfg-audio 7.5 --cfg-audio-interval 0.6:1", "quality_istft_val_a7.5i61.json"),
+                   ("--cfg-audio 5 --cfg-audio-interval 0.4:1 --cfg-audio-rescale 0.7",
+                    "quality_istft_val_a5i41r7.json"))
 GUIDANCE_CONFIRM = (("video 7.5, audio 2.5 (the default until 2026-12-03)", "quality_cfg_v7.5_a2.5.json"),
                     ("video 7.5, audio 5", "quality_cfg_audio5.json"),
                     ("video 7.5, audio 7.5", "quality_cfg_audio7.5.json"),

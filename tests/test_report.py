@@ -73,7 +73,11 @@ def test_perf_section_ratios_and_replacement(report):
                                "quality_cfg_v4_a5.json", "quality_cfg_v4_a2.5.json"]),
     ("cfgaudioistft", None, ["quality_istft_val_default.json", "quality_istft_val_a2.5.json",
                              "quality_istft_val_a5.json", "quality_istft_val_unet_audio_ft.json",
-                             "quality_istft_val_v8.json", "quality_istft_val_v10.json", "quality_istft_val_vg1.json"]),
+                             "quality_istft_val_v8.json", "quality_istft_val_v10.json", "quality_istft_val_vg1.json",
+                             "quality_istft_val_a5i04.json", "quality_istft_val_a5i41.json",
+                             "quality_istft_val_a5i51.json", "quality_istft_val_a5i61.json",
+                             "quality_istft_val_a5i81.json", "quality_istft_val_a3i41.json",
+                             "quality_istft_val_a7.5i61.json", "quality_istft_val_a5i41r7.json"]),
     ("generatespeed", "generate_speed_section", ["generate_speed.json"]),
 ])
 def test_readme_quality_sections_are_what_the_committed_json_renders(report, name, render, files):
