@@ -364,3 +364,38 @@ def test_video_guidance_reaches_the_audio_unet_from_the_cli_and_the_bundle(tiny_
     assert json.loads(res.stdout)["settings"]["video_guidance"] == 3.0  # the report says what ran: the bundle's
     bad = _foley(tiny_bundle, media / "portrait.mp4", "-o", tmp_path / "q.mp4", "--video-guidance", "-1")
     assert bad.exit_code == 2 and not (tmp_path / "q.mp4").exists()
+
+
+def test_foley_keeps_its_own_text_guidance_when_a_bundle_sets_generates(tiny_bundle, media, tmp_path):
+    """A bundle whose generate guides the audio's text on the last 60 % of the steps only (cfg_audio 5,
+    cfg_audio_interval 0.4:1, rescale 0.7): foley with a prompt guides every step with plain guidance (the CFG batch
+    of 2 on each of 5 steps), and a bundle's sampling.foley_cfg_audio 1 turns it off (batch 1)."""
+    import shutil
+
+    from avcli.pipelines.foley import FoleyRequest, foley_cfg_audio
+    from avcli.pipelines.pipeline import JointPipeline
+    from avcli.training.stages import shipping_manifest
+
+    def bundle_with(**sampling):
+        b = tmp_path / "-".join(sampling)
+        shutil.copytree(tiny_bundle, b)
+        m = json.loads((b / "bundle.json").read_text())
+        m["sampling"].update(shipping_manifest(m, None, **sampling)["sampling"])
+        (b / "bundle.json").write_text(json.dumps(m))
+        return b
+
+    gen = dict(cfg_audio=5.0, cfg_audio_interval=(0.4, 1.0), cfg_audio_rescale=0.7)
+    req = FoleyRequest(prompt="a metal ball on glass", steps=5)
+    for bundle, want in ((bundle_with(**gen), [2] * 5), (bundle_with(**gen, foley_cfg_audio=1.0), [1] * 5)):
+        pipe = JointPipeline.from_bundle(bundle)
+        unet, seen = pipe.components["audio_unet"], []
+
+        def recording(_unet=unet, _seen=seen, **kw):
+            _seen.append(kw["sample"].shape[0])
+            return _unet(**kw)
+
+        pipe.components["audio_unet"] = recording
+        pipe.foley(media / "portrait.mp4", req)
+        assert seen == want, bundle
+    m = json.loads((bundle_with(foley_cfg_audio=2.0) / "bundle.json").read_text())
+    assert foley_cfg_audio(m, FoleyRequest()) == 2.0 and foley_cfg_audio(m, FoleyRequest(cfg=3.0)) == 3.0

@@ -55,9 +55,10 @@ def foley_cmd(
     steps: Optional[int] = typer.Option(None, min=1, help="Denoising steps (default: the bundle's)."),
     solver: Optional[str] = typer.Option(None, help="ddim or dpmpp2m (default: the bundle's; on the demo bundle "
                                                      "dpmpp2m places onsets worse: README, Steps and solvers)."),
-    cfg: Optional[float] = typer.Option(None, "--cfg", help="Text guidance for audio, with --prompt (default: the bundle's "
-                                       "cfg_audio: 1 on the demo since 2026-12-05, so a prompt conditions "
-                                       "without guidance; 2.5 was the default before)."),
+    cfg: Optional[float] = typer.Option(None, "--cfg", help="Text guidance for audio, with --prompt, on every step "
+                                       "(default: the bundle's foley_cfg_audio, else its cfg_audio: 1 on the demo "
+                                       "since 2026-12-05, so a prompt conditions without guidance; 2.5 was the "
+                                       "default before)."),
     gamma: Optional[float] = typer.Option(None, help="Timestep adjustment gamma (seed 000 eq. 8); 1 = off."),
     seed: int = typer.Option(0, help="Random seed; variation i uses seed + i."),
     num_samples: int = typer.Option(1, "--num-samples", min=1, max=64,

@@ -138,6 +138,9 @@ def finalize_cmd(
     foley_video_guidance: Optional[float] = typer.Option(
         None, "--foley-video-guidance", min=0.0, metavar="ETA",
         help="foley's default --video-guidance (every step; 1 = off)."),
+    foley_cfg_audio: Optional[float] = typer.Option(
+        None, "--foley-cfg-audio", min=1.0, metavar="SCALE",
+        help="foley's default --cfg (its text guidance with --prompt, every step); unset, foley takes --cfg-audio."),
     noise_fill: Optional[str] = typer.Option(
         None, "--noise-fill-below-dbfs",
         help="Replace the vocoder's output in frames quieter than this (dBFS, e.g. -40) by noise of the mel's "
@@ -178,7 +181,8 @@ def finalize_cmd(
                               animate_audio_guidance=animate_audio_guidance, noise_fill=noise_fill,
                               cfg_video=cfg_video, cfg_audio=cfg_audio, audio_guidance=audio_guidance,
                               video_guidance=video_guidance, foley_video_guidance=foley_video_guidance,
-                              cfg_video_rescale=cfg_video_rescale, cfg_audio_rescale=cfg_audio_rescale, **intervals)
+                              cfg_video_rescale=cfg_video_rescale, cfg_audio_rescale=cfg_audio_rescale,
+                              foley_cfg_audio=foley_cfg_audio, **intervals)
     out = save_bundle(model, output, dtype=dtype, extra=extra)
     size = sum(f.stat().st_size for f in out.iterdir())
     stdout.print(f"wrote {out} ({human_size(size)}, {dtype})")

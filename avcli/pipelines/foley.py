@@ -52,6 +52,16 @@ def foley_video_guidance(manifest: dict, req: FoleyRequest) -> float:
     return float(manifest.get("sampling", {}).get("foley_video_guidance", 1.0))
 
 
+def foley_cfg_audio(manifest: dict, req: FoleyRequest) -> float | None:
+    """The audio text guidance foley uses with a prompt: the request's, else the bundle's `sampling.foley_cfg_audio`,
+    else None (the bundle's `cfg_audio`, shared with generate). Foley guides every step: generate's
+    `cfg_audio_interval` is not its own."""
+    if req.cfg is not None:
+        return float(req.cfg)
+    own = manifest.get("sampling", {}).get("foley_cfg_audio")
+    return None if own is None else float(own)
+
+
 def plan_windows(total: float, window: float, overlap: float) -> WindowPlan:
     if total <= 0:
         raise UsageError("nothing to do: the selected segment has zero length")
@@ -93,9 +103,11 @@ def foley(pipe, video_path, req: FoleyRequest, on_step: Callable[[int, int], Non
     sr = geo.sample_rate
     overlap = min(1.0, geo.duration / 2) if req.overlap is None else req.overlap
     plan = plan_windows(total, geo.duration, overlap)
-    cfg = sampler_config(pipe.manifest, steps=req.steps, solver=req.solver, gamma=req.gamma, cfg_audio=req.cfg,
-                         recon_guidance=req.recon_guidance, video_guidance=foley_video_guidance(pipe.manifest, req),
-                         video_guidance_interval=(0.0, 1.0))  # generate's interval is not foley's: every step
+    cfg = sampler_config(pipe.manifest, steps=req.steps, solver=req.solver, gamma=req.gamma,
+                         cfg_audio=foley_cfg_audio(pipe.manifest, req), recon_guidance=req.recon_guidance,
+                         video_guidance=foley_video_guidance(pipe.manifest, req),
+                         # generate's intervals and rescale are not foley's: every step, plain guidance
+                         video_guidance_interval=(0.0, 1.0), cfg_audio_interval=(0.0, 1.0), cfg_audio_rescale=0.0)
     with timings.stage("text"):
         text = pipe.prompts.conditioning([req.prompt], [req.negative_prompt])
     vspec, aspec = modality_specs(pipe.manifest, geo)
