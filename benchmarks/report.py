@@ -446,7 +446,11 @@ SHIP_ROWS = (("v2 (shipped until 2026-12-02)", "quality_ship_parent40.json"),
 VOCODER_ROWS = (("small vocoder trained here (sampling defaults of 2026-12-04)", "quality_2026-12-04.json"),
                 ("HiFi-GAN V1 universal via the mel adapter (same defaults)", "quality_hifigan_universal.json"),
                 ("small vocoder, guidance over the picture (shipped until 2026-12-05)", "quality_smallvoc_2026-12-05.json"),
-                ("ISTFT vocoder, same U-Nets and defaults (shipped now)", "quality.json"))
+                ("ISTFT vocoder, same U-Nets and defaults (shipped 2026-12-05)", "quality_istft_2026-12-05.json"))
+# the audio's text guidance on the last 60 % of the steps, on the 100 held-out clips (generate side)
+CFG_AUDIO_HELDOUT = (("the defaults of 2026-12-05 (audio text guidance off)", "quality_istft_2026-12-05.json"),
+                     ("--cfg-audio 3 --cfg-audio-interval 0.4:1 (the default since)", "quality_heldout_a3i41.json"),
+                     ("--cfg-audio 5 --cfg-audio-interval 0.4:1", "quality_heldout_a5i41.json"))
 
 
 def v2_compare_section(rows: list[tuple[str, dict]]) -> str:
@@ -899,6 +903,9 @@ def main() -> None:
         text = replace_section(text, "cfgaudioistft", guidance_confirm_section(
             [(name, json.loads((RESULTS / f).read_text())) for name, f in CFG_AUDIO_ISTFT],
             "validation clips (`work/v2/hits-val`)"))
+    if all((RESULTS / f).exists() for _, f in CFG_AUDIO_HELDOUT) and "<!-- cfgaudioheldout:begin -->" in text:
+        text = replace_section(text, "cfgaudioheldout", guidance_confirm_section(
+            [(name, json.loads((RESULTS / f).read_text())) for name, f in CFG_AUDIO_HELDOUT]))
     if all((RESULTS / f).exists() for _, f in GUIDANCE_CONFIRM) and "<!-- guidanceconfirm:begin -->" in text:
         text = replace_section(text, "guidanceconfirm", guidance_confirm_section(
             [(name, json.loads((RESULTS / f).read_text())) for name, f in GUIDANCE_CONFIRM]))

@@ -71,6 +71,8 @@ def test_perf_section_ratios_and_replacement(report):
     ("videoguidancecost", None, ["video_guidance_cost.json"]),
     ("guidanceconfirm", None, ["quality_cfg_v7.5_a2.5.json", "quality_cfg_audio5.json", "quality_cfg_audio7.5.json",
                                "quality_cfg_v4_a5.json", "quality_cfg_v4_a2.5.json"]),
+    ("cfgaudioheldout", None, ["quality_istft_2026-12-05.json", "quality_heldout_a3i41.json",
+                               "quality_heldout_a5i41.json"]),
     ("cfgaudioistft", None, ["quality_istft_val_default.json", "quality_istft_val_a2.5.json",
                              "quality_istft_val_a5.json", "quality_istft_val_unet_audio_ft.json",
                              "quality_istft_val_v8.json", "quality_istft_val_v10.json", "quality_istft_val_vg1.json",
@@ -93,6 +95,8 @@ def test_readme_quality_sections_are_what_the_committed_json_renders(report, nam
         text = report.v2_compare_section(list(zip(report.V2_ROWS, data)))
     elif name == "guidanceconfirm":
         text = report.guidance_confirm_section([(n, d) for (n, _), d in zip(report.GUIDANCE_CONFIRM, data)])
+    elif name == "cfgaudioheldout":
+        text = report.guidance_confirm_section([(n, d) for (n, _), d in zip(report.CFG_AUDIO_HELDOUT, data)])
     elif name == "cfgaudioistft":
         text = report.guidance_confirm_section([(n, d) for (n, _), d in zip(report.CFG_AUDIO_ISTFT, data)],
                                                "validation clips (`work/v2/hits-val`)")
