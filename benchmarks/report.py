@@ -675,7 +675,7 @@ def generate_speed_section(res: dict) -> str:
 
 
 # the audio's text guidance with the ISTFT vocoder, on the validation clips (work/v2/hits-val)
-CFG_AUDIO_ISTFT = (("the bundle's default (audio text guidance 1, guidance over the picture 3)",
+CFG_AUDIO_ISTFT = (("the defaults until the fourth session of 2026-12-05 (audio text guidance 1, picture guidance 3)",
                     "quality_istft_val_default.json"),
                    ("--cfg-audio 2.5", "quality_istft_val_a2.5.json"),
                    ("--cfg-audio 5", "quality_istft_val_a5.json"),
