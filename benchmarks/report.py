@@ -635,6 +635,16 @@ def guidance_interval_section(res: dict, name: str = "guidance_interval.json") -
     return "\n".join(lines) + "\n"
 
 
+def material_probe_section(res: dict) -> str:
+    """Linear probes for the surface's material on foley's visual conditioning (benchmarks/material_probe.py)."""
+    rows = [[name, str(p["dims"]), f"{p['accuracy']:.0%}"] for name, p in res["probes"].items()]
+    rows.append(["chance (the most common material of the held-out clips)", "-", f"{res['chance']:.0%}"])
+    return (f"Linear probes (logistic regression) for the surface's material, fitted on {res['train_windows']} "
+            f"training clips and scored on {res['test_windows']} held-out ones. Produced by `{res['command']}` "
+            f"(`benchmarks/results/material_probe.json`).\n\n"
+            + _table(["features", "dimensions", "material accuracy"], rows) + "\n")
+
+
 def guidance_cost_section(res: dict, name: str = "guidance_cost.json") -> str:
     """benchmarks/guidance_cost.py: the guidance settings' time, side by side in one process."""
     iv = lambda x: f"{x[0]:g}:{x[1]:g}"  # noqa: E731
@@ -903,6 +913,9 @@ def main() -> None:
         text = replace_section(text, "cfgaudioistft", guidance_confirm_section(
             [(name, json.loads((RESULTS / f).read_text())) for name, f in CFG_AUDIO_ISTFT],
             "validation clips (`work/v2/hits-val`)"))
+    if (RESULTS / "material_probe.json").exists() and "<!-- materialprobe:begin -->" in text:
+        text = replace_section(text, "materialprobe", material_probe_section(
+            json.loads((RESULTS / "material_probe.json").read_text())))
     if all((RESULTS / f).exists() for _, f in CFG_AUDIO_HELDOUT) and "<!-- cfgaudioheldout:begin -->" in text:
         text = replace_section(text, "cfgaudioheldout", guidance_confirm_section(
             [(name, json.loads((RESULTS / f).read_text())) for name, f in CFG_AUDIO_HELDOUT]))

@@ -81,6 +81,7 @@ def test_perf_section_ratios_and_replacement(report):
                              "quality_istft_val_a5i81.json", "quality_istft_val_a3i41.json",
                              "quality_istft_val_a7.5i61.json", "quality_istft_val_a5i41r7.json"]),
     ("generatespeed", "generate_speed_section", ["generate_speed.json"]),
+    ("materialprobe", "material_probe_section", ["material_probe.json"]),
 ])
 def test_readme_quality_sections_are_what_the_committed_json_renders(report, name, render, files):
     """The README's quality numbers come from the committed JSON: rendering it again changes nothing."""
