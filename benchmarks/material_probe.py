@@ -1,6 +1,7 @@
 """Does the picture carry the material? Linear probes for the surface's material (5 classes) on what foley's audio
 U-Net is conditioned by: the clean video latent (time-averaged) and the video connector's features on it
-(time-averaged), fitted on the training clips and scored on held-out ones. Reference points: chance 20 %, the
+(time-averaged), fitted on the training clips and scored on held-out ones. Reference points: chance (the share of
+the held-out clips' most common material), the
 audio material classifier on the real sound (the quality table's 92 %), and foley's material adherence.
 
     python benchmarks/material_probe.py --train work/v2/hits --test work/v2/hits-test --cache work/probe/cache \
@@ -19,13 +20,13 @@ import numpy as np
 import torch
 
 
-def material_of(caption: str) -> int:
-    from avcli.data.synth import MATERIAL_WORDS, MATERIALS
+def true_materials(folder: Path) -> dict[str, int]:
+    """Each clip's material class from the synthesizer's own record (events.jsonl attrs), not from its caption."""
+    from avcli.data.synth import MATERIALS
+    from avcli.jsonl import read_file_rows
 
-    for m, words in MATERIAL_WORDS.items():
-        if any(w in caption for w in words):
-            return MATERIALS.index(m)
-    raise ValueError(f"no material word in {caption!r}")
+    rows = read_file_rows(folder / "events.jsonl", "events")
+    return {r["file"]: MATERIALS.index(r["attrs"]["material"]) for r in rows}
 
 
 @torch.no_grad()
@@ -37,7 +38,8 @@ def features(model, folder: Path, cache: Path) -> tuple[np.ndarray, np.ndarray, 
     data = cached_latents(model, items, model.geometry(), cache, progress=False)
     v = data.video  # (N, C, F, h, w)
     con = torch.cat([model.video_connector(latent=v[i:i + 32], x0_hat=v[i:i + 32]) for i in range(0, len(v), 32)])
-    y = np.array([material_of(it.caption) for it in items])[data.owner.numpy()]
+    truth = true_materials(folder)
+    y = np.array([truth[Path(it.path).name] for it in items])[data.owner.numpy()]
     return v.mean(2).flatten(1).numpy(), con.mean(1).numpy(), y  # latent: time mean; connector (N, F, D): time mean
 
 

@@ -397,5 +397,9 @@ def test_foley_keeps_its_own_text_guidance_when_a_bundle_sets_generates(tiny_bun
         pipe.components["audio_unet"] = recording
         pipe.foley(media / "portrait.mp4", req)
         assert seen == want, bundle
-    m = json.loads((bundle_with(foley_cfg_audio=2.0) / "bundle.json").read_text())
+    b2 = bundle_with(foley_cfg_audio=2.0)
+    m = json.loads((b2 / "bundle.json").read_text())
     assert foley_cfg_audio(m, FoleyRequest()) == 2.0 and foley_cfg_audio(m, FoleyRequest(cfg=3.0)) == 3.0
+    res = _foley(b2, media / "portrait.mp4", "-o", tmp_path / "c.mp4", "--steps", "1", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["settings"]["cfg"] == 2.0  # the report says what a prompt runs with

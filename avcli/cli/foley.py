@@ -149,7 +149,7 @@ def foley_cmd(
 
     def finish(outcome: B.BatchOutcome) -> dict:
         rep = {"command": "foley", **outcome.to_dict(),
-               "settings": {**report_settings, **{k: state[k] for k in ("backend", "overlap", "video_guidance")
+               "settings": {**report_settings, **{k: state[k] for k in ("backend", "overlap", "video_guidance", "cfg")
                                                   if k in state}},
                "sample_rate": state.get("sr_out"), "bundle": state.get("bundle_path"),
                "timings_s": {k: round(v, 4) for k, v in timings.stages.items()},
@@ -248,7 +248,7 @@ def _on_ray(items, todo, spec, settings, opts, state, on_result, progress, items
                                on_status=lambda m: progress.update(items_task, description=m))
         state["ray"] = run.to_dict()
         first = next((w for w in run.workers if w.get("bundle")), {})
-        state.update({k: first[k] for k in ("bundle_path", "sr_out", "backend", "overlap", "video_guidance")
+        state.update({k: first[k] for k in ("bundle_path", "sr_out", "backend", "overlap", "video_guidance", "cfg")
                       if k in first})
         outcome.interrupted = run.interrupted
     for i, it in enumerate(items):

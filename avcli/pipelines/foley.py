@@ -52,14 +52,14 @@ def foley_video_guidance(manifest: dict, req: FoleyRequest) -> float:
     return float(manifest.get("sampling", {}).get("foley_video_guidance", 1.0))
 
 
-def foley_cfg_audio(manifest: dict, req: FoleyRequest) -> float | None:
+def foley_cfg_audio(manifest: dict, req: FoleyRequest) -> float:
     """The audio text guidance foley uses with a prompt: the request's, else the bundle's `sampling.foley_cfg_audio`,
-    else None (the bundle's `cfg_audio`, shared with generate). Foley guides every step: generate's
-    `cfg_audio_interval` is not its own."""
+    else its `cfg_audio` (shared with generate). Foley guides every step: generate's `cfg_audio_interval` is not its
+    own. Without a prompt text guidance is skipped whatever this says."""
     if req.cfg is not None:
         return float(req.cfg)
     own = manifest.get("sampling", {}).get("foley_cfg_audio")
-    return None if own is None else float(own)
+    return float(own) if own is not None else sampler_config(manifest).cfg_audio
 
 
 def plan_windows(total: float, window: float, overlap: float) -> WindowPlan:

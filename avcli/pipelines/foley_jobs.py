@@ -294,8 +294,9 @@ class FoleyWorker:
         return B.run_items(items, self.process, overwrite=self.settings.overwrite).results
 
     def describe(self) -> dict:
-        from avcli.pipelines.foley import FoleyRequest, foley_video_guidance
+        from avcli.pipelines.foley import FoleyRequest, foley_cfg_audio, foley_video_guidance
 
         return {"backend": self.pipe.backend, "bundle_path": str(self.pipe.bundle_path or ""), "sr_out": self.sr_out,
                 "overlap": self.overlap, "video_guidance": foley_video_guidance(
-                    self.pipe.manifest, FoleyRequest(video_guidance=self.settings.video_guidance))}
+                    self.pipe.manifest, FoleyRequest(video_guidance=self.settings.video_guidance)),
+                "cfg": foley_cfg_audio(self.pipe.manifest, FoleyRequest(cfg=self.settings.cfg))}
