@@ -340,6 +340,29 @@ def noise_fill_section(v: dict) -> str:
             + "\n" + detector_note(v))
 
 
+def noise_fill_generate_section(v: dict) -> str:
+    """benchmarks/noise_fill_generated.py --task generate: one generated mel per clip, a row per fill setting."""
+    def name(row):
+        return {"real": "real clips", "vocoder as rendered": "vocoder as rendered"}.get(row, row)
+
+    def pct(x):
+        return "-" if x is None else f"{100 * x:.0f} %"
+
+    rows = [[name(k), _f(r["contact_f1"], ".3f"), _f(r["floor_db"], ".1f"), _f(r["buzz"], ".3f"),
+             _f(r["buzz_median"], ".3f"), str(r["buzz_over_0.3"]), pct(r.get("material"))]
+            for k, r in v["summary"].items()]
+    guidance = ""
+    if v.get("cfg_audio") is not None:
+        guidance = f" at audio text guidance {v['cfg_audio']:g}" + (
+            f" on {v['cfg_audio_interval']}" if v.get("cfg_audio_interval") else "")
+    return (f"`avgen generate` on {v['clips']} held-out captions{guidance} (seed = index), one generation per clip, "
+            f"every row from the same generated mel (contacts: the sound's onsets against the contacts seen in the "
+            f"generated frames, F1 +-1 frame; floor and buzz before the first contact seen, {v['floor_clips']} real "
+            f"clips). Produced by `{v['command']}` (`benchmarks/results/noise_fill_generate.json`).\n\n"
+            + _table(["soundtrack", "onsets vs contacts", "noise floor (dBFS)", "buzz (mean)", "buzz (median)",
+                      "clips with buzz > 0.3", "material"], rows) + "\n")
+
+
 def animate_sync_section(a: dict) -> str:
     c, ia = a["sync_classifier"], a["image_audio"]
 
@@ -882,6 +905,9 @@ def main() -> None:
     if (RESULTS / "noise_fill_generated.json").exists() and "<!-- noisefill:begin -->" in text:
         text = replace_section(text, "noisefill",
                                noise_fill_section(json.loads((RESULTS / "noise_fill_generated.json").read_text())))
+    if (RESULTS / "noise_fill_generate.json").exists() and "<!-- noisefillgenerate:begin -->" in text:
+        text = replace_section(text, "noisefillgenerate", noise_fill_generate_section(
+            json.loads((RESULTS / "noise_fill_generate.json").read_text())))
     if (RESULTS / "animate_sync.json").exists() and "<!-- animatesync:begin -->" in text:
         text = replace_section(text, "animatesync",
                                animate_sync_section(json.loads((RESULTS / "animate_sync.json").read_text())))

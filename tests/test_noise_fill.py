@@ -129,3 +129,73 @@ def test_a_bundle_with_the_setting_decodes_through_it(tiny_model, monkeypatch):
     assert not np.allclose(filled, plain)
     n = int(0.01 * geo.sample_rate)  # the fade-out at the end is decode_audio's own
     assert np.allclose(filled[:, : samples - n], want.clamp(-1, 1).numpy()[:, : samples - n], atol=1e-6)
+
+
+def test_a_hum_louder_than_the_level_is_filled_when_far_under_the_clips_peak():
+    """A generated hum above the absolute level (-35 dBFS here, the threshold -47) keeps buzzing under the absolute
+    rule alone; `below_peak_db` counts it as quiet because it lies 20+ dB under the clip's loudest frame, fills it at
+    its own level, and still leaves the impact's frames exactly as the vocoder rendered them."""
+    front = _front()
+    given, wav = _clip()
+    up = 10 ** (15 / 20)  # the background and the pulse train 15 dB louder: about -35 dBFS
+    t = np.arange(SR) / SR
+    hit = np.zeros(2 * SR, dtype=np.float32)
+    hit[SR:] = 0.5 * np.sin(2 * np.pi * 700 * t) * np.exp(-t / 0.05)
+    hit = torch.from_numpy(hit)[None]
+    given, wav = (given - hit) * up + hit, (wav - hit) * up + hit
+    a = wav[0].numpy()
+    assert -40 < _level_db(a[: SR - 2 * HOP]) < -30
+    absolute = noise_fill(wav, front(given), front, -47.0)[0].numpy()
+    assert np.array_equal(absolute, a)  # nothing is under -47 dBFS
+    out = noise_fill(wav, front(given), front, -47.0, below_peak_db=20.0)[0].numpy()
+    assert buzz(a, SR, 1.0) > 0.5 and buzz(out, SR, 1.0) < 0.1
+    assert abs(_level_db(out[: SR - 2 * HOP]) - _level_db(a[: SR - 2 * HOP])) < 0.5
+    assert np.array_equal(out[SR + 2 * HOP: SR + 2 * HOP + 480], a[SR + 2 * HOP: SR + 2 * HOP + 480])
+    # a peak rule that reaches nothing (the hum is only ~30 dB under the burst) changes nothing either
+    assert np.array_equal(noise_fill(wav, front(given), front, -47.0, below_peak_db=60.0)[0].numpy(), a)
+
+
+def test_a_tonal_tail_under_the_peak_rule_still_keeps_the_vocoders_output():
+    """The peak rule widens which frames are quiet, not which are background: a ringing tail stays."""
+    front = _front()
+    given, wav = _clip()
+    t = np.arange(SR) / SR
+    ring = sum(np.sin(2 * np.pi * f * t) for f in (700, 1130, 1870, 2450, 3310, 4020, 5270, 6480)) * 3e-3
+    ring = np.concatenate([ring * np.exp(-t / 2.0), np.zeros(SR)]).astype(np.float32)[None]
+    w, g = wav + torch.from_numpy(ring), given + torch.from_numpy(ring)
+    a = w[0].numpy()
+    out = noise_fill(w, front(g), front, -47.0, below_peak_db=10.0)[0].numpy()
+    assert np.array_equal(out[10 * HOP: 60 * HOP], a[10 * HOP: 60 * HOP])
+
+
+def test_a_bundle_with_only_the_peak_rule_decodes_through_it(tiny_model, monkeypatch):
+    """sampling.noise_fill_below_peak_db alone: the absolute level plays no part (it is not 0 dBFS, which would
+    fill every frame), and decode_audio equals noise_fill with that rule."""
+    import copy
+
+    import avcli.models.noise_fill as nf
+
+    monkeypatch.setattr(nf, "BACKGROUND_NEPERS", float("inf"))
+
+    from avcli.pipelines.common import decode_audio, denormalize_mel, log_mel
+
+    comps = {"audio_vae_decoder": tiny_model.audio_vae_decoder, "vocoder": tiny_model.vocoder}
+    geo = tiny_model.geometry()
+    torch.manual_seed(0)
+    lat = torch.randn(1, *geo.audio_latent)
+    samples = int(geo.duration * geo.sample_rate)
+    plain = decode_audio(tiny_model.manifest, comps, lat, samples)
+    m = copy.deepcopy(tiny_model.manifest)
+    m["sampling"].pop("noise_fill_below_dbfs", None)
+    m["sampling"]["noise_fill_below_peak_db"] = 6.0
+    filled = decode_audio(m, comps, lat, samples)
+    with torch.no_grad():
+        logmel = denormalize_mel(m, tiny_model.audio_vae_decoder(latent=lat)[:, 0].float())
+        wav = tiny_model.vocoder(mel=logmel).float().clamp(-1, 1)
+        want = noise_fill(wav, logmel, log_mel(m), float("-inf"), below_peak_db=6.0)[:, :samples]
+        everything = noise_fill(wav, logmel, log_mel(m), 0.0)[:, :samples]
+    n = int(0.01 * geo.sample_rate)
+    assert not np.allclose(filled, plain)
+    assert np.allclose(filled[:, : samples - n], want.clamp(-1, 1).numpy()[:, : samples - n], atol=1e-6)
+    e = everything.clamp(-1, 1).numpy()[:, : samples - n]
+    assert np.abs(filled[:, : samples - n] - e).max() > 0.1 * np.abs(e).max()

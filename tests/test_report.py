@@ -58,6 +58,7 @@ def test_perf_section_ratios_and_replacement(report):
     ("fastpath", "fastpath_section", ["fast_path.json"]),
     ("vocoder", "vocoder_section", ["vocoder_resynthesis.json"]),
     ("noisefill", "noise_fill_section", ["noise_fill_generated.json"]),
+    ("noisefillgenerate", "noise_fill_generate_section", ["noise_fill_generate.json"]),
     ("onsetdetector", "onset_detector_section", ["onset_detector.json"]),
     ("guidancesweep", "guidance_sweep_section", ["guidance_sweep.json"]),
     ("table1v2", "table1_section", ["table1_v2.json"]),

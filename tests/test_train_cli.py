@@ -143,14 +143,16 @@ def test_finalize_keeps_the_history_appends_new_stages_and_sets_sampling_default
     res = runner.invoke(app, ["train", "finalize", "--bundle", str(src), "--work", str(work), "-o", str(out),
                               "--steps", "12", "--solver", "dpmpp2m", "--animate-audio-guidance", "12",
                               "--noise-fill-below-dbfs", "-40", "--cfg-audio", "5", "--cfg-audio-interval", "0:0.6",
-                              "--audio-guidance", "4", "--audio-guidance-interval", "0.4:1"])
+                              "--audio-guidance", "4", "--audio-guidance-interval", "0.4:1",
+                              "--noise-fill-below-peak-db", "25"])
     assert res.exit_code == 0, res.output
     assert "warning" in res.output and "--audio-dropout" in res.output  # its record has no audio-dropout stage
     shipped = load_bundle(out).manifest
     assert shipped["training"] == [old, new]
     assert shipped["sampling"] == {**m["sampling"], "steps": 12, "solver": "dpmpp2m", "animate_audio_guidance": 12.0,
                                    "noise_fill_below_dbfs": -40.0, "cfg_audio": 5.0, "cfg_audio_interval": [0.0, 0.6],
-                                   "audio_guidance": 4.0, "audio_guidance_interval": [0.4, 1.0]}
+                                   "audio_guidance": 4.0, "audio_guidance_interval": [0.4, 1.0],
+                                   "noise_fill_below_peak_db": 25.0}
     from avcli.pipelines.common import sampler_config
 
     assert sampler_config(shipped).cfg_audio_interval == (0.0, 0.6)  # what generate then runs with
@@ -158,14 +160,18 @@ def test_finalize_keeps_the_history_appends_new_stages_and_sets_sampling_default
     assert sampler_config(shipped).audio_guidance_at(0) == 1.0 and sampler_config(shipped).audio_guidance_at(11) == 4.0
     assert shipped["sampling"]["cfg_video"] == m["sampling"]["cfg_video"]
     res = runner.invoke(app, ["train", "finalize", "--bundle", str(out), "-o", str(tmp_path / "off"),
-                              "--noise-fill-below-dbfs", "off"])
+                              "--noise-fill-below-dbfs", "off", "--noise-fill-below-peak-db", "off"])
     assert res.exit_code == 0, res.output
     assert "noise_fill_below_dbfs" not in load_bundle(tmp_path / "off").manifest["sampling"]
+    assert "noise_fill_below_peak_db" not in load_bundle(tmp_path / "off").manifest["sampling"]
     from conftest import run_cli
 
     code, _, err = run_cli(monkeypatch, capsys, "train", "finalize", "--bundle", src, "-o", tmp_path / "x",
                            "--solver", "euler")
     assert code == 2 and "--solver must be one of ddim, dpmpp2m; got 'euler'" in err and len(err.splitlines()) == 1
+    code, _, err = run_cli(monkeypatch, capsys, "train", "finalize", "--bundle", src, "-o", tmp_path / "z",
+                           "--noise-fill-below-peak-db", "-3")
+    assert code == 2 and "--noise-fill-below-peak-db must be a number of dB (> 0)" in err and len(err.splitlines()) == 1
     code, _, err = run_cli(monkeypatch, capsys, "train", "finalize", "--bundle", src, "-o", tmp_path / "y",
                            "--cfg-audio-interval", "0.9:0.1")
     assert code == 2 and "--cfg-audio-interval" in err and len(err.splitlines()) == 1 and not (tmp_path / "y").exists()

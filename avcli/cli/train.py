@@ -145,6 +145,10 @@ def finalize_cmd(
         None, "--noise-fill-below-dbfs",
         help="Replace the vocoder's output in frames quieter than this (dBFS, e.g. -40) by noise of the mel's "
              "shape and level (removes the hop-rate buzz of quiet stretches); 'off' removes the setting."),
+    noise_fill_peak: Optional[str] = typer.Option(
+        None, "--noise-fill-below-peak-db", metavar="DB|off",
+        help="Also fill background frames more than DB under the clip's loudest frame (e.g. 25: a generated hum "
+             "louder than --noise-fill-below-dbfs but far under the impacts); 'off' removes the setting."),
     vocoder: str = typer.Option(
         "keep", "--vocoder", metavar="keep|hifigan-universal",
         help="hifigan-universal: replace the bundle's vocoder by the pretrained HiFi-GAN V1 universal of the "
@@ -179,7 +183,8 @@ def finalize_cmd(
         warn(w)
     extra = shipping_manifest(model.manifest, work, name=name, steps=steps, solver=solver,
                               animate_audio_guidance=animate_audio_guidance, noise_fill=noise_fill,
-                              cfg_video=cfg_video, cfg_audio=cfg_audio, audio_guidance=audio_guidance,
+                              noise_fill_peak=noise_fill_peak, cfg_video=cfg_video, cfg_audio=cfg_audio,
+                              audio_guidance=audio_guidance,
                               video_guidance=video_guidance, foley_video_guidance=foley_video_guidance,
                               cfg_video_rescale=cfg_video_rescale, cfg_audio_rescale=cfg_audio_rescale,
                               foley_cfg_audio=foley_cfg_audio, **intervals)

@@ -97,9 +97,14 @@ def shaped_noise(logmel: torch.Tensor, front_end: LogMel, samples: int, generato
                        length=samples).to(torch.float32)
 
 
-def noise_fill(wav: torch.Tensor, logmel: torch.Tensor, front_end: LogMel, below_dbfs: float) -> torch.Tensor:
+def noise_fill(wav: torch.Tensor, logmel: torch.Tensor, front_end: LogMel, below_dbfs: float,
+               below_peak_db: float | None = None) -> torch.Tensor:
     """The vocoder's (B, N) output with its frames quieter than `below_dbfs` (RMS re full scale) replaced by noise of
-    the mel's broad shape at the vocoder's own level. logmel: (B, T, M), what the vocoder was given."""
+    the mel's broad shape at the vocoder's own level. logmel: (B, T, M), what the vocoder was given.
+
+    `below_peak_db` also counts as quiet a frame more than that many dB under the clip's loudest frame (the bundle's
+    `sampling.noise_fill_below_peak_db`): a generated hum louder than the absolute level but far under the clip's
+    impacts is background too. Either way only background frames (`_background`) are filled."""
     hop = front_end.hop_length
     b, n = wav.shape
     t = logmel.shape[1]
@@ -108,7 +113,9 @@ def noise_fill(wav: torch.Tensor, logmel: torch.Tensor, front_end: LogMel, below
         # row-major rows: a reduction along a strided axis rounds differently (the front end gives (T, M) transposed)
         row, lm = wav[i:i + 1].float().contiguous(), logmel[i].float().contiguous()
         rms = _frame_rms(row, hop, t)  # (1, T)
-        quiet = (20 * torch.log10(rms.clamp(min=1e-10)) < below_dbfs) & _background(_smooth(lm, SMOOTH_FRAMES, 0))[None]
+        db = 20 * torch.log10(rms.clamp(min=1e-10))
+        level = below_dbfs if below_peak_db is None else max(below_dbfs, float(db.max()) - below_peak_db)
+        quiet = (db < level) & _background(_smooth(lm, SMOOTH_FRAMES, 0))[None]
         quiet = quiet.float()
         if not bool(quiet.any()):
             out.append(row[0])

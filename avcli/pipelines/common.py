@@ -142,16 +142,25 @@ def decode_audio(source, components: Mapping[str, Callable], latent: torch.Tenso
     The last FADE_OUT_S fade out (raised cosine): the vocoder's final frames see zero padding and often end in a
     click, the loudest sample of a whole demo clip in practice. A bundle with `sampling.noise_fill_below_dbfs`
     has its quiet frames noise-filled (avcli.models.noise_fill: the vocoder's hop-periodic buzz replaced by
-    noise of the mel's shape and level)."""
+    noise of the mel's shape and level); `sampling.noise_fill_below_peak_db` also fills background frames that lie
+    that many dB under the clip's loudest frame."""
     mel = components["audio_vae_decoder"](latent=latent)  # (B, 1, T, M) normalised log-mel
     logmel = denormalize_mel(source, mel[:, 0].float())
-    wav = components["vocoder"](mel=logmel)  # (B, N)
+    return finish_audio(source, components["vocoder"](mel=logmel), logmel, samples)
+
+
+def finish_audio(source, wav: torch.Tensor, logmel: torch.Tensor, samples: int) -> np.ndarray:
+    """The vocoder's (B, N) output for the (B, T, M) log-mel it was given -> the (B, samples) soundtrack that
+    `decode_audio` returns: noise-filled as the bundle's sampling says, cut or padded to `samples`, faded out."""
     wav = wav.float()
-    below = manifest_of(source).get("sampling", {}).get("noise_fill_below_dbfs")
-    if below is not None:
+    sampling = manifest_of(source).get("sampling", {})
+    below, below_peak = sampling.get("noise_fill_below_dbfs"), sampling.get("noise_fill_below_peak_db")
+    if below is not None or below_peak is not None:
         from avcli.models.noise_fill import noise_fill
 
-        wav = noise_fill(wav.clamp(-1, 1).cpu(), logmel.cpu(), log_mel(source), float(below))
+        wav = noise_fill(wav.clamp(-1, 1).cpu(), logmel.cpu(), log_mel(source),
+                         float(below) if below is not None else float("-inf"),
+                         float(below_peak) if below_peak is not None else None)
     if wav.shape[-1] < samples:
         wav = torch.nn.functional.pad(wav, (0, samples - wav.shape[-1]))
     wav = wav[:, :samples].clamp(-1, 1)

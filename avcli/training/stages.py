@@ -419,7 +419,7 @@ def run_stage(stage: str, opts: StageOptions, cfg: LoopConfig) -> dict:
 
 def shipping_manifest(manifest: dict, work: Path | None, name: str | None = None, steps: int | None = None,
                       solver: str | None = None, animate_audio_guidance: float | None = None,
-                      noise_fill: str | None = None, cfg_video: float | None = None,
+                      noise_fill: str | None = None, noise_fill_peak: str | None = None, cfg_video: float | None = None,
                       cfg_audio: float | None = None, cfg_video_interval: tuple[float, float] | None = None,
                       cfg_audio_interval: tuple[float, float] | None = None,
                       audio_guidance: float | None = None,
@@ -464,6 +464,17 @@ def shipping_manifest(manifest: dict, work: Path | None, name: str | None = None
         if not level <= 0:
             raise UsageError(f"--noise-fill-below-dbfs must be a level in dBFS (<= 0) or 'off'; got {noise_fill!r}")
         sampling["noise_fill_below_dbfs"] = level
+    if noise_fill_peak == "off":
+        sampling.pop("noise_fill_below_peak_db", None)
+    elif noise_fill_peak is not None:
+        try:
+            below = float(noise_fill_peak)
+        except ValueError:
+            below = float("nan")
+        if not below > 0:
+            raise UsageError("--noise-fill-below-peak-db must be a number of dB (> 0) or 'off'; "
+                             f"got {noise_fill_peak!r}")
+        sampling["noise_fill_below_peak_db"] = below
     if sampling != manifest["sampling"]:
         extra["sampling"] = sampling
     return extra
