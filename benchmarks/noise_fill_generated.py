@@ -45,12 +45,15 @@ def parse_fill(spec: str) -> tuple[str, dict]:
         return "vocoder as rendered", {}
     a, _, p = spec.partition("/")
     keys, parts = {}, []
-    if a:
-        keys["noise_fill_below_dbfs"] = float(a)
-        parts.append(f"below {float(a):g} dBFS")
-    if p:
-        keys["noise_fill_below_peak_db"] = float(p)
-        parts.append(f"{float(p):g} dB under the peak")
+    try:
+        if a:
+            keys["noise_fill_below_dbfs"] = float(a)
+            parts.append(f"below {float(a):g} dBFS")
+        if p:
+            keys["noise_fill_below_peak_db"] = float(p)
+            parts.append(f"{float(p):g} dB under the peak")
+    except ValueError:
+        keys = {}
     if not keys:
         raise SystemExit(f"--fill: {spec!r} is not off, ABS, ABS/PEAK or /PEAK")
     return "noise fill " + " or ".join(parts), keys

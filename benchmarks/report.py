@@ -342,13 +342,10 @@ def noise_fill_section(v: dict) -> str:
 
 def noise_fill_generate_section(v: dict) -> str:
     """benchmarks/noise_fill_generated.py --task generate: one generated mel per clip, a row per fill setting."""
-    def name(row):
-        return {"real": "real clips", "vocoder as rendered": "vocoder as rendered"}.get(row, row)
-
     def pct(x):
         return "-" if x is None else f"{100 * x:.0f} %"
 
-    rows = [[name(k), _f(r["contact_f1"], ".3f"), _f(r["floor_db"], ".1f"), _f(r["buzz"], ".3f"),
+    rows = [["real clips" if k == "real" else k, _f(r["contact_f1"], ".3f"), _f(r["floor_db"], ".1f"), _f(r["buzz"], ".3f"),
              _f(r["buzz_median"], ".3f"), str(r["buzz_over_0.3"]), pct(r.get("material"))]
             for k, r in v["summary"].items()]
     guidance = ""

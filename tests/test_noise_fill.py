@@ -36,6 +36,13 @@ def _clip(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return f(noise + hit), f(pulses + hit)
 
 
+def _ring() -> torch.Tensor:
+    """A struck bar's tail: eight partials at -50 dBFS each, decaying over seconds, in the first second."""
+    t = np.arange(SR) / SR
+    ring = sum(np.sin(2 * np.pi * f * t) for f in (700, 1130, 1870, 2450, 3310, 4020, 5270, 6480)) * 3e-3
+    return torch.from_numpy(np.concatenate([ring * np.exp(-t / 2.0), np.zeros(SR)]).astype(np.float32)[None])
+
+
 def _level_db(x: np.ndarray) -> float:
     return float(20 * np.log10(np.sqrt(np.mean(x.astype(np.float64) ** 2))))
 
@@ -79,10 +86,7 @@ def test_a_quiet_ringing_tail_is_not_background_and_keeps_the_vocoders_output():
     vocoder's output."""
     front = _front()
     given, wav = _clip()
-    t = np.arange(SR) / SR
-    ring = sum(np.sin(2 * np.pi * f * t) for f in (700, 1130, 1870, 2450, 3310, 4020, 5270, 6480)) * 3e-3
-    ring = np.concatenate([ring * np.exp(-t / 2.0), np.zeros(SR)]).astype(np.float32)[None]
-    w, g = wav + torch.from_numpy(ring), given + torch.from_numpy(ring)
+    w, g = wav + _ring(), given + _ring()
     a = w[0].numpy()
     assert _level_db(a[4 * HOP: 60 * HOP]) < -40  # quiet by the threshold's measure
     out = noise_fill(w, front(g), front, -40.0)[0].numpy()
@@ -159,10 +163,7 @@ def test_a_tonal_tail_under_the_peak_rule_still_keeps_the_vocoders_output():
     """The peak rule widens which frames are quiet, not which are background: a ringing tail stays."""
     front = _front()
     given, wav = _clip()
-    t = np.arange(SR) / SR
-    ring = sum(np.sin(2 * np.pi * f * t) for f in (700, 1130, 1870, 2450, 3310, 4020, 5270, 6480)) * 3e-3
-    ring = np.concatenate([ring * np.exp(-t / 2.0), np.zeros(SR)]).astype(np.float32)[None]
-    w, g = wav + torch.from_numpy(ring), given + torch.from_numpy(ring)
+    w, g = wav + _ring(), given + _ring()
     a = w[0].numpy()
     out = noise_fill(w, front(g), front, -47.0, below_peak_db=10.0)[0].numpy()
     assert np.array_equal(out[10 * HOP: 60 * HOP], a[10 * HOP: 60 * HOP])

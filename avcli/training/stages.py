@@ -454,27 +454,21 @@ def shipping_manifest(manifest: dict, work: Path | None, name: str | None = None
                        ("cfg_audio_rescale", cfg_audio_rescale), ("foley_cfg_audio", foley_cfg_audio)):
         if value is not None:
             sampling[key] = value
-    if noise_fill == "off":
-        sampling.pop("noise_fill_below_dbfs", None)
-    elif noise_fill is not None:
-        try:
-            level = float(noise_fill)
-        except ValueError:
-            level = float("nan")
-        if not level <= 0:
-            raise UsageError(f"--noise-fill-below-dbfs must be a level in dBFS (<= 0) or 'off'; got {noise_fill!r}")
-        sampling["noise_fill_below_dbfs"] = level
-    if noise_fill_peak == "off":
-        sampling.pop("noise_fill_below_peak_db", None)
-    elif noise_fill_peak is not None:
-        try:
-            below = float(noise_fill_peak)
-        except ValueError:
-            below = float("nan")
-        if not below > 0:
-            raise UsageError("--noise-fill-below-peak-db must be a number of dB (> 0) or 'off'; "
-                             f"got {noise_fill_peak!r}")
-        sampling["noise_fill_below_peak_db"] = below
+    for key, value, flag, ok, what in (
+            ("noise_fill_below_dbfs", noise_fill, "--noise-fill-below-dbfs", lambda x: x <= 0,
+             "a level in dBFS (<= 0)"),
+            ("noise_fill_below_peak_db", noise_fill_peak, "--noise-fill-below-peak-db", lambda x: x > 0,
+             "a number of dB (> 0)")):
+        if value == "off":
+            sampling.pop(key, None)
+        elif value is not None:
+            try:
+                number = float(value)
+            except ValueError:
+                number = float("nan")
+            if not ok(number):  # nan fails both
+                raise UsageError(f"{flag} must be {what} or 'off'; got {value!r}")
+            sampling[key] = number
     if sampling != manifest["sampling"]:
         extra["sampling"] = sampling
     return extra
