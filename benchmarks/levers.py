@@ -35,6 +35,11 @@ LEVERS = {  # name: (what it is, its extra `avgen train joint` options)
     "contrastive": ("seed 001: contrastive term, eta 5e-5 (batch x3)", ["--contrastive-weight", "5e-5"]),
     "audio_dropout": ("seed 002: null audio features for 10 % of samples (for animate's audio guidance)",
                       ["--audio-dropout", "0.1"]),
+    # whether foley's sound can take the material from the picture (the caption names it in most samples)
+    "cfg_dropout_05": ("the empty caption for 50 % of samples (10 % in the recipe)", ["--cfg-dropout", "0.5"]),
+    "unfreeze_audio": ("the audio base U-Net fine-tuned beside the connectors", ["--unfreeze-audio"]),
+    "unfreeze_audio_cfg_dropout_05": ("the audio base U-Net fine-tuned, and the empty caption for 50 % of samples",
+                                      ["--unfreeze-audio", "--cfg-dropout", "0.5"]),
 }
 
 
@@ -69,7 +74,7 @@ def lever_row(name: str, args) -> dict:
             link.symlink_to(src.resolve())
     avgen = [sys.executable, "-m", "avcli"]
     train = [*avgen, "train", "joint", "--bundle", str(bundle), "--data", str(args.data), "--work", str(w),
-             "--steps", str(args.steps), *RECIPE, *extra, "--ckpt-every", "50", "--json"]  # checkpoints: resume only
+             "--steps", str(args.steps), *args.recipe, *extra, "--ckpt-every", "50", "--json"]  # checkpoints: resume only
     record = w / "records" / "joint.json"
     if not record.exists():
         _run(train, w / "train.log")
@@ -84,7 +89,23 @@ def lever_row(name: str, args) -> dict:
            "train_seconds": rec["seconds"], "final_loss": rec["final_loss"],
            "train_command": "avgen " + " ".join(train[3:]), "score_command": "python " + " ".join(score[1:])}
     row.update(_foley_row(json.loads(qual.read_text())))
+    if args.adherence_model is not None:
+        row["material"] = foley_material(w / "quality" / "clips" / "foley", w / "quality", args.adherence_model)
     return row
+
+
+def foley_material(foley: Path, into: Path, model: Path) -> float:
+    """Share of foley's clips whose sound the material classifier gives the caption's material (`avgen eval
+    --metrics adherence`; foley runs with no prompt, so this is the material taken from the picture)."""
+    out = into / "adherence.json"
+    if not out.exists():
+        cmd = [sys.executable, "-m", "avcli", "eval", str(foley), "--fps", "8", "--metrics", "adherence",
+               "--adherence-model", str(model), "--csv", str(into / "adherence.csv"), "--json"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}: {proc.stderr.strip()[-500:]}")
+        out.write_text(proc.stdout)
+    return json.loads(out.read_text())["summary"]["material_ok"]["mean"]
 
 
 def main() -> None:
@@ -101,19 +122,29 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "levers_v2.json")
     ap.add_argument("--base-what", default="the v2 bundle as trained (800 joint steps)",
                     help="how the table names the base row")
+    ap.add_argument("--recipe", default=shlex.join(RECIPE),
+                    help="the `avgen train joint` options every row shares (default: %(default)s)")
+    ap.add_argument("--adherence-model", type=Path, default=None,
+                    help="also score foley's material (avgen eval --metrics adherence with this classifier)")
+    ap.add_argument("--base-foley", type=Path, default=None,
+                    help="the foley clips of --base-quality's run, for the base row's material")
     args = ap.parse_args()
+    args.recipe = shlex.split(args.recipe)
     names = [n for n in args.only.split(",") if n]
     unknown = [n for n in names if n not in LEVERS]
     if unknown:
         raise SystemExit(f"unknown lever {unknown[0]!r}; choose from {', '.join(LEVERS)}")
     base = {"lever": "base", "what": args.base_what, "steps": 0}
     base.update(_foley_row(json.loads(args.base_quality.read_text())))
+    if args.adherence_model is not None and args.base_foley is not None:
+        (args.work / "base").mkdir(parents=True, exist_ok=True)
+        base["material"] = foley_material(args.base_foley, args.work / "base", args.adherence_model)
     prior = json.loads(args.out.read_text())["rows"] if args.out.exists() else []
     rows = {r["lever"]: r for r in prior if r["lever"] in LEVERS}
     for name in names:
         rows[name] = lever_row(name, args)
         res = {"command": "python benchmarks/levers.py " + shlex.join(sys.argv[1:]), "base_bundle": str(args.base),
-               "steps_per_row": args.steps, "recipe": RECIPE,
+               "steps_per_row": args.steps, "recipe": args.recipe,
                "rows": [base] + [rows[n] for n in LEVERS if n in rows]}
         args.out.write_text(json.dumps(res, indent=1) + "\n")  # after every row: a cut run keeps what it has
         print(json.dumps(rows[name]), flush=True)

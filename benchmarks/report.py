@@ -20,6 +20,7 @@ from the JSON files in benchmarks/results/ (nothing is typed by hand, so the REA
     guidancesweep benchmarks/results/guidance_sweep.json (benchmarks/guidance_sweep.py)
     guidanceconfirm benchmarks/results/quality.json + quality_cfg_audio*.json (quality.py --cfg-audio, held out)
     leversreflected benchmarks/results/levers_reflected.json (benchmarks/levers.py, today's onset detector)
+    leversmaterial benchmarks/results/levers_material.json (benchmarks/levers.py --adherence-model: foley's material)
     table1v2  benchmarks/results/table1_v2.json    (benchmarks/gamma_sweep.py --xattn: seed 000's Table 1 on v2)
 
     .venv/bin/python benchmarks/report.py [--machine NAME] [--readme README.md]
@@ -501,10 +502,13 @@ def v2_compare_section(rows: list[tuple[str, dict]]) -> str:
 
 
 def levers_section(lv: dict) -> str:
+    """benchmarks/levers.py: one row per lever; a material column where the rows were scored for it."""
+    material = any("material" in r for r in lv["rows"])
     rows = []
     for r in lv["rows"]:
         rows.append([f"`{r['lever']}`", r["what"], str(r.get("steps", 0)),
                      f"{r['onset_f1']:.3f}", f"{r['onset_precision']:.2f} / {r['onset_recall']:.2f}",
+                     *([_f(r.get("material"), ".0%")] if material else []),
                      _f(r.get("av_align"), ".3f"), _f(r.get("fd_logmel")), _f(r.get("noise_floor_db"), ".1f"),
                      _f(r.get("buzz"), ".3f"),
                      _f(r.get("train_seconds") and r["train_seconds"] / 60, ".0f")])
@@ -512,7 +516,8 @@ def levers_section(lv: dict) -> str:
     return "\n".join([f"`avgen foley` on {n} held-out clips (default settings, seed = clip index), every row from "
                       f"the same bundle and {lv['steps_per_row']} further joint steps of the same recipe "
                       f"(`{' '.join(lv['recipe'])}`), only the lever differing. Produced by `{lv['command']}`.", "",
-                      _table(["row", "lever", "extra steps", "onset F1", "P / R", "AV-Align", "FD-logmel",
+                      _table(["row", "lever", "extra steps", "onset F1", "P / R",
+                              *(["material (no prompt)"] if material else []), "AV-Align", "FD-logmel",
                               "noise floor (dBFS)", "buzz", "train min"], rows)]) + "\n" + detector_note(*lv["rows"])
 
 
@@ -948,6 +953,9 @@ def main() -> None:
     if (RESULTS / "levers_reflected.json").exists() and "<!-- leversreflected:begin -->" in text:
         text = replace_section(text, "leversreflected", levers_section(
             json.loads((RESULTS / "levers_reflected.json").read_text())))
+    if (RESULTS / "levers_material.json").exists() and "<!-- leversmaterial:begin -->" in text:
+        text = replace_section(text, "leversmaterial", levers_section(
+            json.loads((RESULTS / "levers_material.json").read_text())))
     if (RESULTS / "table1_v2.json").exists() and "<!-- table1v2:begin -->" in text:
         text = replace_section(text, "table1v2", table1_section(json.loads((RESULTS / "table1_v2.json").read_text())))
     if (RESULTS / "vae_decoder.json").exists() and "<!-- vaedecoder:begin -->" in text:

@@ -262,6 +262,26 @@ def test_joint_first_frame_attention_trains_motion_and_is_recorded(tiny_bundle, 
     assert not any(".attentions." in k and "attn1" in k for k in moved)  # FF-Attn reuses frozen projections
 
 
+def test_joint_unfreeze_audio_trains_the_audio_base_and_nothing_else_of_the_bases(tiny_bundle, real_data, tmp_path):
+    """--unfreeze-audio: the audio base U-Net's own weights move (not only its cross-modal blocks), the video U-Net's
+    base weights stay bit-identical, the record says so, and the rewritten bundle still verifies."""
+    from avcli.models.bundle import load_bundle
+
+    bundle, work = tmp_path / "b", tmp_path / "w"
+    shutil.copytree(tiny_bundle, bundle)
+    a0, v0 = (load_file(str(bundle / f)) for f in ("audio_unet.safetensors", "video_unet.safetensors"))
+    res = _joint(bundle, real_data, work, 2, "--unfreeze-audio", "--cfg-dropout", "0.3")
+    assert res.exit_code == 0, res.output
+    record = json.loads(res.stdout)
+    assert record["unfreeze_audio"] is True and record["cfg_dropout"] == 0.3
+    a1, v1 = (load_file(str(bundle / f)) for f in ("audio_unet.safetensors", "video_unet.safetensors"))
+    moved_a = {k for k in a0 if not torch.equal(a0[k], a1[k])}
+    assert any(k.startswith("unet.") and "attn2" in k for k in moved_a), sorted(moved_a)[:5]  # text cross-attention
+    assert any(k.startswith("unet.conv_in") for k in moved_a)
+    assert not {k for k in v0 if k.startswith("unet.") and not torch.equal(v0[k], v1[k])}
+    load_bundle(bundle)  # verified: the manifest's hashes match the rewritten files
+
+
 def test_joint_first_frame_given_is_recorded_and_animate_gives_the_picture_clean(tiny_bundle, real_data, tmp_path):
     """--first-frame-p: the manifest records it, and animate on that bundle switches to mode b: the picture's latent
     goes into the video U-Net clean at every step (not re-noised), and comes back exactly at frame 0."""

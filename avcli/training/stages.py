@@ -40,6 +40,7 @@ class StageOptions:
     limit: int | None = None
     cfg_dropout: float = 0.1
     unfreeze_motion: bool = False
+    unfreeze_audio: bool = False  # joint stage: fine-tune the audio base U-Net with the connectors
     self_condition_p: float = 0.5
     progress: bool = True
     foreground_boost: float = 20.0  # vae-video: extra loss weight on pixels that differ from the clip's median
