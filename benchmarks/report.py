@@ -20,6 +20,7 @@ from the JSON files in benchmarks/results/ (nothing is typed by hand, so the REA
     guidancesweep benchmarks/results/guidance_sweep.json (benchmarks/guidance_sweep.py)
     guidanceconfirm benchmarks/results/quality.json + quality_cfg_audio*.json (quality.py --cfg-audio, held out)
     leversreflected benchmarks/results/levers_reflected.json (benchmarks/levers.py, today's onset detector)
+    unfreezeship benchmarks/results/quality_2026-12-05.json + quality.json (the bundle before and after --unfreeze-audio)
     leversmaterial benchmarks/results/levers_material.json (benchmarks/levers.py --adherence-model: foley's material)
     table1v2  benchmarks/results/table1_v2.json    (benchmarks/gamma_sweep.py --xattn: seed 000's Table 1 on v2)
 
@@ -468,6 +469,9 @@ VOCODER_ROWS = (("small vocoder trained here (sampling defaults of 2026-12-04)",
                 ("HiFi-GAN V1 universal via the mel adapter (same defaults)", "quality_hifigan_universal.json"),
                 ("small vocoder, guidance over the picture (shipped until 2026-12-05)", "quality_smallvoc_2026-12-05.json"),
                 ("ISTFT vocoder, same U-Nets and defaults (shipped 2026-12-05)", "quality_istft_2026-12-05.json"))
+# the audio base U-Net fine-tuned beside the connectors (train joint --unfreeze-audio), against the bundle it came from
+UNFREEZE_ROWS = (("shipped 2026-12-05 (bases frozen in every joint leg)", "quality_2026-12-05.json"),
+                 ("+ 800 joint steps with the audio base U-Net fine-tuned (shipped 2026-12-06)", "quality.json"))
 # the audio's text guidance on the last 60 % of the steps, on the 100 held-out clips (generate side)
 CFG_AUDIO_HELDOUT = (("the defaults of 2026-12-05 (audio text guidance off)", "quality_istft_2026-12-05.json"),
                      ("--cfg-audio 3 --cfg-audio-interval 0.4:1 (the default since)", "quality_heldout_a3i41.json"),
@@ -919,7 +923,8 @@ def main() -> None:
     if shipped.exists() and v2.exists() and "<!-- v2compare:begin -->" in text:
         text = replace_section(text, "v2compare", v2_compare_section(
             list(zip(V2_ROWS, [json.loads(shipped.read_text()), json.loads(v2.read_text())]))))
-    for marker, named in (("shipcheck", SHIP_ROWS), ("vocodercompare", VOCODER_ROWS)):  # bundles side by side
+    for marker, named in (("shipcheck", SHIP_ROWS), ("vocodercompare", VOCODER_ROWS),
+                          ("unfreezeship", UNFREEZE_ROWS)):  # bundles side by side
         if all((RESULTS / f).exists() for _, f in named) and f"<!-- {marker}:begin -->" in text:
             text = replace_section(text, marker, v2_compare_section(
                 [(name, json.loads((RESULTS / f).read_text())) for name, f in named]))

@@ -55,6 +55,8 @@ def test_perf_section_ratios_and_replacement(report):
     ("orttuning", "ort_tuning_section", ["ort_tuning.json"]),
     ("clampstudy", "clamp_study_section", ["clamp_study.json"]),
     ("leversshort", "levers_section", ["levers_short.json"]),
+    ("leversmaterial", "levers_section", ["levers_material.json"]),
+    ("unfreezeship", None, ["quality_2026-12-05.json", "quality.json"]),
     ("fastpath", "fastpath_section", ["fast_path.json"]),
     ("vocoder", "vocoder_section", ["vocoder_resynthesis.json"]),
     ("noisefill", "noise_fill_section", ["noise_fill_generated.json"]),
@@ -108,6 +110,8 @@ def test_readme_quality_sections_are_what_the_committed_json_renders(report, nam
         text = report.guidance_cost_section(data[0], files[0])
     elif name == "shipcheck":
         text = report.v2_compare_section([(n, d) for (n, _), d in zip(report.SHIP_ROWS, data)])
+    elif name == "unfreezeship":
+        text = report.v2_compare_section([(n, d) for (n, _), d in zip(report.UNFREEZE_ROWS, data)])
     else:
         text = getattr(report, render)(data[0])
     assert block.group(1) == text
