@@ -208,17 +208,18 @@ def training_section(manifest: dict) -> str:
     for r in manifest.get("training", []):
         secs = r.get("seconds") or 0.0
         total += secs
-        keys = ("foreground_boost", "mixed_precision", "known_p", "high_noise_weight", "heldout_f1",
-                "heldout_f1_other_clip")
-        extra = ", ".join(f"{k} {_f(r[k], '.3g') if isinstance(r[k], float) else r[k]}" for k in keys
-                          if r.get(k) is not None)
+        keys = ("foreground_boost", "mixed_precision", "known_p", "high_noise_weight", "audio_dropout", "cfg_dropout",
+                "heldout_f1", "heldout_f1_other_clip")
+        extra = ", ".join([f"{k} {_f(r[k], '.3g') if isinstance(r[k], float) else r[k]}" for k in keys
+                           if r.get(k) is not None] + ["audio base U-Net fine-tuned"] * bool(r.get("unfreeze_audio")))
         rows.append([r["stage"], str(r.get("steps_run", "")) + f" (to {r.get('step', r.get('steps'))})",
                      str(r.get("batch", "")), f"{r.get('lr', 0):g}", str(r.get("clips", "")),
                      f"{secs / 60:.1f}", _f(r.get("final_loss"), ".4f"), extra])
     return ("The shipped `hits-demo` bundle, as recorded in its `bundle.json` (`training`): every stage run by "
             "`bash scripts/train_demo.sh` on this 2-core CPU machine: the base stages with one torch thread per "
             "process, two processes side by side (so wall minutes overlap), the onset and joint stages alone on two "
-            "threads. A second line for a stage is a resumed leg with a longer "
+            "threads (the last joint leg at one thread, beside another leg). A second line for a stage is a resumed "
+            "leg with a longer "
             f"schedule. Sum of stage wall times: {total / 3600:.1f} h.\n\n"
             + _table(["stage", "steps run", "batch", "lr", "clips", "wall (min)", "final loss", "notes"], rows)
             + "\n")
