@@ -10,7 +10,13 @@ with default settings on the held-out videos, seed = clip index; onsets against 
         --work work/levers [--only control,onset_aux]
 
 Resumable: a row whose training record exists is not trained again (a cut training resumes from its checkpoint),
-a row whose quality.json exists is not scored again. Writes benchmarks/results/levers_v2.json.
+a row whose quality.json exists is not scored again. Writes benchmarks/results/levers_v2.json (`--out`).
+`--recipe` replaces the options every row shares; `--adherence-model` also scores foley's material (with no prompt:
+the material taken from the picture), `--base-foley` the base row's:
+
+    .venv/bin/python benchmarks/levers.py --base B --base-quality Q --base-foley DIR/foley --data work/v2/hits \\
+        --test work/v2/hits-test --work work/lm --steps 800 --recipe '--batch 8 --lr 2e-4 --seed 3' \\
+        --adherence-model work/adherence.safetensors --only control,unfreeze_audio --out OUT.json
 """
 
 from __future__ import annotations
