@@ -21,6 +21,7 @@ from the JSON files in benchmarks/results/ (nothing is typed by hand, so the REA
     guidanceconfirm benchmarks/results/quality.json + quality_cfg_audio*.json (quality.py --cfg-audio, held out)
     leversreflected benchmarks/results/levers_reflected.json (benchmarks/levers.py, today's onset detector)
     unfreezeship benchmarks/results/quality_2026-12-05.json + quality.json (the bundle before and after --unfreeze-audio)
+    adherenceconfusion benchmarks/results/adherence_confusion.json (benchmarks/adherence_confusion.py)
     leversmaterial benchmarks/results/levers_material.json (benchmarks/levers.py --adherence-model: foley's material)
     table1v2  benchmarks/results/table1_v2.json    (benchmarks/gamma_sweep.py --xattn: seed 000's Table 1 on v2)
 
@@ -675,6 +676,24 @@ def material_probe_section(res: dict) -> str:
             + _table(["features", "dimensions", "material accuracy"], rows) + "\n")
 
 
+def adherence_confusion_section(res: dict) -> str:
+    """benchmarks/adherence_confusion.py: per true class, what each side's clips were classified as (right first)."""
+    def cell(preds: dict, true: str) -> str:
+        n = sum(preds.values())
+        order = sorted(preds.items(), key=lambda kv: (kv[0] != true, -kv[1], kv[0]))
+        return f"{preds.get(true, 0)}/{n} right" + "".join(f", {p} {k}" for p, k in order if p != true)
+
+    parts = []
+    for kind in ("material", "colour"):
+        sides = [name for name, v in res["sides"].items() if kind in v]
+        classes = sorted({c for name in sides for c in res["sides"][name][kind]})
+        rows = [[f"`{c}`", *(cell(res["sides"][name][kind].get(c, {}), c) for name in sides)] for c in classes]
+        parts.append(_table([f"{kind} in the caption", *(f"{name}: classified as" for name in sides)], rows))
+    return (f"The adherence classifiers' verdicts split by the caption's class (each cell: clips classified right, then "
+            f"what the rest were classified as). Produced by `{res['command']}` "
+            f"(`benchmarks/results/adherence_confusion.json`).\n\n" + "\n\n".join(parts) + "\n")
+
+
 def guidance_cost_section(res: dict, name: str = "guidance_cost.json") -> str:
     """benchmarks/guidance_cost.py: the guidance settings' time, side by side in one process."""
     iv = lambda x: f"{x[0]:g}:{x[1]:g}"  # noqa: E731
@@ -959,6 +978,9 @@ def main() -> None:
     if (RESULTS / "levers_reflected.json").exists() and "<!-- leversreflected:begin -->" in text:
         text = replace_section(text, "leversreflected", levers_section(
             json.loads((RESULTS / "levers_reflected.json").read_text())))
+    if (RESULTS / "adherence_confusion.json").exists() and "<!-- adherenceconfusion:begin -->" in text:
+        text = replace_section(text, "adherenceconfusion", adherence_confusion_section(
+            json.loads((RESULTS / "adherence_confusion.json").read_text())))
     if (RESULTS / "levers_material.json").exists() and "<!-- leversmaterial:begin -->" in text:
         text = replace_section(text, "leversmaterial", levers_section(
             json.loads((RESULTS / "levers_material.json").read_text())))

@@ -56,6 +56,7 @@ def test_perf_section_ratios_and_replacement(report):
     ("clampstudy", "clamp_study_section", ["clamp_study.json"]),
     ("leversshort", "levers_section", ["levers_short.json"]),
     ("leversmaterial", "levers_section", ["levers_material.json"]),
+    ("adherenceconfusion", "adherence_confusion_section", ["adherence_confusion.json"]),
     ("unfreezeship", None, ["quality_2026-12-05.json", "quality.json"]),
     ("fastpath", "fastpath_section", ["fast_path.json"]),
     ("vocoder", "vocoder_section", ["vocoder_resynthesis.json"]),
