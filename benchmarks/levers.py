@@ -80,7 +80,8 @@ def lever_row(name: str, args) -> dict:
             link.symlink_to(src.resolve())
     avgen = [sys.executable, "-m", "avcli"]
     train = [*avgen, "train", "joint", "--bundle", str(bundle), "--data", str(args.data), "--work", str(w),
-             "--steps", str(args.steps), *args.recipe, *extra, "--ckpt-every", "50", "--json"]  # checkpoints: resume only
+             "--steps", str(args.steps), *args.recipe, *extra,
+             "--ckpt-every", "50", "--json"]  # checkpoints: resume only
     record = w / "records" / "joint.json"
     if not record.exists():
         _run(train, w / "train.log")

@@ -20,7 +20,7 @@ from the JSON files in benchmarks/results/ (nothing is typed by hand, so the REA
     guidancesweep benchmarks/results/guidance_sweep.json (benchmarks/guidance_sweep.py)
     guidanceconfirm benchmarks/results/quality.json + quality_cfg_audio*.json (quality.py --cfg-audio, held out)
     leversreflected benchmarks/results/levers_reflected.json (benchmarks/levers.py, today's onset detector)
-    unfreezeship benchmarks/results/quality_2026-12-05.json + quality.json (the bundle before and after --unfreeze-audio)
+    unfreezeship benchmarks/results/quality_2026-12-05.json + quality.json (before and after --unfreeze-audio)
     adherenceconfusion benchmarks/results/adherence_confusion.json (benchmarks/adherence_confusion.py)
     leversmaterial benchmarks/results/levers_material.json (benchmarks/levers.py --adherence-model: foley's material)
     table1v2  benchmarks/results/table1_v2.json    (benchmarks/gamma_sweep.py --xattn: seed 000's Table 1 on v2)
@@ -219,8 +219,8 @@ def training_section(manifest: dict) -> str:
     return ("The shipped `hits-demo` bundle, as recorded in its `bundle.json` (`training`): every stage run by "
             "`bash scripts/train_demo.sh` on this 2-core CPU machine: the base stages with one torch thread per "
             "process, two processes side by side (so wall minutes overlap), the onset and joint stages alone on two "
-            "threads (the last joint leg at one thread, beside another leg). A second line for a stage is a resumed "
-            "leg with a longer "
+            "threads (the joint leg of 2026-12-06 at one thread, beside another leg; the records do not store "
+            "threads). A second line for a stage is a resumed leg with a longer "
             f"schedule. Sum of stage wall times: {total / 3600:.1f} h.\n\n"
             + _table(["stage", "steps run", "batch", "lr", "clips", "wall (min)", "final loss", "notes"], rows)
             + "\n")
@@ -904,6 +904,36 @@ def ort_tuning_section(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# README marker, JSON file in benchmarks/results/, renderer: the sections that each come from one file
+ONE_FILE_SECTIONS = (
+    ("onsetdetector", "onset_detector.json", onset_detector_section),
+    ("fastpath", "fast_path.json", fastpath_section),
+    ("vocoder", "vocoder_resynthesis.json", vocoder_section),
+    ("noisefill", "noise_fill_generated.json", noise_fill_section),
+    ("noisefillgenerate", "noise_fill_generate.json", noise_fill_generate_section),
+    ("animatesync", "animate_sync.json", animate_sync_section),
+    ("raybatch", "ray_batch.json", ray_batch_section),
+    ("videoguidancefoley", "video_guidance_foley.json", video_guidance_section),
+    ("vocodergenerated", "vocoder_generated.json", vocoder_generated_section),
+    ("levers", "levers_v2.json", levers_section),
+    ("leversshort", "levers_short.json", levers_section),
+    ("leversreflected", "levers_reflected.json", levers_section),
+    ("leversmaterial", "levers_material.json", levers_section),
+    ("guidancesweep", "guidance_sweep.json", guidance_sweep_section),
+    ("materialprobe", "material_probe.json", material_probe_section),
+    ("adherenceconfusion", "adherence_confusion.json", adherence_confusion_section),
+    ("table1v2", "table1_v2.json", table1_section),
+    ("vaedecoder", "vae_decoder.json", vae_decoder_section),
+    ("stepsweep", "steps_sweep.json", steps_sweep_section),
+    ("clampstudy", "clamp_study.json", clamp_study_section),
+    ("orttuning", "ort_tuning.json", ort_tuning_section),
+    ("guidanceinterval", "guidance_interval.json", guidance_interval_section),
+    ("guidancecost", "guidance_cost.json", guidance_cost_section),
+    ("generatespeed", "generate_speed.json", generate_speed_section),
+    ("gpu", "gpu_h200.json", gpu_section),
+)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--machine", default=None, help="results/<machine>.json to render (default: the newest)")
@@ -918,27 +948,17 @@ def main() -> None:
         text = replace_section(text, "perf", perf_section(json.loads(newest.read_text()), newest.with_suffix(".png")))
     if (RESULTS / "quality.json").exists():
         text = replace_section(text, "quality", quality_section(json.loads((RESULTS / "quality.json").read_text())))
-    if (RESULTS / "onset_detector.json").exists() and "<!-- onsetdetector:begin -->" in text:
-        text = replace_section(text, "onsetdetector",
-                               onset_detector_section(json.loads((RESULTS / "onset_detector.json").read_text())))
     if (RESULTS / "ablation.json").exists():
         text = replace_section(text, "ablation", ablation_section(json.loads((RESULTS / "ablation.json").read_text())))
-    if (RESULTS / "fast_path.json").exists() and "<!-- fastpath:begin -->" in text:
-        text = replace_section(text, "fastpath", fastpath_section(json.loads((RESULTS / "fast_path.json").read_text())))
-    if (RESULTS / "vocoder_resynthesis.json").exists() and "<!-- vocoder:begin -->" in text:
-        text = replace_section(text, "vocoder",
-                               vocoder_section(json.loads((RESULTS / "vocoder_resynthesis.json").read_text())))
-    if (RESULTS / "noise_fill_generated.json").exists() and "<!-- noisefill:begin -->" in text:
-        text = replace_section(text, "noisefill",
-                               noise_fill_section(json.loads((RESULTS / "noise_fill_generated.json").read_text())))
-    if (RESULTS / "noise_fill_generate.json").exists() and "<!-- noisefillgenerate:begin -->" in text:
-        text = replace_section(text, "noisefillgenerate", noise_fill_generate_section(
-            json.loads((RESULTS / "noise_fill_generate.json").read_text())))
-    if (RESULTS / "animate_sync.json").exists() and "<!-- animatesync:begin -->" in text:
-        text = replace_section(text, "animatesync",
-                               animate_sync_section(json.loads((RESULTS / "animate_sync.json").read_text())))
-    if (RESULTS / "ray_batch.json").exists() and "<!-- raybatch:begin -->" in text:
-        text = replace_section(text, "raybatch", ray_batch_section(json.loads((RESULTS / "ray_batch.json").read_text())))
+    for marker, name, section in ONE_FILE_SECTIONS:  # a README section rendered from one JSON file
+        if (RESULTS / name).exists() and f"<!-- {marker}:begin -->" in text:
+            text = replace_section(text, marker, section(json.loads((RESULTS / name).read_text())))
+    for marker, name, section in (("guidanceintervalheldout", "guidance_interval_heldout.json",
+                                   guidance_interval_section),
+                                  ("videoguidancegenerate", "video_guidance_generate.json", guidance_interval_section),
+                                  ("videoguidancecost", "video_guidance_cost.json", guidance_cost_section)):
+        if (RESULTS / name).exists() and f"<!-- {marker}:begin -->" in text:  # these name their file in the text
+            text = replace_section(text, marker, section(json.loads((RESULTS / name).read_text()), name))
     shipped, v2 = RESULTS / "quality_v2_shipped.json", RESULTS / "quality_v2.json"
     if shipped.exists() and v2.exists() and "<!-- v2compare:begin -->" in text:
         text = replace_section(text, "v2compare", v2_compare_section(
@@ -948,75 +968,12 @@ def main() -> None:
         if all((RESULTS / f).exists() for _, f in named) and f"<!-- {marker}:begin -->" in text:
             text = replace_section(text, marker, v2_compare_section(
                 [(name, json.loads((RESULTS / f).read_text())) for name, f in named]))
-    if (RESULTS / "video_guidance_foley.json").exists() and "<!-- videoguidancefoley:begin -->" in text:
-        text = replace_section(text, "videoguidancefoley", video_guidance_section(
-            json.loads((RESULTS / "video_guidance_foley.json").read_text())))
-    if (RESULTS / "vocoder_generated.json").exists() and "<!-- vocodergenerated:begin -->" in text:
-        text = replace_section(text, "vocodergenerated", vocoder_generated_section(
-            json.loads((RESULTS / "vocoder_generated.json").read_text())))
-    if (RESULTS / "levers_v2.json").exists() and "<!-- levers:begin -->" in text:
-        text = replace_section(text, "levers", levers_section(json.loads((RESULTS / "levers_v2.json").read_text())))
-    if (RESULTS / "levers_short.json").exists() and "<!-- leversshort:begin -->" in text:
-        text = replace_section(text, "leversshort", levers_section(json.loads((RESULTS / "levers_short.json")
-                                                                            .read_text())))
-    if (RESULTS / "guidance_sweep.json").exists() and "<!-- guidancesweep:begin -->" in text:
-        text = replace_section(text, "guidancesweep", guidance_sweep_section(
-            json.loads((RESULTS / "guidance_sweep.json").read_text())))
-    if all((RESULTS / f).exists() for _, f in CFG_AUDIO_ISTFT) and "<!-- cfgaudioistft:begin -->" in text:
-        text = replace_section(text, "cfgaudioistft", guidance_confirm_section(
-            [(name, json.loads((RESULTS / f).read_text())) for name, f in CFG_AUDIO_ISTFT],
-            "validation clips (`work/v2/hits-val`)"))
-    if (RESULTS / "material_probe.json").exists() and "<!-- materialprobe:begin -->" in text:
-        text = replace_section(text, "materialprobe", material_probe_section(
-            json.loads((RESULTS / "material_probe.json").read_text())))
-    if all((RESULTS / f).exists() for _, f in CFG_AUDIO_HELDOUT) and "<!-- cfgaudioheldout:begin -->" in text:
-        text = replace_section(text, "cfgaudioheldout", guidance_confirm_section(
-            [(name, json.loads((RESULTS / f).read_text())) for name, f in CFG_AUDIO_HELDOUT]))
-    if all((RESULTS / f).exists() for _, f in GUIDANCE_CONFIRM) and "<!-- guidanceconfirm:begin -->" in text:
-        text = replace_section(text, "guidanceconfirm", guidance_confirm_section(
-            [(name, json.loads((RESULTS / f).read_text())) for name, f in GUIDANCE_CONFIRM]))
-    if (RESULTS / "levers_reflected.json").exists() and "<!-- leversreflected:begin -->" in text:
-        text = replace_section(text, "leversreflected", levers_section(
-            json.loads((RESULTS / "levers_reflected.json").read_text())))
-    if (RESULTS / "adherence_confusion.json").exists() and "<!-- adherenceconfusion:begin -->" in text:
-        text = replace_section(text, "adherenceconfusion", adherence_confusion_section(
-            json.loads((RESULTS / "adherence_confusion.json").read_text())))
-    if (RESULTS / "levers_material.json").exists() and "<!-- leversmaterial:begin -->" in text:
-        text = replace_section(text, "leversmaterial", levers_section(
-            json.loads((RESULTS / "levers_material.json").read_text())))
-    if (RESULTS / "table1_v2.json").exists() and "<!-- table1v2:begin -->" in text:
-        text = replace_section(text, "table1v2", table1_section(json.loads((RESULTS / "table1_v2.json").read_text())))
-    if (RESULTS / "vae_decoder.json").exists() and "<!-- vaedecoder:begin -->" in text:
-        text = replace_section(text, "vaedecoder", vae_decoder_section(json.loads((RESULTS / "vae_decoder.json")
-                                                                                .read_text())))
-    if (RESULTS / "steps_sweep.json").exists() and "<!-- stepsweep:begin -->" in text:
-        text = replace_section(text, "stepsweep", steps_sweep_section(json.loads((RESULTS / "steps_sweep.json")
-                                                                                .read_text())))
-    if (RESULTS / "clamp_study.json").exists() and "<!-- clampstudy:begin -->" in text:
-        text = replace_section(text, "clampstudy", clamp_study_section(json.loads((RESULTS / "clamp_study.json")
-                                                                                .read_text())))
-    if (RESULTS / "ort_tuning.json").exists() and "<!-- orttuning:begin -->" in text:
-        text = replace_section(text, "orttuning", ort_tuning_section(json.loads((RESULTS / "ort_tuning.json")
-                                                                              .read_text())))
-    if (RESULTS / "guidance_interval.json").exists() and "<!-- guidanceinterval:begin -->" in text:
-        text = replace_section(text, "guidanceinterval", guidance_interval_section(
-            json.loads((RESULTS / "guidance_interval.json").read_text())))
-    held = RESULTS / "guidance_interval_heldout.json"
-    if held.exists() and "<!-- guidanceintervalheldout:begin -->" in text:
-        text = replace_section(text, "guidanceintervalheldout", guidance_interval_section(
-            json.loads(held.read_text()), held.name))
-    if (RESULTS / "guidance_cost.json").exists() and "<!-- guidancecost:begin -->" in text:
-        text = replace_section(text, "guidancecost", guidance_cost_section(
-            json.loads((RESULTS / "guidance_cost.json").read_text())))
-    for marker, name, section in (("videoguidancegenerate", "video_guidance_generate.json", guidance_interval_section),
-                                  ("videoguidancecost", "video_guidance_cost.json", guidance_cost_section)):
-        if (RESULTS / name).exists() and f"<!-- {marker}:begin -->" in text:
-            text = replace_section(text, marker, section(json.loads((RESULTS / name).read_text()), name))
-    if (RESULTS / "generate_speed.json").exists() and "<!-- generatespeed:begin -->" in text:
-        text = replace_section(text, "generatespeed", generate_speed_section(
-            json.loads((RESULTS / "generate_speed.json").read_text())))
-    if (RESULTS / "gpu_h200.json").exists() and "<!-- gpu:begin -->" in text:
-        text = replace_section(text, "gpu", gpu_section(json.loads((RESULTS / "gpu_h200.json").read_text())))
+    for marker, named, clips in (("cfgaudioistft", CFG_AUDIO_ISTFT, "validation clips (`work/v2/hits-val`)"),
+                                 ("cfgaudioheldout", CFG_AUDIO_HELDOUT, "held-out clips"),
+                                 ("guidanceconfirm", GUIDANCE_CONFIRM, "held-out clips")):
+        if all((RESULTS / f).exists() for _, f in named) and f"<!-- {marker}:begin -->" in text:
+            text = replace_section(text, marker, guidance_confirm_section(
+                [(name, json.loads((RESULTS / f).read_text())) for name, f in named], clips))
     bundle = ROOT / "avcli" / "bundles" / "hits-demo" / "bundle.json"
     if bundle.exists():
         text = replace_section(text, "training", training_section(json.loads(bundle.read_text())))
