@@ -212,7 +212,8 @@ def training_section(manifest: dict) -> str:
         keys = ("foreground_boost", "mixed_precision", "known_p", "high_noise_weight", "audio_dropout", "cfg_dropout",
                 "heldout_f1", "heldout_f1_other_clip")
         extra = ", ".join([f"{k} {_f(r[k], '.3g') if isinstance(r[k], float) else r[k]}" for k in keys
-                           if r.get(k) is not None] + ["audio base U-Net fine-tuned"] * bool(r.get("unfreeze_audio")))
+                           if r.get(k) is not None] + [f"{m} base U-Net fine-tuned" for m in ("video", "audio")
+                                                       if r.get(f"unfreeze_{m}")])
         rows.append([r["stage"], str(r.get("steps_run", "")) + f" (to {r.get('step', r.get('steps'))})",
                      str(r.get("batch", "")), f"{r.get('lr', 0):g}", str(r.get("clips", "")),
                      f"{secs / 60:.1f}", _f(r.get("final_loss"), ".4f"), extra])

@@ -262,23 +262,25 @@ def test_joint_first_frame_attention_trains_motion_and_is_recorded(tiny_bundle, 
     assert not any(".attentions." in k and "attn1" in k for k in moved)  # FF-Attn reuses frozen projections
 
 
-def test_joint_unfreeze_audio_trains_the_audio_base_and_nothing_else_of_the_bases(tiny_bundle, real_data, tmp_path):
-    """--unfreeze-audio: the audio base U-Net's own weights move (not only its cross-modal blocks), the video U-Net's
-    base weights stay bit-identical, the record says so, and the rewritten bundle still verifies."""
+@pytest.mark.parametrize("side,other", [("audio", "video"), ("video", "audio")])
+def test_joint_unfreeze_trains_that_base_and_nothing_else_of_the_bases(tiny_bundle, real_data, tmp_path, side, other):
+    """--unfreeze-audio / --unfreeze-video: that base U-Net's own weights move (not only its cross-modal blocks), the
+    other U-Net's base weights stay bit-identical, the record says so, and the rewritten bundle still verifies."""
     from avcli.models.bundle import load_bundle
 
     bundle, work = tmp_path / "b", tmp_path / "w"
     shutil.copytree(tiny_bundle, bundle)
-    a0, v0 = (load_file(str(bundle / f)) for f in ("audio_unet.safetensors", "video_unet.safetensors"))
-    res = _joint(bundle, real_data, work, 2, "--unfreeze-audio", "--cfg-dropout", "0.3")
+    s0, o0 = (load_file(str(bundle / f"{m}_unet.safetensors")) for m in (side, other))
+    res = _joint(bundle, real_data, work, 2, f"--unfreeze-{side}", "--cfg-dropout", "0.3")
     assert res.exit_code == 0, res.output
     record = json.loads(res.stdout)
-    assert record["unfreeze_audio"] is True and record["cfg_dropout"] == 0.3
-    a1, v1 = (load_file(str(bundle / f)) for f in ("audio_unet.safetensors", "video_unet.safetensors"))
-    moved_a = {k for k in a0 if not torch.equal(a0[k], a1[k])}
-    assert any(k.startswith("unet.") and "attn2" in k for k in moved_a), sorted(moved_a)[:5]  # text cross-attention
-    assert any(k.startswith("unet.conv_in") for k in moved_a)
-    assert not {k for k in v0 if k.startswith("unet.") and not torch.equal(v0[k], v1[k])}
+    assert record[f"unfreeze_{side}"] is True and record[f"unfreeze_{other}"] is False
+    assert record["cfg_dropout"] == 0.3
+    s1, o1 = (load_file(str(bundle / f"{m}_unet.safetensors")) for m in (side, other))
+    moved = {k for k in s0 if not torch.equal(s0[k], s1[k])}
+    assert any(k.startswith("unet.") and "attn2" in k for k in moved), sorted(moved)[:5]  # text cross-attention
+    assert any(k.startswith("unet.conv_in") for k in moved)
+    assert not {k for k in o0 if k.startswith("unet.") and not torch.equal(o0[k], o1[k])}
     load_bundle(bundle)  # verified: the manifest's hashes match the rewritten files
 
 

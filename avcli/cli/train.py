@@ -298,6 +298,9 @@ def train_joint(
     unfreeze_audio: bool = typer.Option(False, "--unfreeze-audio",
                                         help="Also fine-tune the whole audio base U-Net, beside the connectors "
                                              "and cross-modal blocks (the bundle gets its new weights)."),
+    unfreeze_video: bool = typer.Option(False, "--unfreeze-video",
+                                        help="Also fine-tune the whole video base U-Net (motion layers included), "
+                                             "beside the connectors and cross-modal blocks."),
     ema_decay: float = typer.Option(0.999, min=0.0, max=0.99999,
                                     help="EMA of the trained weights; the bundle gets the EMA. 0 disables."),
     mixed_precision: str = typer.Option("auto", help="no, fp16 or bf16; auto: bf16 on CUDA, no on CPU."),
@@ -345,7 +348,7 @@ def train_joint(
     from avcli.training.stages import StageOptions
 
     opts = StageOptions(bundle, data, work, batch, limit, cfg_dropout=cfg_dropout, unfreeze_motion=unfreeze_motion,
-                        unfreeze_audio=unfreeze_audio,
+                        unfreeze_audio=unfreeze_audio, unfreeze_video=unfreeze_video,
                         progress=not json_out, ema_decay=ema_decay, mixed_precision=mixed_precision,
                         contrastive_weight=contrastive_weight, known_p=known_p, high_noise_weight=high_noise_weight,
                         audio_dropout=audio_dropout, onset_weight=onset_weight, concat_p=concat_p,

@@ -125,9 +125,11 @@ class JointModel(nn.Module):
         yield from self.video_unet.joint_parameters()
         yield from self.audio_unet.joint_parameters()
 
-    def freeze_bases(self, unfreeze_motion: bool = False, unfreeze_audio: bool = False) -> list[nn.Parameter]:
+    def freeze_bases(self, unfreeze_motion: bool = False, unfreeze_audio: bool = False,
+                     unfreeze_video: bool = False) -> list[nn.Parameter]:
         """Freeze everything but the joint parameters; unfreeze_motion adds the video U-Net's motion layers,
-        unfreeze_audio the whole audio base U-Net (so that it can learn to read what the connectors hand it)."""
+        unfreeze_audio the whole audio base U-Net (so that it can learn to read what the connectors hand it),
+        unfreeze_video the whole video base U-Net (motion layers included)."""
         for p in self.parameters():
             p.requires_grad_(False)
         trainable = list(self.joint_parameters())
@@ -135,6 +137,8 @@ class JointModel(nn.Module):
             trainable += list(self.video_unet.motion_parameters())
         if unfreeze_audio:
             trainable += list(self.audio_unet.unet.parameters())
+        if unfreeze_video:
+            trainable += list(self.video_unet.unet.parameters())
         for p in trainable:
             p.requires_grad_(True)
         return trainable

@@ -193,7 +193,8 @@ def stage_joint(opts, cfg: LoopConfig) -> dict:
         labels = labels_from_latents(model, data.audio)  # the onset stage's pseudo-labels, from the cached audio
         pos_weight = balanced_pos_weight(labels)
         head, head_from = onset_head_from(opts.work, model.manifest["joint"]["connector_dim"])
-    model.freeze_bases(unfreeze_motion=opts.unfreeze_motion, unfreeze_audio=opts.unfreeze_audio)
+    model.freeze_bases(unfreeze_motion=opts.unfreeze_motion, unfreeze_audio=opts.unfreeze_audio,
+                       unfreeze_video=opts.unfreeze_video)
     objective = JointObjective(model, geo, opts.self_condition_p, opts.contrastive_weight, opts.contrastive_shift,
                                opts.known_p, opts.high_noise_weight, opts.audio_dropout, head, opts.onset_weight,
                                pos_weight, opts.first_frame_p)
@@ -234,7 +235,8 @@ def stage_joint(opts, cfg: LoopConfig) -> dict:
                   onset_weight=opts.onset_weight, onset_head_from=head_from, concat_p=opts.concat_p,
                   attentive_pool=opts.attentive_pool, first_frame_attn=opts.first_frame_attn,
                   first_frame_conv=opts.first_frame_conv, first_frame_p=opts.first_frame_p,
-                  unfreeze_audio=opts.unfreeze_audio, cfg_dropout=opts.cfg_dropout)
+                  unfreeze_audio=opts.unfreeze_audio, unfreeze_video=opts.unfreeze_video,
+                  cfg_dropout=opts.cfg_dropout)
     if main:
         weights = ema.shadow if ema is not None else _trainable(objective)
         write_joint(opts.bundle, {k: v for k, v in weights.items() if not k.startswith("onset_head.")})
