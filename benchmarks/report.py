@@ -21,6 +21,7 @@ from the JSON files in benchmarks/results/ (nothing is typed by hand, so the REA
     guidanceconfirm benchmarks/results/quality.json + quality_cfg_audio*.json (quality.py --cfg-audio, held out)
     leversreflected benchmarks/results/levers_reflected.json (benchmarks/levers.py, today's onset detector)
     unfreezeship benchmarks/results/quality_2026-12-05.json + quality.json (before and after --unfreeze-audio)
+    cfgaudioua benchmarks/results/quality.json + quality_heldout_ua_a5i41.json (--cfg-audio 5, shipped bundle)
     adherenceconfusion benchmarks/results/adherence_confusion.json (benchmarks/adherence_confusion.py)
     leversmaterial benchmarks/results/levers_material.json (benchmarks/levers.py --adherence-model: foley's material)
     table1v2  benchmarks/results/table1_v2.json    (benchmarks/gamma_sweep.py --xattn: seed 000's Table 1 on v2)
@@ -479,6 +480,9 @@ UNFREEZE_ROWS = (("shipped 2026-12-05 (bases frozen in every joint leg)", "quali
 CFG_AUDIO_HELDOUT = (("the defaults of 2026-12-05 (audio text guidance off)", "quality_istft_2026-12-05.json"),
                      ("--cfg-audio 3 --cfg-audio-interval 0.4:1 (the default since)", "quality_heldout_a3i41.json"),
                      ("--cfg-audio 5 --cfg-audio-interval 0.4:1", "quality_heldout_a5i41.json"))
+# the same two scales on the bundle with the audio base U-Net fine-tuned (shipped 2026-12-06)
+CFG_AUDIO_UA = (("the shipped defaults (--cfg-audio 3 --cfg-audio-interval 0.4:1)", "quality.json"),
+                ("--cfg-audio 5 --cfg-audio-interval 0.4:1", "quality_heldout_ua_a5i41.json"))
 
 
 def v2_compare_section(rows: list[tuple[str, dict]]) -> str:
@@ -971,6 +975,7 @@ def main() -> None:
                 [(name, json.loads((RESULTS / f).read_text())) for name, f in named]))
     for marker, named, clips in (("cfgaudioistft", CFG_AUDIO_ISTFT, "validation clips (`work/v2/hits-val`)"),
                                  ("cfgaudioheldout", CFG_AUDIO_HELDOUT, "held-out clips"),
+                                 ("cfgaudioua", CFG_AUDIO_UA, "held-out clips"),
                                  ("guidanceconfirm", GUIDANCE_CONFIRM, "held-out clips")):
         if all((RESULTS / f).exists() for _, f in named) and f"<!-- {marker}:begin -->" in text:
             text = replace_section(text, marker, guidance_confirm_section(

@@ -22,8 +22,8 @@ Examples:
 
   avgen generate -p "" -o any.mp4          (an empty prompt: unconditional, text guidance off)
 
-  avgen generate -p "a red ball bouncing on a drum" --cfg-audio 2.5 -o metal.mp4
-                                           (the audio's text guidance back on: better material, 1.29x the time)
+  avgen generate -p "a red ball bouncing on a drum" --cfg-audio 1 -o fast.mp4
+                                           (the audio's text guidance off: faster, the material less often right)
 
   avgen generate -p "a red ball bouncing on a drum" --cfg-video 4 --cfg-video-interval 0:1 --audio-guidance 1
                  --cfg-audio 2.5 --video-guidance 1 -o plain.mp4
