@@ -21,6 +21,7 @@ from the JSON files in benchmarks/results/ (nothing is typed by hand, so the REA
     guidanceconfirm benchmarks/results/quality.json + quality_cfg_audio*.json (quality.py --cfg-audio, held out)
     leversreflected benchmarks/results/levers_reflected.json (benchmarks/levers.py, today's onset detector)
     unfreezeship benchmarks/results/quality_2026-12-05.json + quality.json (before and after --unfreeze-audio)
+    unfreezevideo / unfreezevideogen  quality.json + quality_unfreeze_video*.json (train joint --unfreeze-video)
     cfgaudioua benchmarks/results/quality.json + quality_heldout_ua_a5i41.json (--cfg-audio 5, shipped bundle)
     adherenceconfusion benchmarks/results/adherence_confusion.json (benchmarks/adherence_confusion.py)
     leversmaterial benchmarks/results/levers_material.json (benchmarks/levers.py --adherence-model: foley's material)
@@ -476,6 +477,12 @@ VOCODER_ROWS = (("small vocoder trained here (sampling defaults of 2026-12-04)",
 # the audio base U-Net fine-tuned beside the connectors (train joint --unfreeze-audio), against the bundle it came from
 UNFREEZE_ROWS = (("shipped 2026-12-05 (bases frozen in every joint leg)", "quality_2026-12-05.json"),
                  ("+ 800 joint steps with the audio base U-Net fine-tuned (shipped 2026-12-06)", "quality.json"))
+# the video base U-Net fine-tuned beside the connectors (train joint --unfreeze-video), against the shipped bundle
+UNFREEZE_VIDEO_ROWS = (("shipped 2026-12-06 (audio base U-Net fine-tuned)", "quality.json"),
+                       ("+ 600 joint steps with the video base U-Net fine-tuned (not shipped)",
+                        "quality_unfreeze_video600.json"))
+UNFREEZE_VIDEO_GEN = UNFREEZE_VIDEO_ROWS + (("+ 600 more such steps (1200 in all; not shipped)",
+                                             "quality_unfreeze_video1200.json"),)
 # the audio's text guidance on the last 60 % of the steps, on the 100 held-out clips (generate side)
 CFG_AUDIO_HELDOUT = (("the defaults of 2026-12-05 (audio text guidance off)", "quality_istft_2026-12-05.json"),
                      ("--cfg-audio 3 --cfg-audio-interval 0.4:1 (the default since)", "quality_heldout_a3i41.json"),
@@ -969,13 +976,14 @@ def main() -> None:
         text = replace_section(text, "v2compare", v2_compare_section(
             list(zip(V2_ROWS, [json.loads(shipped.read_text()), json.loads(v2.read_text())]))))
     for marker, named in (("shipcheck", SHIP_ROWS), ("vocodercompare", VOCODER_ROWS),
-                          ("unfreezeship", UNFREEZE_ROWS)):  # bundles side by side
+                          ("unfreezeship", UNFREEZE_ROWS), ("unfreezevideo", UNFREEZE_VIDEO_ROWS)):  # bundles side by side
         if all((RESULTS / f).exists() for _, f in named) and f"<!-- {marker}:begin -->" in text:
             text = replace_section(text, marker, v2_compare_section(
                 [(name, json.loads((RESULTS / f).read_text())) for name, f in named]))
     for marker, named, clips in (("cfgaudioistft", CFG_AUDIO_ISTFT, "validation clips (`work/v2/hits-val`)"),
                                  ("cfgaudioheldout", CFG_AUDIO_HELDOUT, "held-out clips"),
                                  ("cfgaudioua", CFG_AUDIO_UA, "held-out clips"),
+                                 ("unfreezevideogen", UNFREEZE_VIDEO_GEN, "held-out clips"),
                                  ("guidanceconfirm", GUIDANCE_CONFIRM, "held-out clips")):
         if all((RESULTS / f).exists() for _, f in named) and f"<!-- {marker}:begin -->" in text:
             text = replace_section(text, marker, guidance_confirm_section(

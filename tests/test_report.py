@@ -78,6 +78,8 @@ def test_perf_section_ratios_and_replacement(report):
     ("cfgaudioheldout", None, ["quality_istft_2026-12-05.json", "quality_heldout_a3i41.json",
                                "quality_heldout_a5i41.json"]),
     ("cfgaudioua", None, ["quality.json", "quality_heldout_ua_a5i41.json"]),
+    ("unfreezevideo", None, ["quality.json", "quality_unfreeze_video600.json"]),
+    ("unfreezevideogen", None, ["quality.json", "quality_unfreeze_video600.json", "quality_unfreeze_video1200.json"]),
     ("cfgaudioistft", None, ["quality_istft_val_default.json", "quality_istft_val_a2.5.json",
                              "quality_istft_val_a5.json", "quality_istft_val_unet_audio_ft.json",
                              "quality_istft_val_v8.json", "quality_istft_val_v10.json", "quality_istft_val_vg1.json",
@@ -103,6 +105,10 @@ def test_readme_quality_sections_are_what_the_committed_json_renders(report, nam
         text = report.guidance_confirm_section([(n, d) for (n, _), d in zip(report.GUIDANCE_CONFIRM, data)])
     elif name == "cfgaudioheldout":
         text = report.guidance_confirm_section([(n, d) for (n, _), d in zip(report.CFG_AUDIO_HELDOUT, data)])
+    elif name == "unfreezevideo":
+        text = report.v2_compare_section([(n, d) for (n, _), d in zip(report.UNFREEZE_VIDEO_ROWS, data)])
+    elif name == "unfreezevideogen":
+        text = report.guidance_confirm_section([(n, d) for (n, _), d in zip(report.UNFREEZE_VIDEO_GEN, data)])
     elif name == "cfgaudioua":
         text = report.guidance_confirm_section([(n, d) for (n, _), d in zip(report.CFG_AUDIO_UA, data)])
     elif name == "cfgaudioistft":
