@@ -20,9 +20,12 @@ from the JSON files in benchmarks/results/ (nothing is typed by hand, so the REA
     guidancesweep benchmarks/results/guidance_sweep.json (benchmarks/guidance_sweep.py)
     guidanceconfirm benchmarks/results/quality.json + quality_cfg_audio*.json (quality.py --cfg-audio, held out)
     leversreflected benchmarks/results/levers_reflected.json (benchmarks/levers.py, today's onset detector)
-    unfreezeship benchmarks/results/quality_2026-12-05.json + quality.json (before and after --unfreeze-audio)
-    unfreezevideo / unfreezevideogen  quality.json + quality_unfreeze_video*.json (train joint --unfreeze-video)
-    cfgaudioua benchmarks/results/quality.json + quality_heldout_ua_a5i41.json (--cfg-audio 5, shipped bundle)
+    unfreezeship benchmarks/results/quality_2026-12-05.json + quality_2026-12-06.json (before and after
+              --unfreeze-audio)
+    unfreezevideo / unfreezevideogen  quality_2026-12-06.json + quality_unfreeze_video*.json (--unfreeze-video)
+    cfgaudioua benchmarks/results/quality_2026-12-06.json + quality_heldout_ua_a5i41.json (--cfg-audio 5)
+    shipboth / shipbothgen  quality_2026-12-06.json + quality_unfreeze_audio1200.json + quality_unet_video3000.json
+              + quality.json (the two legs of the bundle shipped later on 2026-12-06, alone and together)
     adherenceconfusion benchmarks/results/adherence_confusion.json (benchmarks/adherence_confusion.py)
     leversmaterial benchmarks/results/levers_material.json (benchmarks/levers.py --adherence-model: foley's material)
     table1v2  benchmarks/results/table1_v2.json    (benchmarks/gamma_sweep.py --xattn: seed 000's Table 1 on v2)
@@ -476,9 +479,10 @@ VOCODER_ROWS = (("small vocoder trained here (sampling defaults of 2026-12-04)",
                 ("ISTFT vocoder, same U-Nets and defaults (shipped 2026-12-05)", "quality_istft_2026-12-05.json"))
 # the audio base U-Net fine-tuned beside the connectors (train joint --unfreeze-audio), against the bundle it came from
 UNFREEZE_ROWS = (("shipped 2026-12-05 (bases frozen in every joint leg)", "quality_2026-12-05.json"),
-                 ("+ 800 joint steps with the audio base U-Net fine-tuned (shipped 2026-12-06)", "quality.json"))
+                 ("+ 800 joint steps with the audio base U-Net fine-tuned (shipped 2026-12-06)",
+                  "quality_2026-12-06.json"))
 # the video base U-Net fine-tuned beside the connectors (train joint --unfreeze-video), against the shipped bundle
-UNFREEZE_VIDEO_ROWS = (("shipped 2026-12-06 (audio base U-Net fine-tuned)", "quality.json"),
+UNFREEZE_VIDEO_ROWS = (("shipped 2026-12-06 (audio base U-Net fine-tuned)", "quality_2026-12-06.json"),
                        ("+ 600 joint steps with the video base U-Net fine-tuned (not shipped)",
                         "quality_unfreeze_video600.json"))
 UNFREEZE_VIDEO_GEN = UNFREEZE_VIDEO_ROWS + (("+ 600 more such steps (1200 in all; not shipped)",
@@ -488,8 +492,17 @@ CFG_AUDIO_HELDOUT = (("the defaults of 2026-12-05 (audio text guidance off)", "q
                      ("--cfg-audio 3 --cfg-audio-interval 0.4:1 (the default since)", "quality_heldout_a3i41.json"),
                      ("--cfg-audio 5 --cfg-audio-interval 0.4:1", "quality_heldout_a5i41.json"))
 # the same two scales on the bundle with the audio base U-Net fine-tuned (shipped 2026-12-06)
-CFG_AUDIO_UA = (("the shipped defaults (--cfg-audio 3 --cfg-audio-interval 0.4:1)", "quality.json"),
+CFG_AUDIO_UA = (("the shipped defaults (--cfg-audio 3 --cfg-audio-interval 0.4:1)", "quality_2026-12-06.json"),
                 ("--cfg-audio 5 --cfg-audio-interval 0.4:1", "quality_heldout_ua_a5i41.json"))
+
+# the bundle shipped later on 2026-12-06: 1200 more joint steps with the audio base U-Net, then 3000 steps of the
+# video base U-Net alone; each leg alone and both, against the bundle shipped before
+SHIP_BOTH_ROWS = (("shipped 2026-12-06, first (800 joint steps with the audio base U-Net)", "quality_2026-12-06.json"),
+                  ("+ 1200 joint steps with the audio base U-Net fine-tuned", "quality_unfreeze_audio1200.json"),
+                  ("+ those 1200 joint steps, then 3000 steps of the video base U-Net alone (shipped)",
+                   "quality.json"))
+SHIP_BOTH_GEN = SHIP_BOTH_ROWS[:2] + (("+ 3000 steps of the video base U-Net alone (from the first bundle)",
+                                       "quality_unet_video3000.json"),) + SHIP_BOTH_ROWS[2:]
 
 
 def v2_compare_section(rows: list[tuple[str, dict]]) -> str:
@@ -976,7 +989,8 @@ def main() -> None:
         text = replace_section(text, "v2compare", v2_compare_section(
             list(zip(V2_ROWS, [json.loads(shipped.read_text()), json.loads(v2.read_text())]))))
     for marker, named in (("shipcheck", SHIP_ROWS), ("vocodercompare", VOCODER_ROWS),
-                          ("unfreezeship", UNFREEZE_ROWS), ("unfreezevideo", UNFREEZE_VIDEO_ROWS)):  # bundles side by side
+                          ("unfreezeship", UNFREEZE_ROWS), ("unfreezevideo", UNFREEZE_VIDEO_ROWS),
+                          ("shipboth", SHIP_BOTH_ROWS)):  # bundles side by side
         if all((RESULTS / f).exists() for _, f in named) and f"<!-- {marker}:begin -->" in text:
             text = replace_section(text, marker, v2_compare_section(
                 [(name, json.loads((RESULTS / f).read_text())) for name, f in named]))
@@ -984,6 +998,7 @@ def main() -> None:
                                  ("cfgaudioheldout", CFG_AUDIO_HELDOUT, "held-out clips"),
                                  ("cfgaudioua", CFG_AUDIO_UA, "held-out clips"),
                                  ("unfreezevideogen", UNFREEZE_VIDEO_GEN, "held-out clips"),
+                                 ("shipbothgen", SHIP_BOTH_GEN, "held-out clips"),
                                  ("guidanceconfirm", GUIDANCE_CONFIRM, "held-out clips")):
         if all((RESULTS / f).exists() for _, f in named) and f"<!-- {marker}:begin -->" in text:
             text = replace_section(text, marker, guidance_confirm_section(

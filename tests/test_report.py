@@ -57,7 +57,10 @@ def test_perf_section_ratios_and_replacement(report):
     ("leversshort", "levers_section", ["levers_short.json"]),
     ("leversmaterial", "levers_section", ["levers_material.json"]),
     ("adherenceconfusion", "adherence_confusion_section", ["adherence_confusion.json"]),
-    ("unfreezeship", None, ["quality_2026-12-05.json", "quality.json"]),
+    ("unfreezeship", None, ["quality_2026-12-05.json", "quality_2026-12-06.json"]),
+    ("shipboth", None, ["quality_2026-12-06.json", "quality_unfreeze_audio1200.json", "quality.json"]),
+    ("shipbothgen", None, ["quality_2026-12-06.json", "quality_unfreeze_audio1200.json",
+                           "quality_unet_video3000.json", "quality.json"]),
     ("fastpath", "fastpath_section", ["fast_path.json"]),
     ("vocoder", "vocoder_section", ["vocoder_resynthesis.json"]),
     ("noisefill", "noise_fill_section", ["noise_fill_generated.json"]),
@@ -77,9 +80,10 @@ def test_perf_section_ratios_and_replacement(report):
                                "quality_cfg_v4_a5.json", "quality_cfg_v4_a2.5.json"]),
     ("cfgaudioheldout", None, ["quality_istft_2026-12-05.json", "quality_heldout_a3i41.json",
                                "quality_heldout_a5i41.json"]),
-    ("cfgaudioua", None, ["quality.json", "quality_heldout_ua_a5i41.json"]),
-    ("unfreezevideo", None, ["quality.json", "quality_unfreeze_video600.json"]),
-    ("unfreezevideogen", None, ["quality.json", "quality_unfreeze_video600.json", "quality_unfreeze_video1200.json"]),
+    ("cfgaudioua", None, ["quality_2026-12-06.json", "quality_heldout_ua_a5i41.json"]),
+    ("unfreezevideo", None, ["quality_2026-12-06.json", "quality_unfreeze_video600.json"]),
+    ("unfreezevideogen", None, ["quality_2026-12-06.json", "quality_unfreeze_video600.json",
+                                "quality_unfreeze_video1200.json"]),
     ("cfgaudioistft", None, ["quality_istft_val_default.json", "quality_istft_val_a2.5.json",
                              "quality_istft_val_a5.json", "quality_istft_val_unet_audio_ft.json",
                              "quality_istft_val_v8.json", "quality_istft_val_v10.json", "quality_istft_val_vg1.json",
@@ -122,6 +126,10 @@ def test_readme_quality_sections_are_what_the_committed_json_renders(report, nam
         text = report.v2_compare_section([(n, d) for (n, _), d in zip(report.SHIP_ROWS, data)])
     elif name == "unfreezeship":
         text = report.v2_compare_section([(n, d) for (n, _), d in zip(report.UNFREEZE_ROWS, data)])
+    elif name == "shipboth":
+        text = report.v2_compare_section([(n, d) for (n, _), d in zip(report.SHIP_BOTH_ROWS, data)])
+    elif name == "shipbothgen":
+        text = report.guidance_confirm_section([(n, d) for (n, _), d in zip(report.SHIP_BOTH_GEN, data)])
     else:
         text = getattr(report, render)(data[0])
     assert block.group(1) == text
