@@ -26,6 +26,7 @@ from the JSON files in benchmarks/results/ (nothing is typed by hand, so the REA
     cfgaudioua benchmarks/results/quality_2026-12-06.json + quality_heldout_ua_a5i41.json (--cfg-audio 5)
     shipboth / shipbothgen  quality_2026-12-06.json + quality_unfreeze_audio1200.json + quality_unet_video3000.json
               + quality.json (the two legs of the bundle shipped later on 2026-12-06, alone and together)
+              + quality_ship_then_joint400.json (a joint leg after them)
     adherenceconfusion benchmarks/results/adherence_confusion.json (benchmarks/adherence_confusion.py)
     leversmaterial benchmarks/results/levers_material.json (benchmarks/levers.py --adherence-model: foley's material)
     table1v2  benchmarks/results/table1_v2.json    (benchmarks/gamma_sweep.py --xattn: seed 000's Table 1 on v2)
@@ -502,7 +503,9 @@ SHIP_BOTH_ROWS = (("shipped 2026-12-06, first (800 joint steps with the audio ba
                   ("+ those 1200 joint steps, then 3000 steps of the video base U-Net alone (shipped)",
                    "quality.json"))
 SHIP_BOTH_GEN = SHIP_BOTH_ROWS[:2] + (("+ 3000 steps of the video base U-Net alone (from the first bundle)",
-                                       "quality_unet_video3000.json"),) + SHIP_BOTH_ROWS[2:]
+                                       "quality_unet_video3000.json"),) + SHIP_BOTH_ROWS[2:] + (
+    ("the shipped bundle + 400 joint steps with the audio base U-Net (not shipped)",
+     "quality_ship_then_joint400.json"),)
 
 
 def v2_compare_section(rows: list[tuple[str, dict]]) -> str:

@@ -60,7 +60,7 @@ def test_perf_section_ratios_and_replacement(report):
     ("unfreezeship", None, ["quality_2026-12-05.json", "quality_2026-12-06.json"]),
     ("shipboth", None, ["quality_2026-12-06.json", "quality_unfreeze_audio1200.json", "quality.json"]),
     ("shipbothgen", None, ["quality_2026-12-06.json", "quality_unfreeze_audio1200.json",
-                           "quality_unet_video3000.json", "quality.json"]),
+                           "quality_unet_video3000.json", "quality.json", "quality_ship_then_joint400.json"]),
     ("fastpath", "fastpath_section", ["fast_path.json"]),
     ("vocoder", "vocoder_section", ["vocoder_resynthesis.json"]),
     ("noisefill", "noise_fill_section", ["noise_fill_generated.json"]),
