@@ -223,12 +223,14 @@ def training_section(manifest: dict) -> str:
         rows.append([r["stage"], str(r.get("steps_run", "")) + f" (to {r.get('step', r.get('steps'))})",
                      str(r.get("batch", "")), f"{r.get('lr', 0):g}", str(r.get("clips", "")),
                      f"{secs / 60:.1f}", _f(r.get("final_loss"), ".4f"), extra])
-    return ("The shipped `hits-demo` bundle, as recorded in its `bundle.json` (`training`): every stage run by "
-            "`bash scripts/train_demo.sh` on this 2-core CPU machine: the base stages with one torch thread per "
-            "process, two processes side by side (so wall minutes overlap), the onset and joint stages alone on two "
-            "threads (the joint leg of 2026-12-06 at one thread, beside another leg; the records do not store "
-            "threads). A second line for a stage is a resumed leg with a longer "
-            f"schedule. Sum of stage wall times: {total / 3600:.1f} h.\n\n"
+    return ("The shipped `hits-demo` bundle, as recorded in its `bundle.json` (`training`), oldest first, on this "
+            "2-core CPU machine: the stages of `bash scripts/train_demo.sh` and `scripts/train_demo_v2.sh`, then the "
+            "legs run by hand since 2026-12-05 (their commands are in \"Quality of the demo bundle\"). The base "
+            "stages ran with one torch thread per process, two processes side by side (so wall minutes overlap), "
+            "the onset and joint stages alone on two threads, except the legs of 2026-12-06, each at one thread "
+            "beside another leg (the records do not store threads). A line whose steps run are fewer than its "
+            "\"to\" count resumed a checkpoint under a longer schedule; any other further line for a stage is "
+            f"another leg trained on top. Sum of stage wall times: {total / 3600:.1f} h.\n\n"
             + _table(["stage", "steps run", "batch", "lr", "clips", "wall (min)", "final loss", "notes"], rows)
             + "\n")
 
