@@ -284,6 +284,43 @@ def test_joint_unfreeze_trains_that_base_and_nothing_else_of_the_bases(tiny_bund
     load_bundle(bundle)  # verified: the manifest's hashes match the rewritten files
 
 
+def test_joint_train_side_audio_keeps_the_video_side_bit_identical(tiny_bundle, real_data, tmp_path):
+    """--train-side audio --unfreeze-audio: the video connector, the audio U-Net's cross-modal blocks and its base
+    move; the video U-Net (cross-modal blocks included) and the audio connector stay bit-identical, so what the
+    video side computes from a given audio latent is exactly the bundle's before; the record says which side."""
+    from avcli.models.bundle import load_bundle
+
+    bundle, work = tmp_path / "b", tmp_path / "w"
+    shutil.copytree(tiny_bundle, bundle)
+    names = ("video_unet", "audio_unet", "video_connector", "audio_connector")
+    before = {n: load_file(str(bundle / f"{n}.safetensors")) for n in names}
+    res = _joint(bundle, real_data, work, 2, "--train-side", "audio", "--unfreeze-audio")
+    assert res.exit_code == 0, res.output
+    record = json.loads(res.stdout)
+    assert record["train_side"] == "audio" and record["unfreeze_audio"] is True
+    after = {n: load_file(str(bundle / f"{n}.safetensors")) for n in names}
+    moved = {n: {k for k in before[n] if not torch.equal(before[n][k], after[n][k])} for n in names}
+    assert not moved["video_unet"] and not moved["audio_connector"], (moved["video_unet"], moved["audio_connector"])
+    assert moved["video_connector"]
+    assert any(not k.startswith("unet.") for k in moved["audio_unet"])  # its cross-modal blocks
+    assert any(k.startswith("unet.") for k in moved["audio_unet"])  # and its base
+    load_bundle(bundle)
+
+
+@pytest.mark.parametrize("extra", [["--train-side", "sideways"], ["--train-side", "audio", "--unfreeze-video"],
+                                   ["--train-side", "video", "--unfreeze-audio"]])
+def test_joint_train_side_refuses_what_it_would_contradict_before_any_work(tiny_bundle, real_data, tmp_path, extra):
+    bundle, work = tmp_path / "b", tmp_path / "w"
+    shutil.copytree(tiny_bundle, bundle)
+    digest = (bundle / "bundle.json").read_bytes()
+    from avcli.errors import UsageError
+
+    res = _joint(bundle, real_data, work, 2, *extra)
+    assert isinstance(res.exception, UsageError) and res.exception.exit_code == 2, res.output
+    assert "--train-side" in str(res.exception) and "\n" not in str(res.exception)
+    assert (bundle / "bundle.json").read_bytes() == digest and not (work / "cache").exists()
+
+
 def test_joint_first_frame_given_is_recorded_and_animate_gives_the_picture_clean(tiny_bundle, real_data, tmp_path):
     """--first-frame-p: the manifest records it, and animate on that bundle switches to mode b: the picture's latent
     goes into the video U-Net clean at every step (not re-noised), and comes back exactly at frame 0."""

@@ -301,6 +301,11 @@ def train_joint(
     unfreeze_video: bool = typer.Option(False, "--unfreeze-video",
                                         help="Also fine-tune the whole video base U-Net (motion layers included), "
                                              "beside the connectors and cross-modal blocks."),
+    train_side: str = typer.Option("both", "--train-side",
+                                   help="both: every connector and cross-modal block. audio: only what carries "
+                                        "the video into the sound (video connector, the audio U-Net's "
+                                        "cross-modal blocks; with --unfreeze-audio its base too), the video side "
+                                        "kept bit-identical. video: the mirror."),
     ema_decay: float = typer.Option(0.999, min=0.0, max=0.99999,
                                     help="EMA of the trained weights; the bundle gets the EMA. 0 disables."),
     mixed_precision: str = typer.Option("auto", help="no, fp16 or bf16; auto: bf16 on CUDA, no on CPU."),
@@ -344,11 +349,14 @@ def train_joint(
                                              "the picture clean). The bundle records it. 0 = off."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
+    from avcli.models.joint import TRAIN_SIDES
     from avcli.training.loop import LoopConfig
     from avcli.training.stages import StageOptions
 
+    if train_side not in TRAIN_SIDES:
+        raise UsageError(f"--train-side must be one of {', '.join(TRAIN_SIDES)}, not {train_side!r}")
     opts = StageOptions(bundle, data, work, batch, limit, cfg_dropout=cfg_dropout, unfreeze_motion=unfreeze_motion,
-                        unfreeze_audio=unfreeze_audio, unfreeze_video=unfreeze_video,
+                        unfreeze_audio=unfreeze_audio, unfreeze_video=unfreeze_video, train_side=train_side,
                         progress=not json_out, ema_decay=ema_decay, mixed_precision=mixed_precision,
                         contrastive_weight=contrastive_weight, known_p=known_p, high_noise_weight=high_noise_weight,
                         audio_dropout=audio_dropout, onset_weight=onset_weight, concat_p=concat_p,

@@ -22,6 +22,8 @@ from avcli.manifest import package_dir, tokenizer_dir  # noqa: F401  (tokenizer_
 from avcli.models.mel import LogMel
 from export.geometry import Geometry, geometry  # noqa: F401  (re-exported: one source for the geometry)
 
+# Which side of the joint model a joint leg trains (JointModel.joint_parameters).
+TRAIN_SIDES = ("both", "audio", "video")
 # Only these classes can be named in a manifest: nothing is imported by name from user data.
 DIFFUSERS_CLASSES = {"diffusers.AutoencoderKL": AutoencoderKL, "diffusers.UNetMotionModel": UNetMotionModel,
                      "diffusers.UNet2DConditionModel": UNet2DConditionModel}
@@ -118,21 +120,36 @@ class JointModel(nn.Module):
         self.eval()
 
     # --- groups of parameters -------------------------------------------------------------------------------
-    def joint_parameters(self):
-        """What joint training optimises: connectors and the cross-modal blocks (bases stay frozen)."""
-        yield from self.video_connector.parameters()
-        yield from self.audio_connector.parameters()
-        yield from self.video_unet.joint_parameters()
-        yield from self.audio_unet.joint_parameters()
+    def joint_parameters(self, side: str = "both"):
+        """What joint training optimises: connectors and the cross-modal blocks (bases stay frozen).
+
+        side 'audio' keeps only what carries the video into the audio U-Net's prediction (the video connector and
+        the audio U-Net's cross-modal blocks); 'video' the mirror (the audio connector and the video U-Net's
+        cross-modal blocks). The order of 'both' is the one checkpoints were written with."""
+        if side not in TRAIN_SIDES:
+            raise ValueError(f"unknown side {side!r}; expected one of {', '.join(TRAIN_SIDES)}")
+        if side != "video":
+            yield from self.video_connector.parameters()
+        if side != "audio":
+            yield from self.audio_connector.parameters()
+            yield from self.video_unet.joint_parameters()
+        if side != "video":
+            yield from self.audio_unet.joint_parameters()
 
     def freeze_bases(self, unfreeze_motion: bool = False, unfreeze_audio: bool = False,
-                     unfreeze_video: bool = False) -> list[nn.Parameter]:
-        """Freeze everything but the joint parameters; unfreeze_motion adds the video U-Net's motion layers,
-        unfreeze_audio the whole audio base U-Net (so that it can learn to read what the connectors hand it),
-        unfreeze_video the whole video base U-Net (motion layers included)."""
+                     unfreeze_video: bool = False, side: str = "both") -> list[nn.Parameter]:
+        """Freeze everything but the joint parameters of `side` (see `joint_parameters`); unfreeze_motion adds
+        the video U-Net's motion layers, unfreeze_audio the whole audio base U-Net (so that it can learn to read
+        what the connectors hand it), unfreeze_video the whole video base U-Net (motion layers included). A base
+        of the side that stays frozen cannot be unfrozen."""
+        if side == "audio" and (unfreeze_video or unfreeze_motion):
+            raise ValueError("training the audio side only leaves the video U-Net frozen; drop --unfreeze-video "
+                             "and --unfreeze-motion")
+        if side == "video" and unfreeze_audio:
+            raise ValueError("training the video side only leaves the audio U-Net frozen; drop --unfreeze-audio")
         for p in self.parameters():
             p.requires_grad_(False)
-        trainable = list(self.joint_parameters())
+        trainable = list(self.joint_parameters(side))
         if unfreeze_motion:
             trainable += list(self.video_unet.motion_parameters())
         if unfreeze_audio:

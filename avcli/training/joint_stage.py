@@ -171,6 +171,12 @@ def stage_joint(opts, cfg: LoopConfig) -> dict:
         raise UsageError("--onset-weight and --contrastive-weight cannot be combined yet; train with one of them")
     if opts.first_frame_p > 0 and opts.contrastive_weight > 0:
         raise UsageError("--first-frame-p and --contrastive-weight cannot be combined yet; train with one of them")
+    if opts.train_side == "audio" and (opts.unfreeze_video or opts.unfreeze_motion or opts.first_frame_conv):
+        raise UsageError("--train-side audio keeps the video U-Net frozen; drop --unfreeze-video, --unfreeze-motion "
+                         "and --first-frame-conv")
+    if opts.train_side == "video" and (opts.unfreeze_audio or opts.attentive_pool or opts.onset_weight > 0):
+        raise UsageError("--train-side video keeps the audio U-Net and the video connector frozen; drop "
+                         "--unfreeze-audio, --attentive-pool and --onset-weight")
     accel = make_accelerator(opts.mixed_precision)
     main = accel.is_main_process
     model = load_bundle(opts.bundle, verify=False)
@@ -194,7 +200,7 @@ def stage_joint(opts, cfg: LoopConfig) -> dict:
         pos_weight = balanced_pos_weight(labels)
         head, head_from = onset_head_from(opts.work, model.manifest["joint"]["connector_dim"])
     model.freeze_bases(unfreeze_motion=opts.unfreeze_motion, unfreeze_audio=opts.unfreeze_audio,
-                       unfreeze_video=opts.unfreeze_video)
+                       unfreeze_video=opts.unfreeze_video, side=opts.train_side)
     objective = JointObjective(model, geo, opts.self_condition_p, opts.contrastive_weight, opts.contrastive_shift,
                                opts.known_p, opts.high_noise_weight, opts.audio_dropout, head, opts.onset_weight,
                                pos_weight, opts.first_frame_p)
@@ -235,7 +241,7 @@ def stage_joint(opts, cfg: LoopConfig) -> dict:
                   onset_weight=opts.onset_weight, onset_head_from=head_from, concat_p=opts.concat_p,
                   attentive_pool=opts.attentive_pool, first_frame_attn=opts.first_frame_attn,
                   first_frame_conv=opts.first_frame_conv, first_frame_p=opts.first_frame_p,
-                  unfreeze_audio=opts.unfreeze_audio, unfreeze_video=opts.unfreeze_video,
+                  unfreeze_audio=opts.unfreeze_audio, unfreeze_video=opts.unfreeze_video, train_side=opts.train_side,
                   cfg_dropout=opts.cfg_dropout)
     if main:
         weights = ema.shadow if ema is not None else _trainable(objective)

@@ -42,6 +42,7 @@ class StageOptions:
     unfreeze_motion: bool = False
     unfreeze_audio: bool = False  # joint stage: fine-tune the audio base U-Net with the connectors
     unfreeze_video: bool = False  # joint stage: fine-tune the video base U-Net with the connectors
+    train_side: str = "both"  # joint stage: "audio"/"video" trains only that side's connector and cross blocks
     self_condition_p: float = 0.5
     progress: bool = True
     foreground_boost: float = 20.0  # vae-video: extra loss weight on pixels that differ from the clip's median
