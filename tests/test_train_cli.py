@@ -201,3 +201,19 @@ def test_vae_step_mse_term_and_decoder_only_recomputed_by_hand(tiny_bundle):
     loss.backward()
     assert all(p.grad is None for p in vae.encoder.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in vae.decoder.parameters())
+
+
+def test_train_summary_is_one_row_per_field_and_keeps_paths_literal(tiny_bundle, tiny_data, tmp_path):
+    """Without --json the record prints as rows (a 20-field joint record squeezed into columns printed only
+    ellipses at 80 columns); a work folder with brackets in its name is printed as written, not read as markup."""
+    bundle, work = tmp_path / "b", tmp_path / "[red]w"
+    shutil.copytree(tiny_bundle, bundle)
+    res = runner.invoke(app, ["train", "joint", "--bundle", str(bundle), "--data", str(tiny_data), "--work",
+                              str(work), "--steps", "2", "--batch", "2", "--train-side", "audio"],
+                        terminal_width=80)
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert any("train_side" in ln and "audio" in ln for ln in lines), res.output
+    assert any("final_loss" in ln and any(c.isdigit() for c in ln) for ln in lines), res.output
+    assert any(ln.split("│")[1:2] and "seconds" in ln and (" s " in ln or " min " in ln) for ln in lines)
+    assert f"{work / 'runs' / 'joint' / 'log.csv'}" in res.output.replace("\n", "")

@@ -31,6 +31,14 @@ def human_size(n: float) -> str:
     return f"{n:.1f} TB"
 
 
+def human_duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
 def step_progress(description: str, enabled: bool = True, unit: str = "steps") -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True,

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from avcli.cli.common import human_size, stdout
+from avcli.cli.common import human_duration, human_size, stdout
 
 data_app = typer.Typer(help="Data sets: synthesize the 'hits' sounding-video domain.", no_args_is_help=True)
 
@@ -48,13 +48,6 @@ def synth_cmd(
     for c in ("folder", "clips", "total duration", "size on disk"):
         t.add_column(c)
     seconds = len(names) * round(duration * fps) / fps
-    t.add_row(escape(str(output)), str(len(names)), _human_duration(seconds), human_size(total))
+    t.add_row(escape(str(output)), str(len(names)), human_duration(seconds), human_size(total))
     stdout.print(t)
 
-
-def _human_duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.2f} h"

@@ -208,12 +208,20 @@ def _run(stage: str, opts, cfg, json_out: bool) -> None:
     if json_out:
         print_json({"stage": stage, **result})
         return
+    from rich.markup import escape
+
+    from avcli.cli.common import human_duration
+
+    # one row per field: a training record has twenty and more, too many columns for any terminal
     t = Table(title=f"avgen train {stage}")
-    for k in result:
-        t.add_column(k)
-    t.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in result.values()])
+    t.add_column("field")
+    t.add_column("value", overflow="fold")
+    for k, v in result.items():
+        text = human_duration(v) if k == "seconds" and isinstance(v, (int, float)) else (
+            f"{v:.4g}" if isinstance(v, float) else str(v))
+        t.add_row(k, escape(text))
     stdout.print(t)
-    stdout.print(f"logs: {run_dir}/log.csv, loss curve: {run_dir}/loss.png")
+    stdout.print(f"logs: {escape(str(run_dir / 'log.csv'))}, loss curve: {escape(str(run_dir / 'loss.png'))}")
 
 
 def _make_stage(stage: str):
