@@ -219,7 +219,8 @@ def training_section(manifest: dict) -> str:
                 "heldout_f1", "heldout_f1_other_clip")
         extra = ", ".join([f"{k} {_f(r[k], '.3g') if isinstance(r[k], float) else r[k]}" for k in keys
                            if r.get(k) is not None] + [f"{m} base U-Net fine-tuned" for m in ("video", "audio")
-                                                       if r.get(f"unfreeze_{m}")])
+                                                       if r.get(f"unfreeze_{m}")]
+                          + ([f"{r['train_side']} side only"] if r.get("train_side", "both") != "both" else []))
         rows.append([r["stage"], str(r.get("steps_run", "")) + f" (to {r.get('step', r.get('steps'))})",
                      str(r.get("batch", "")), f"{r.get('lr', 0):g}", str(r.get("clips", "")),
                      f"{secs / 60:.1f}", _f(r.get("final_loss"), ".4f"), extra])
