@@ -25,7 +25,10 @@ from the JSON files in benchmarks/results/ (nothing is typed by hand, so the REA
     unfreezevideo / unfreezevideogen  quality_2026-12-06.json + quality_unfreeze_video*.json (--unfreeze-video)
     cfgaudioua benchmarks/results/quality_2026-12-06.json + quality_heldout_ua_a5i41.json (--cfg-audio 5)
     shipboth / shipbothgen  quality_2026-12-06.json + quality_unfreeze_audio1200.json + quality_unet_video3000.json
-              + quality.json (the two legs of the bundle shipped later on 2026-12-06, alone and together)
+              + quality_2026-12-06b.json (the two legs of the bundle shipped later on 2026-12-06, alone and
+              together)
+    sideship / sidegen  quality_2026-12-06b.json + quality.json + quality_ship_*.json (joint legs on the audio
+              side only, ninth session)
               + quality_ship_then_joint400.json (a joint leg after them)
     adherenceconfusion benchmarks/results/adherence_confusion.json (benchmarks/adherence_confusion.py)
     leversmaterial benchmarks/results/levers_material.json (benchmarks/levers.py --adherence-model: foley's material)
@@ -503,12 +506,25 @@ CFG_AUDIO_UA = (("the shipped defaults (--cfg-audio 3 --cfg-audio-interval 0.4:1
 # video base U-Net alone; each leg alone and both, against the bundle shipped before
 SHIP_BOTH_ROWS = (("shipped 2026-12-06, first (800 joint steps with the audio base U-Net)", "quality_2026-12-06.json"),
                   ("+ 1200 joint steps with the audio base U-Net fine-tuned", "quality_unfreeze_audio1200.json"),
-                  ("+ those 1200 joint steps, then 3000 steps of the video base U-Net alone (shipped)",
-                   "quality.json"))
+                  ("+ those 1200 joint steps, then 3000 steps of the video base U-Net alone (shipped then)",
+                   "quality_2026-12-06b.json"))
 SHIP_BOTH_GEN = SHIP_BOTH_ROWS[:2] + (("+ 3000 steps of the video base U-Net alone (from the first bundle)",
                                        "quality_unet_video3000.json"),) + SHIP_BOTH_ROWS[2:] + (
-    ("the shipped bundle + 400 joint steps with the audio base U-Net (not shipped)",
+    ("that bundle + 400 joint steps with the audio base U-Net (not shipped)",
      "quality_ship_then_joint400.json"),)
+
+# the ninth session: joint legs on one side only (--train-side audio) on the bundle shipped then, against it
+SIDE_SHIP_ROWS = (("shipped 2026-12-06, later (eighth session)", "quality_2026-12-06b.json"),
+                  ("+ 400 joint steps, --train-side audio --unfreeze-audio (shipped)", "quality.json"),
+                  ("+ 800 joint steps, --train-side audio --unfreeze-audio", "quality_ship_audio_side800.json"))
+SIDE_GEN = SIDE_SHIP_ROWS[:1] + (
+    ("+ 400 joint steps with the audio base U-Net, both sides (as before)", "quality_ship_then_joint400.json"),
+    ("+ 400 joint steps, --train-side audio --unfreeze-audio (same run as the next row, as measured first)",
+     "quality_ship_audio_side400.json"),) + SIDE_SHIP_ROWS[1:] + (
+    ("--cfg-audio 4.5 (sampling only, no training)", "quality_ship_cfg_audio4.5.json"),
+    ("+ 3000 more steps of the video base U-Net alone", "quality_ship_unet_video3000more.json"),
+    ("+ those 3000 steps, then 800 joint steps --train-side audio --unfreeze-audio",
+     "quality_unet_video3000more_audio_side800.json"))
 
 
 def v2_compare_section(rows: list[tuple[str, dict]]) -> str:
@@ -996,7 +1012,7 @@ def main() -> None:
             list(zip(V2_ROWS, [json.loads(shipped.read_text()), json.loads(v2.read_text())]))))
     for marker, named in (("shipcheck", SHIP_ROWS), ("vocodercompare", VOCODER_ROWS),
                           ("unfreezeship", UNFREEZE_ROWS), ("unfreezevideo", UNFREEZE_VIDEO_ROWS),
-                          ("shipboth", SHIP_BOTH_ROWS)):  # bundles side by side
+                          ("shipboth", SHIP_BOTH_ROWS), ("sideship", SIDE_SHIP_ROWS)):  # bundles side by side
         if all((RESULTS / f).exists() for _, f in named) and f"<!-- {marker}:begin -->" in text:
             text = replace_section(text, marker, v2_compare_section(
                 [(name, json.loads((RESULTS / f).read_text())) for name, f in named]))
@@ -1005,6 +1021,7 @@ def main() -> None:
                                  ("cfgaudioua", CFG_AUDIO_UA, "held-out clips"),
                                  ("unfreezevideogen", UNFREEZE_VIDEO_GEN, "held-out clips"),
                                  ("shipbothgen", SHIP_BOTH_GEN, "held-out clips"),
+                                 ("sidegen", SIDE_GEN, "held-out clips"),
                                  ("guidanceconfirm", GUIDANCE_CONFIRM, "held-out clips")):
         if all((RESULTS / f).exists() for _, f in named) and f"<!-- {marker}:begin -->" in text:
             text = replace_section(text, marker, guidance_confirm_section(

@@ -58,9 +58,15 @@ def test_perf_section_ratios_and_replacement(report):
     ("leversmaterial", "levers_section", ["levers_material.json"]),
     ("adherenceconfusion", "adherence_confusion_section", ["adherence_confusion.json"]),
     ("unfreezeship", None, ["quality_2026-12-05.json", "quality_2026-12-06.json"]),
-    ("shipboth", None, ["quality_2026-12-06.json", "quality_unfreeze_audio1200.json", "quality.json"]),
+    ("shipboth", None, ["quality_2026-12-06.json", "quality_unfreeze_audio1200.json", "quality_2026-12-06b.json"]),
     ("shipbothgen", None, ["quality_2026-12-06.json", "quality_unfreeze_audio1200.json",
-                           "quality_unet_video3000.json", "quality.json", "quality_ship_then_joint400.json"]),
+                           "quality_unet_video3000.json", "quality_2026-12-06b.json",
+                           "quality_ship_then_joint400.json"]),
+    ("sideship", None, ["quality_2026-12-06b.json", "quality.json", "quality_ship_audio_side800.json"]),
+    ("sidegen", None, ["quality_2026-12-06b.json", "quality_ship_then_joint400.json",
+                       "quality_ship_audio_side400.json", "quality.json", "quality_ship_audio_side800.json",
+                       "quality_ship_cfg_audio4.5.json", "quality_ship_unet_video3000more.json",
+                       "quality_unet_video3000more_audio_side800.json"]),
     ("fastpath", "fastpath_section", ["fast_path.json"]),
     ("vocoder", "vocoder_section", ["vocoder_resynthesis.json"]),
     ("noisefill", "noise_fill_section", ["noise_fill_generated.json"]),
@@ -130,6 +136,10 @@ def test_readme_quality_sections_are_what_the_committed_json_renders(report, nam
         text = report.v2_compare_section([(n, d) for (n, _), d in zip(report.SHIP_BOTH_ROWS, data)])
     elif name == "shipbothgen":
         text = report.guidance_confirm_section([(n, d) for (n, _), d in zip(report.SHIP_BOTH_GEN, data)])
+    elif name == "sideship":
+        text = report.v2_compare_section([(n, d) for (n, _), d in zip(report.SIDE_SHIP_ROWS, data)])
+    elif name == "sidegen":
+        text = report.guidance_confirm_section([(n, d) for (n, _), d in zip(report.SIDE_GEN, data)])
     else:
         text = getattr(report, render)(data[0])
     assert block.group(1) == text
