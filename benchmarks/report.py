@@ -524,7 +524,9 @@ SIDE_GEN = SIDE_SHIP_ROWS[:1] + (
     ("--cfg-audio 4.5 (sampling only, no training)", "quality_ship_cfg_audio4.5.json"),
     ("+ 3000 more steps of the video base U-Net alone", "quality_ship_unet_video3000more.json"),
     ("+ those 3000 steps, then 800 joint steps --train-side audio --unfreeze-audio",
-     "quality_unet_video3000more_audio_side800.json"))
+     "quality_unet_video3000more_audio_side800.json"),
+    ("the shipped bundle (fourth row) + 400 more joint steps on the audio side, seed 11 (not shipped)",
+     "quality_ship_audio_side400x2.json"))
 
 
 def v2_compare_section(rows: list[tuple[str, dict]]) -> str:

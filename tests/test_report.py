@@ -66,7 +66,7 @@ def test_perf_section_ratios_and_replacement(report):
     ("sidegen", None, ["quality_2026-12-06b.json", "quality_ship_then_joint400.json",
                        "quality_ship_audio_side400.json", "quality.json", "quality_ship_audio_side800.json",
                        "quality_ship_cfg_audio4.5.json", "quality_ship_unet_video3000more.json",
-                       "quality_unet_video3000more_audio_side800.json"]),
+                       "quality_unet_video3000more_audio_side800.json", "quality_ship_audio_side400x2.json"]),
     ("fastpath", "fastpath_section", ["fast_path.json"]),
     ("vocoder", "vocoder_section", ["vocoder_resynthesis.json"]),
     ("noisefill", "noise_fill_section", ["noise_fill_generated.json"]),
