@@ -26,10 +26,9 @@ from the JSON files in benchmarks/results/ (nothing is typed by hand, so the REA
     cfgaudioua benchmarks/results/quality_2026-12-06.json + quality_heldout_ua_a5i41.json (--cfg-audio 5)
     shipboth / shipbothgen  quality_2026-12-06.json + quality_unfreeze_audio1200.json + quality_unet_video3000.json
               + quality_2026-12-06b.json (the two legs of the bundle shipped later on 2026-12-06, alone and
-              together)
+              together) + quality_ship_then_joint400.json (a joint leg after them)
     sideship / sidegen  quality_2026-12-06b.json + quality.json + quality_ship_*.json (joint legs on the audio
               side only, ninth session)
-              + quality_ship_then_joint400.json (a joint leg after them)
     adherenceconfusion benchmarks/results/adherence_confusion.json (benchmarks/adherence_confusion.py)
     leversmaterial benchmarks/results/levers_material.json (benchmarks/levers.py --adherence-model: foley's material)
     table1v2  benchmarks/results/table1_v2.json    (benchmarks/gamma_sweep.py --xattn: seed 000's Table 1 on v2)

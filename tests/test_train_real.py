@@ -284,27 +284,39 @@ def test_joint_unfreeze_trains_that_base_and_nothing_else_of_the_bases(tiny_bund
     load_bundle(bundle)  # verified: the manifest's hashes match the rewritten files
 
 
-def test_joint_train_side_audio_keeps_the_video_side_bit_identical(tiny_bundle, real_data, tmp_path):
-    """--train-side audio --unfreeze-audio: the video connector, the audio U-Net's cross-modal blocks and its base
-    move; the video U-Net (cross-modal blocks included) and the audio connector stay bit-identical, so what the
-    video side computes from a given audio latent is exactly the bundle's before; the record says which side."""
+@pytest.mark.parametrize("side,frozen,moving,base", [
+    ("audio", ("video_unet", "audio_connector"), ("video_connector", "audio_unet"), ("--unfreeze-audio",)),
+    ("video", ("audio_unet", "video_connector"), ("audio_connector", "video_unet"), ())])
+def test_joint_train_side_keeps_the_other_side_bit_identical(tiny_bundle, real_data, tmp_path, side, frozen, moving,
+                                                            base):
+    """--train-side audio (with --unfreeze-audio): the video connector, the audio U-Net's cross-modal blocks and its
+    base move; the video U-Net (cross-modal blocks included) and the audio connector stay bit-identical, so what the
+    video side computes from a given audio latent is exactly the bundle's before. --train-side video: the mirror,
+    bases frozen. The record says which side; resuming that run with the other options is refused (exit 2), not
+    crashed on."""
+    from avcli.errors import UsageError
     from avcli.models.bundle import load_bundle
 
     bundle, work = tmp_path / "b", tmp_path / "w"
     shutil.copytree(tiny_bundle, bundle)
-    names = ("video_unet", "audio_unet", "video_connector", "audio_connector")
+    names = frozen + moving
     before = {n: load_file(str(bundle / f"{n}.safetensors")) for n in names}
-    res = _joint(bundle, real_data, work, 2, "--train-side", "audio", "--unfreeze-audio")
+    res = _joint(bundle, real_data, work, 2, "--train-side", side, *base)
     assert res.exit_code == 0, res.output
     record = json.loads(res.stdout)
-    assert record["train_side"] == "audio" and record["unfreeze_audio"] is True
+    assert record["train_side"] == side and record["unfreeze_audio"] is bool(base)
     after = {n: load_file(str(bundle / f"{n}.safetensors")) for n in names}
     moved = {n: {k for k in before[n] if not torch.equal(before[n][k], after[n][k])} for n in names}
-    assert not moved["video_unet"] and not moved["audio_connector"], (moved["video_unet"], moved["audio_connector"])
-    assert moved["video_connector"]
-    assert any(not k.startswith("unet.") for k in moved["audio_unet"])  # its cross-modal blocks
-    assert any(k.startswith("unet.") for k in moved["audio_unet"])  # and its base
+    assert not any(moved[n] for n in frozen), {n: sorted(moved[n])[:3] for n in frozen}
+    connector, unet = moving
+    assert moved[connector]
+    assert any(not k.startswith("unet.") for k in moved[unet])  # its cross-modal blocks
+    assert any(k.startswith("unet.") for k in moved[unet]) is bool(base)  # its base only when unfrozen
     load_bundle(bundle)
+    manifest = (bundle / "bundle.json").read_bytes()
+    res = _joint(bundle, real_data, work, 4)  # the same work folder, both sides
+    assert isinstance(res.exception, UsageError) and res.exception.exit_code == 2, res.output
+    assert "--restart" in str(res.exception) and (bundle / "bundle.json").read_bytes() == manifest
 
 
 @pytest.mark.parametrize("extra", [["--train-side", "sideways"], ["--train-side", "audio", "--unfreeze-video"],

@@ -80,7 +80,10 @@ def load_checkpoint(run_dir: Path, model: nn.Module, opt: torch.optim.Optimizer)
     weights = load_file(str(run_dir / "ckpt.safetensors"))
     missing = set(params) - set(weights)
     if missing:
-        raise ValueError(f"{run_dir}: checkpoint does not match the model being trained (lacks {sorted(missing)[0]})")
+        from avcli.errors import UsageError
+
+        raise UsageError(f"{run_dir}: its checkpoint was trained with other options (it lacks {sorted(missing)[0]}); "
+                         f"resume with the options it was started with, or start over with --restart")
     with torch.no_grad():
         for k, p in params.items():
             p.copy_(weights[k])
