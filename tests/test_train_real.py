@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -392,3 +393,93 @@ def test_joint_first_frame_conv_trains_its_weights_and_is_recorded(tiny_bundle, 
     after = load_file(str(bundle / "video_unet.safetensors"))
     assert "ff_conv.conv.weight" in after and "ff_conv.conv.weight" not in before
     assert not any(k.startswith("unet.") and not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_window_draw_follows_caption_weights():
+    """captions.jsonl weights: a file of weight 3 has its windows drawn three times as often as a file of weight 1
+    (counted over many draws against the expected shares computed here by hand); all weights 1 keeps the uniform
+    draw of earlier runs bit for bit (same generator stream as torch.randint)."""
+    from avcli.data.folder import Item
+    from avcli.training.joint_stage import draw_windows, window_weights
+
+    items = [Item(Path(f"{k}.mp4"), k, weight=w) for k, w in (("a", 1.0), ("b", 3.0), ("c", 0.5))]
+    owner = torch.tensor([0, 0, 1, 2, 2, 2])  # windows per file: a 2, b 1, c 3
+    w = window_weights(items, owner)
+    expected = torch.tensor([1, 1, 3, 0.5, 0.5, 0.5], dtype=torch.float64) / 6.5
+    draws = draw_windows(w, 6, 200_000, torch.Generator().manual_seed(0))
+    share = torch.bincount(draws, minlength=6).double() / len(draws)
+    assert torch.allclose(share, expected, atol=0.005), (share, expected)
+    plain = [Item(Path(f"{k}.mp4"), k) for k in "abc"]
+    assert window_weights(plain, owner) is None
+    assert torch.equal(draw_windows(None, 6, 64, torch.Generator().manual_seed(3)),
+                       torch.randint(0, 6, (64,), generator=torch.Generator().manual_seed(3)))
+
+
+@pytest.mark.parametrize("bad", [0, -2, "3", True, None])
+def test_caption_weight_must_be_a_positive_number(real_data, tmp_path, bad):
+    from avcli.data.folder import read_folder
+    from avcli.errors import UsageError
+
+    d = tmp_path / "d"
+    shutil.copytree(real_data, d)
+    rows = [{"file": "door_slam_03.mov", "caption": "a door", "weight": 2},
+            {"file": "dog_barking_01.mp4", "caption": "a dog", "weight": bad}]
+    (d / "captions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(UsageError, match="dog_barking_01.mp4.*weight must be a positive number"):
+        read_folder(d)
+    rows[1]["weight"] = 0.25
+    (d / "captions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert {i.path.name: i.weight for i in read_folder(d)} == {"dog_barking_01.mp4": 0.25, "door_slam_03.mov": 2.0,
+                                                              "glass-breaking_02.mp4": 1.0}
+
+
+def test_joint_with_caption_weights_records_them_and_refuses_a_bad_one_before_any_work(tiny_bundle, real_data,
+                                                                                     tmp_path):
+    from avcli.errors import UsageError
+
+    d, bundle = tmp_path / "d", tmp_path / "b"
+    shutil.copytree(real_data, d)
+    shutil.copytree(tiny_bundle, bundle)
+    (d / "captions.jsonl").write_text(json.dumps({"file": "door_slam_03.mov", "caption": "a door", "weight": 4}) + "\n")
+    res = _joint(bundle, d, tmp_path / "w", 2)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["weighted_files"] == 1
+    (d / "captions.jsonl").write_text(json.dumps({"file": "door_slam_03.mov", "caption": "a door", "weight": -1}) + "\n")
+    digest = (bundle / "bundle.json").read_bytes()
+    res = _joint(bundle, d, tmp_path / "w2", 2)
+    assert isinstance(res.exception, UsageError) and res.exception.exit_code == 2, res.output
+    assert (bundle / "bundle.json").read_bytes() == digest and not (tmp_path / "w2" / "cache").exists()
+
+
+def test_data_weight_sets_weights_by_caption_keeps_other_fields_and_resets(real_data, tmp_path):
+    """`avgen data weight`: whole-word, case-insensitive matches on the caption (a file captioned by its name gets a
+    row); the first rule wins; other fields and rows of absent files survive; --dry-run writes nothing; no --match
+    resets every weight to 1; a bad rule is exit 2 with the file untouched."""
+    from avcli.data.folder import read_folder
+    from avcli.errors import UsageError
+
+    d = tmp_path / "d"
+    shutil.copytree(real_data, d)
+    rows = [{"file": "door_slam_03.mov", "caption": "A DOOR slams", "take": 7},
+            {"file": "gone.mp4", "caption": "a door, file deleted"}]
+    (d / "captions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    before = (d / "captions.jsonl").read_bytes()
+    res = runner.invoke(app, ["data", "weight", str(d), "--match", "door=3", "--match", "dog|glass=0.5", "--dry-run",
+                              "--json"])
+    assert res.exit_code == 0, res.output
+    assert [r["files"] for r in json.loads(res.stdout)["rules"]] == [1, 2, 0]
+    assert (d / "captions.jsonl").read_bytes() == before
+    res = runner.invoke(app, ["data", "weight", str(d), "--match", "door|barking=3", "--match", "do=9"])
+    assert res.exit_code == 0, res.output  # "do" is no whole word of any caption; "barking" matches "dog barking 01"
+    got = {r["file"]: r for r in map(json.loads, (d / "captions.jsonl").read_text().splitlines())}
+    assert got["door_slam_03.mov"] == {"file": "door_slam_03.mov", "caption": "A DOOR slams", "take": 7, "weight": 3.0}
+    assert got["gone.mp4"] == rows[1] and "weight" not in got["glass-breaking_02.mp4"]
+    assert {i.path.name: i.weight for i in read_folder(d)} == {"dog_barking_01.mp4": 3.0, "door_slam_03.mov": 3.0,
+                                                              "glass-breaking_02.mp4": 1.0}
+    after = (d / "captions.jsonl").read_bytes()
+    for bad in ("door", "door=0", "[=2", "door=x"):
+        res = runner.invoke(app, ["data", "weight", str(d), "--match", bad])
+        assert isinstance(res.exception, UsageError) and res.exception.exit_code == 2, (bad, res.output)
+        assert (d / "captions.jsonl").read_bytes() == after
+    assert runner.invoke(app, ["data", "weight", str(d)]).exit_code == 0
+    assert {i.weight for i in read_folder(d)} == {1.0}

@@ -334,7 +334,7 @@ def write_dataset(out_dir, n: int, seed: int = 0, progress: bool = True, **clip_
         if not (out / name).exists():
             write_video(out / name, clip.frames, clip.fps, clip.audio, clip.sample_rate)
         names.append(name)
-        caps[name] = {"file": name, "caption": clip.caption}
+        caps[name] = {**caps.get(name, {}), "file": name, "caption": clip.caption}  # keeps a "weight"
         evs[name] = {"file": name, "events": [round(e, 6) for e in clip.events], "attrs": clip.attrs}
     for fname, rows in (("captions.jsonl", caps), ("events.jsonl", evs)):
         with atomic_path(out / fname, overwrite=True) as tmp:

@@ -158,6 +158,20 @@ def onset_head_from(work: Path, dim: int) -> tuple[OnsetHead, str | None]:
     return head, str(ckpt)
 
 
+def window_weights(items, owner: torch.Tensor) -> torch.Tensor | None:
+    """Each window's sampling weight, its file's captions.jsonl "weight"; None when every file weighs 1 (the
+    uniform draw)."""
+    w = torch.tensor([it.weight for it in items], dtype=torch.float64)
+    return None if bool((w == 1).all()) else w[owner]
+
+
+def draw_windows(weights: torch.Tensor | None, n: int, batch: int, gen: torch.Generator) -> torch.Tensor:
+    """`batch` window indices, with replacement: uniform without weights, else in proportion to them."""
+    if weights is None:
+        return torch.randint(0, n, (batch,), generator=gen)
+    return torch.multinomial(weights, batch, replacement=True, generator=gen)
+
+
 def stage_joint(opts, cfg: LoopConfig) -> dict:
     from avcli.data.folder import read_folder
     from avcli.training.distributed import (PRECISION_DTYPES, close_process_group, hold_frozen_in, make_accelerator,
@@ -177,6 +191,7 @@ def stage_joint(opts, cfg: LoopConfig) -> dict:
     if opts.train_side == "video" and (opts.unfreeze_audio or opts.attentive_pool or opts.onset_weight > 0):
         raise UsageError("--train-side video keeps the audio U-Net and the video connector frozen; drop "
                          "--unfreeze-audio, --attentive-pool and --onset-weight")
+    items = read_folder(opts.data)[: opts.limit or None]  # bad captions/weights fail before any work
     accel = make_accelerator(opts.mixed_precision)
     main = accel.is_main_process
     model = load_bundle(opts.bundle, verify=False)
@@ -189,9 +204,9 @@ def stage_joint(opts, cfg: LoopConfig) -> dict:
     if opts.first_frame_p > 0:
         mark_first_frame_given(model, opts.bundle if main else None)
     geo = model.geometry()
-    items = read_folder(opts.data)[: opts.limit or None]
     mine, disjoint = shard(items, accel.process_index, accel.num_processes)
     data = cached_latents(model, mine, geo, opts.work / "cache", accel.device, opts.progress and main)
+    weights = window_weights(mine, data.owner)
     labels, head, head_from, pos_weight = None, None, None, 1.0
     if opts.onset_weight > 0:
         from avcli.training.onset import balanced_pos_weight, labels_from_latents
@@ -213,7 +228,7 @@ def stage_joint(opts, cfg: LoopConfig) -> dict:
     n, dev = len(data), accel.device
 
     def loss_fn(step, gen):
-        idx = torch.randint(0, n, (opts.batch,), generator=gen)
+        idx = draw_windows(weights, n, opts.batch, gen)
         own = data.owner[idx]
         tv = drop_text(data.text_video[own], data.empty_video, opts.cfg_dropout, gen)
         ta = drop_text(data.text_audio[own], data.empty_audio, opts.cfg_dropout, gen)
@@ -242,7 +257,7 @@ def stage_joint(opts, cfg: LoopConfig) -> dict:
                   attentive_pool=opts.attentive_pool, first_frame_attn=opts.first_frame_attn,
                   first_frame_conv=opts.first_frame_conv, first_frame_p=opts.first_frame_p,
                   unfreeze_audio=opts.unfreeze_audio, unfreeze_video=opts.unfreeze_video, train_side=opts.train_side,
-                  cfg_dropout=opts.cfg_dropout)
+                  cfg_dropout=opts.cfg_dropout, weighted_files=sum(it.weight != 1 for it in mine))
     if main:
         weights = ema.shadow if ema is not None else _trainable(objective)
         write_joint(opts.bundle, {k: v for k, v in weights.items() if not k.startswith("onset_head.")})
