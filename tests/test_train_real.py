@@ -481,5 +481,9 @@ def test_data_weight_sets_weights_by_caption_keeps_other_fields_and_resets(real_
         res = runner.invoke(app, ["data", "weight", str(d), "--match", bad])
         assert isinstance(res.exception, UsageError) and res.exception.exit_code == 2, (bad, res.output)
         assert (d / "captions.jsonl").read_bytes() == after
+    text = (d / "captions.jsonl").read_text().replace('"weight": 3.0', '"weight": "heavy"', 1)
+    (d / "captions.jsonl").write_text(text)  # a hand-edited bad weight: training refuses it, the command mends it
+    with pytest.raises(UsageError, match="weight must be"):
+        read_folder(d)
     assert runner.invoke(app, ["data", "weight", str(d)]).exit_code == 0
     assert {i.weight for i in read_folder(d)} == {1.0}

@@ -33,7 +33,9 @@ def _jsonl(path: Path) -> dict[str, dict]:
     return {r["file"]: r for r in read_file_rows(path, path.name, missing_ok=True)}
 
 
-def read_folder(data_dir: str | Path) -> list[Item]:
+def read_folder(data_dir: str | Path, weights: bool = True) -> list[Item]:
+    """The folder's video files with their captions, events and weights (weights=False: every weight 1, a bad one
+    not checked)."""
     d = Path(data_dir)
     if not d.is_dir():
         raise UsageError(f"{d}: data folder not found")
@@ -45,7 +47,8 @@ def read_folder(data_dir: str | Path) -> list[Item]:
     for f in files:
         cap = caps.get(f.name, {}).get("caption") or f.stem.replace("_", " ").replace("-", " ")
         ev = evs.get(f.name, {})
-        items.append(Item(f, str(cap), ev.get("events"), ev.get("attrs"), _weight(caps.get(f.name, {}), d)))
+        items.append(Item(f, str(cap), ev.get("events"), ev.get("attrs"),
+                          _weight(caps.get(f.name, {}), d) if weights else 1.0))
     return items
 
 
@@ -86,7 +89,7 @@ def set_weights(data_dir: str | Path, rules: list[tuple[str, float]], dry_run: b
     from avcli.media.ffmpeg import atomic_path
 
     d = Path(data_dir)
-    items = read_folder(d)
+    items = read_folder(d, weights=False)  # a bad weight already there is replaced, not refused
     path = d / "captions.jsonl"
     rows = {r["file"]: r for r in read_file_rows(path, path.name, missing_ok=True)}
     compiled = [(re.compile(rf"\b(?:{p})\b", re.IGNORECASE), w) for p, w in rules]
