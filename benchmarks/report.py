@@ -29,6 +29,8 @@ from the JSON files in benchmarks/results/ (nothing is typed by hand, so the REA
               together) + quality_ship_then_joint400.json (a joint leg after them)
     sideship / sidegen  quality_2026-12-06b.json + quality.json + quality_ship_*.json (joint legs on the audio
               side only, ninth session)
+    weightgen     quality.json + quality_ship_audio_side400x2.json + quality_ship_metal_weight{3,5}.json (metal
+              clips weighted up in an audio-side joint leg, tenth session)
     adherenceconfusion benchmarks/results/adherence_confusion.json (benchmarks/adherence_confusion.py)
     leversmaterial benchmarks/results/levers_material.json (benchmarks/levers.py --adherence-model: foley's material)
     table1v2  benchmarks/results/table1_v2.json    (benchmarks/gamma_sweep.py --xattn: seed 000's Table 1 on v2)
@@ -527,6 +529,13 @@ SIDE_GEN = SIDE_SHIP_ROWS[:1] + (
     ("the shipped bundle (fourth row) + 400 more joint steps on the audio side, seed 11 (not shipped)",
      "quality_ship_audio_side400x2.json"))
 
+# the tenth session: metal clips weighted up in an audio-side joint leg (captions.jsonl "weight"), same seed as the
+# unweighted leg of the ninth session
+WEIGHT_GEN = (("shipped (ninth session)", "quality.json"),
+              ("+ 400 joint steps on the audio side, seed 11, no weights (as above)", "quality_ship_audio_side400x2.json"),
+              ("the same with metal clips weighted 3 (42 % of the draws)", "quality_ship_metal_weight3.json"),
+              ("the same with metal clips weighted 5 (55 % of the draws)", "quality_ship_metal_weight5.json"))
+
 
 def v2_compare_section(rows: list[tuple[str, dict]]) -> str:
     """Bundles side by side on the same held-out clips: each row one bundle's quality.py JSON."""
@@ -1023,6 +1032,7 @@ def main() -> None:
                                  ("unfreezevideogen", UNFREEZE_VIDEO_GEN, "held-out clips"),
                                  ("shipbothgen", SHIP_BOTH_GEN, "held-out clips"),
                                  ("sidegen", SIDE_GEN, "held-out clips"),
+                                 ("weightgen", WEIGHT_GEN, "held-out clips"),
                                  ("guidanceconfirm", GUIDANCE_CONFIRM, "held-out clips")):
         if all((RESULTS / f).exists() for _, f in named) and f"<!-- {marker}:begin -->" in text:
             text = replace_section(text, marker, guidance_confirm_section(

@@ -67,6 +67,8 @@ def test_perf_section_ratios_and_replacement(report):
                        "quality_ship_audio_side400.json", "quality.json", "quality_ship_audio_side800.json",
                        "quality_ship_cfg_audio4.5.json", "quality_ship_unet_video3000more.json",
                        "quality_unet_video3000more_audio_side800.json", "quality_ship_audio_side400x2.json"]),
+    ("weightgen", None, ["quality.json", "quality_ship_audio_side400x2.json", "quality_ship_metal_weight3.json",
+                         "quality_ship_metal_weight5.json"]),
     ("fastpath", "fastpath_section", ["fast_path.json"]),
     ("vocoder", "vocoder_section", ["vocoder_resynthesis.json"]),
     ("noisefill", "noise_fill_section", ["noise_fill_generated.json"]),
@@ -116,7 +118,7 @@ def test_readme_quality_sections_are_what_the_committed_json_renders(report, nam
     generate = {"guidanceconfirm": report.GUIDANCE_CONFIRM, "cfgaudioheldout": report.CFG_AUDIO_HELDOUT,
                 "unfreezevideogen": report.UNFREEZE_VIDEO_GEN, "cfgaudioua": report.CFG_AUDIO_UA,
                 "cfgaudioistft": report.CFG_AUDIO_ISTFT, "shipbothgen": report.SHIP_BOTH_GEN,
-                "sidegen": report.SIDE_GEN}
+                "sidegen": report.SIDE_GEN, "weightgen": report.WEIGHT_GEN}
     rows = compare.get(name) or generate.get(name)
     if rows:
         assert [f for _, f in rows] == files  # the README renders exactly these files
