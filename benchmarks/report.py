@@ -27,10 +27,12 @@ from the JSON files in benchmarks/results/ (nothing is typed by hand, so the REA
     shipboth / shipbothgen  quality_2026-12-06.json + quality_unfreeze_audio1200.json + quality_unet_video3000.json
               + quality_2026-12-06b.json (the two legs of the bundle shipped later on 2026-12-06, alone and
               together) + quality_ship_then_joint400.json (a joint leg after them)
-    sideship / sidegen  quality_2026-12-06b.json + quality.json + quality_ship_*.json (joint legs on the audio
+    sideship / sidegen  quality_2026-12-06b.json + quality_2026-12-06c.json + quality_ship_*.json (joint legs on the audio
               side only, ninth session)
-    weightgen     quality.json + quality_ship_audio_side400x2.json + quality_ship_metal_weight{3,5}.json (metal
+    weightgen     quality_2026-12-06c.json + quality_ship_audio_side400x2.json + quality_ship_metal_weight{3,5}.json (metal
               clips weighted up in an audio-side joint leg, tenth session)
+    vgintervalval / vgintervalheldout  quality_val_vg*.json / quality_heldout_vg*.json (generate's guidance over
+              the picture on part of the steps, tenth session)
     adherenceconfusion benchmarks/results/adherence_confusion.json (benchmarks/adherence_confusion.py)
     leversmaterial benchmarks/results/levers_material.json (benchmarks/levers.py --adherence-model: foley's material)
     table1v2  benchmarks/results/table1_v2.json    (benchmarks/gamma_sweep.py --xattn: seed 000's Table 1 on v2)
@@ -516,7 +518,8 @@ SHIP_BOTH_GEN = SHIP_BOTH_ROWS[:2] + (("+ 3000 steps of the video base U-Net alo
 
 # the ninth session: joint legs on one side only (--train-side audio) on the bundle shipped then, against it
 SIDE_SHIP_ROWS = (("shipped 2026-12-06, later (eighth session)", "quality_2026-12-06b.json"),
-                  ("+ 400 joint steps, --train-side audio --unfreeze-audio (shipped)", "quality.json"),
+                  ("+ 400 joint steps, --train-side audio --unfreeze-audio (shipped; sampling of the ninth session)",
+                   "quality_2026-12-06c.json"),
                   ("+ 800 joint steps, --train-side audio --unfreeze-audio", "quality_ship_audio_side800.json"))
 SIDE_GEN = SIDE_SHIP_ROWS[:1] + (
     ("+ 400 joint steps with the audio base U-Net, both sides (as before)", "quality_ship_then_joint400.json"),
@@ -531,10 +534,24 @@ SIDE_GEN = SIDE_SHIP_ROWS[:1] + (
 
 # the tenth session: metal clips weighted up in an audio-side joint leg (captions.jsonl "weight"), same seed as the
 # unweighted leg of the ninth session
-WEIGHT_GEN = (("shipped (ninth session)", "quality.json"),
+WEIGHT_GEN = (("shipped (ninth session; its sampling defaults then)", "quality_2026-12-06c.json"),
               ("+ 400 joint steps on the audio side, seed 11, no weights (as above)", "quality_ship_audio_side400x2.json"),
               ("the same with metal clips weighted 3 (42 % of the draws)", "quality_ship_metal_weight3.json"),
               ("the same with metal clips weighted 5 (55 % of the draws)", "quality_ship_metal_weight5.json"))
+
+
+# the tenth session: seed 004's guidance over the picture (generate's video_guidance 3) on part of the steps only
+VG_INTERVAL_VAL = (("guidance over the picture on every step (the default until the tenth session)",
+                    "quality_val_vg_default.json"),
+                   ("--video-guidance-interval 0:0.8", "quality_val_vgi08.json"),
+                   ("--video-guidance-interval 0:0.6", "quality_val_vgi06.json"),
+                   ("--video-guidance-interval 0:0.4", "quality_val_vgi04.json"))
+VG_INTERVAL_HELDOUT = (("guidance over the picture on every step (the default until the tenth session)",
+                        "quality_2026-12-06c.json"),
+                       ("--video-guidance-interval 0:0.8 (the default since)", "quality_heldout_vgi08.json"),
+                       ("--video-guidance-interval 0:0.6", "quality_heldout_vgi06.json"),
+                       ("--video-guidance-interval 0:0.4", "quality_heldout_vgi04.json"),
+                       ("--video-guidance 1 (no guidance over the picture)", "quality_heldout_vg1.json"))
 
 
 def v2_compare_section(rows: list[tuple[str, dict]]) -> str:
@@ -1033,6 +1050,8 @@ def main() -> None:
                                  ("shipbothgen", SHIP_BOTH_GEN, "held-out clips"),
                                  ("sidegen", SIDE_GEN, "held-out clips"),
                                  ("weightgen", WEIGHT_GEN, "held-out clips"),
+                                 ("vgintervalval", VG_INTERVAL_VAL, "validation clips (`work/v2/hits-val`)"),
+                                 ("vgintervalheldout", VG_INTERVAL_HELDOUT, "held-out clips"),
                                  ("guidanceconfirm", GUIDANCE_CONFIRM, "held-out clips")):
         if all((RESULTS / f).exists() for _, f in named) and f"<!-- {marker}:begin -->" in text:
             text = replace_section(text, marker, guidance_confirm_section(

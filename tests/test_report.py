@@ -62,13 +62,20 @@ def test_perf_section_ratios_and_replacement(report):
     ("shipbothgen", None, ["quality_2026-12-06.json", "quality_unfreeze_audio1200.json",
                            "quality_unet_video3000.json", "quality_2026-12-06b.json",
                            "quality_ship_then_joint400.json"]),
-    ("sideship", None, ["quality_2026-12-06b.json", "quality.json", "quality_ship_audio_side800.json"]),
+    ("sideship", None, ["quality_2026-12-06b.json", "quality_2026-12-06c.json",
+                        "quality_ship_audio_side800.json"]),
     ("sidegen", None, ["quality_2026-12-06b.json", "quality_ship_then_joint400.json",
-                       "quality_ship_audio_side400.json", "quality.json", "quality_ship_audio_side800.json",
+                       "quality_ship_audio_side400.json", "quality_2026-12-06c.json",
+                       "quality_ship_audio_side800.json",
                        "quality_ship_cfg_audio4.5.json", "quality_ship_unet_video3000more.json",
                        "quality_unet_video3000more_audio_side800.json", "quality_ship_audio_side400x2.json"]),
-    ("weightgen", None, ["quality.json", "quality_ship_audio_side400x2.json", "quality_ship_metal_weight3.json",
-                         "quality_ship_metal_weight5.json"]),
+    ("weightgen", None, ["quality_2026-12-06c.json", "quality_ship_audio_side400x2.json",
+                         "quality_ship_metal_weight3.json", "quality_ship_metal_weight5.json"]),
+    ("vgintervalval", None, ["quality_val_vg_default.json", "quality_val_vgi08.json", "quality_val_vgi06.json",
+                               "quality_val_vgi04.json"]),
+    ("vgintervalheldout", None, ["quality_2026-12-06c.json", "quality_heldout_vgi08.json",
+                                   "quality_heldout_vgi06.json", "quality_heldout_vgi04.json",
+                                   "quality_heldout_vg1.json"]),
     ("fastpath", "fastpath_section", ["fast_path.json"]),
     ("vocoder", "vocoder_section", ["vocoder_resynthesis.json"]),
     ("noisefill", "noise_fill_section", ["noise_fill_generated.json"]),
@@ -118,7 +125,8 @@ def test_readme_quality_sections_are_what_the_committed_json_renders(report, nam
     generate = {"guidanceconfirm": report.GUIDANCE_CONFIRM, "cfgaudioheldout": report.CFG_AUDIO_HELDOUT,
                 "unfreezevideogen": report.UNFREEZE_VIDEO_GEN, "cfgaudioua": report.CFG_AUDIO_UA,
                 "cfgaudioistft": report.CFG_AUDIO_ISTFT, "shipbothgen": report.SHIP_BOTH_GEN,
-                "sidegen": report.SIDE_GEN, "weightgen": report.WEIGHT_GEN}
+                "sidegen": report.SIDE_GEN, "weightgen": report.WEIGHT_GEN,
+                "vgintervalval": report.VG_INTERVAL_VAL, "vgintervalheldout": report.VG_INTERVAL_HELDOUT}
     rows = compare.get(name) or generate.get(name)
     if rows:
         assert [f for _, f in rows] == files  # the README renders exactly these files
@@ -127,7 +135,8 @@ def test_readme_quality_sections_are_what_the_committed_json_renders(report, nam
     elif name in compare:
         text = report.v2_compare_section([(n, d) for (n, _), d in zip(rows, data)])
     elif name in generate:
-        clips = "validation clips (`work/v2/hits-val`)" if name == "cfgaudioistft" else "held-out clips"
+        clips = ("validation clips (`work/v2/hits-val`)" if name in ("cfgaudioistft", "vgintervalval")
+                 else "held-out clips")
         text = report.guidance_confirm_section([(n, d) for (n, _), d in zip(rows, data)], clips)
     elif name in ("guidanceintervalheldout", "videoguidancegenerate"):
         text = report.guidance_interval_section(data[0], files[0])
