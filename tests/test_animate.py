@@ -293,6 +293,46 @@ def test_audio_dropout_shows_the_video_unet_the_null_audio(tiny_model):
     assert torch.equal(pa, pa_keep)
 
 
+def test_video_dropout_shows_the_audio_unet_the_null_video(tiny_model):
+    """Training side of seed 004's guidance over the picture: with video dropout 1 every sample's audio U-Net input
+    is the zero (null) video features that sampling uses for eps(null video); the video U-Net is untouched, and the
+    features returned for the onset head are the connector's own. Off, the random stream is that of a run without
+    it."""
+    import copy
+
+    import torch
+
+    from avcli.sampling.schedules import NoiseSchedule
+    from avcli.training.objective import add_noise, joint_predict
+
+    m = copy.deepcopy(tiny_model)
+    with torch.no_grad():  # fresh CMC-PE blocks are zero-initialised (ignore the video): give them a say
+        for name, p in m.audio_unet.named_parameters():
+            if name.startswith("cross_blocks.") and name.endswith("out.weight"):
+                p.normal_(0, 0.2, generator=torch.Generator().manual_seed(3))
+    sv, sa = (NoiseSchedule.from_dict(m.manifest[k]["schedule"]) for k in ("video", "audio"))
+    geo = m.geometry()
+    g = torch.Generator().manual_seed(0)
+    v0, a0 = torch.randn(2, *geo.video_latent[:], generator=g), torch.randn(2, *geo.audio_latent[:], generator=g)
+    text = m.manifest["text"]
+    tv = torch.randn(2, text["max_length"], text["video"]["dim"], generator=g)
+    ta = torch.randn(2, text["max_length"], text["audio"]["dim"], generator=g)
+    nv = add_noise(v0, sv, sv.alphas_cumprod(), torch.Generator().manual_seed(1))
+    na = add_noise(a0, sa, sa.alphas_cumprod(), torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        pv, pa, f = joint_predict(m, nv, na, tv, ta, sv, sa, None, 0.0, video_dropout=1.0, features=True)
+        pv_keep, pa_keep, f_keep = joint_predict(m, nv, na, tv, ta, sv, sa, None, 0.0, features=True)
+        f_v = m.video_connector(latent=nv.x_t, x0_hat=torch.zeros_like(nv.x_t))
+        want = m.audio_unet(sample=na.x_t, timestep=na.t, text_embeds=ta, cross_features=torch.zeros_like(f_v))
+    assert torch.allclose(pa, want, atol=1e-6) and not torch.allclose(pa, pa_keep, atol=1e-4)
+    assert torch.equal(pv, pv_keep) and torch.equal(f, f_keep) and torch.allclose(f, f_v, atol=1e-6)
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        joint_predict(m, nv, na, tv, ta, sv, sa, g1, 0.5, video_dropout=0.0)
+        joint_predict(m, nv, na, tv, ta, sv, sa, g2, 0.5)
+    assert torch.equal(torch.rand(4, generator=g1), torch.rand(4, generator=g2))
+
+
 def test_a_bundle_can_carry_its_animate_audio_guidance(tiny_bundle, tiny_model, tmp_path):
     """`sampling.animate_audio_guidance` in bundle.json is animate's default eta (the null-audio pass runs without
     the flag, on every step: generate's `audio_guidance_interval` is not animate's), --audio-guidance overrides it,

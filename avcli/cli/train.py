@@ -335,6 +335,10 @@ def train_joint(
                                         help="Share of samples whose video U-Net sees null (zero) audio features "
                                              "(seed 002), so that `animate --audio-guidance` can steer by the "
                                              "sound. 0 = off."),
+    video_dropout: float = typer.Option(0.0, "--video-dropout", min=0.0, max=1.0,
+                                        help="Share of samples whose audio U-Net sees null (zero) video features, "
+                                             "the mirror of --audio-dropout, so that seed 004's guidance over the "
+                                             "picture (`--video-guidance`) contrasts with a trained null. 0 = off."),
     onset_weight: float = typer.Option(0.0, "--onset-weight", min=0.0,
                                        help="Keep seed 003's onset loss on the video connector's features during "
                                             "joint training, at this weight (its head starts from the onset stage "
@@ -369,7 +373,8 @@ def train_joint(
                         unfreeze_audio=unfreeze_audio, unfreeze_video=unfreeze_video, train_side=train_side,
                         progress=not json_out, ema_decay=ema_decay, mixed_precision=mixed_precision,
                         contrastive_weight=contrastive_weight, known_p=known_p, high_noise_weight=high_noise_weight,
-                        audio_dropout=audio_dropout, onset_weight=onset_weight, concat_p=concat_p,
+                        audio_dropout=audio_dropout, video_dropout=video_dropout, onset_weight=onset_weight,
+                        concat_p=concat_p,
                         attentive_pool=attentive_pool, first_frame_attn=first_frame_attn,
                         first_frame_conv=first_frame_conv, first_frame_p=first_frame_p)
     cfg = LoopConfig(steps=steps, lr=lr, seed=seed, ckpt_every=ckpt_every, resume=resume, grad_clip=grad_clip,

@@ -43,7 +43,7 @@ class JointObjective(nn.Module):
                  contrastive_weight: float = 0.0, contrastive_shift: tuple[float, float] = (0.2, 0.4),
                  known_p: float = 0.0, high_noise_weight: float = 1.0, audio_dropout: float = 0.0,
                  onset_head: OnsetHead | None = None, onset_weight: float = 0.0, onset_pos_weight: float = 1.0,
-                 first_frame_p: float = 0.0):
+                 first_frame_p: float = 0.0, video_dropout: float = 0.0):
         super().__init__()
         for name in JOINT_COMPONENTS:
             setattr(self, name, getattr(model, name))
@@ -59,6 +59,7 @@ class JointObjective(nn.Module):
         self.onset_head = onset_head  # trained beside the connectors; write_joint leaves it out of the bundle
         self.onset_weight, self.onset_pos_weight = onset_weight, onset_pos_weight
         self.first_frame_p = first_frame_p
+        self.video_dropout = video_dropout
 
     def forward(self, video0, audio0, text_v, text_a, generator, other_v=None, other_a=None, onset_labels=None):
         if other_v is None:
@@ -67,7 +68,7 @@ class JointObjective(nn.Module):
                 onset = OnsetAux(self.onset_head, onset_labels, self.onset_weight, self.onset_pos_weight)
             return joint_loss(self, video0, audio0, text_v, text_a, self.sv, self.sa, self.abar_v, self.abar_a,
                               generator, self.self_condition_p, self.known_p, self.high_noise_weight,
-                              self.audio_dropout, onset, self.first_frame_p)
+                              self.audio_dropout, onset, self.first_frame_p, self.video_dropout)
         return contrastive_joint_loss(self, video0, audio0, other_v, other_a, text_v, text_a, self.sv, self.sa,
                                       self.abar_v, self.abar_a, generator, self.contrastive_weight, self.shift_v,
                                       self.shift_a, self.self_condition_p, self.negative_kinds)
@@ -188,9 +189,12 @@ def stage_joint(opts, cfg: LoopConfig) -> dict:
     if opts.train_side == "audio" and (opts.unfreeze_video or opts.unfreeze_motion or opts.first_frame_conv):
         raise UsageError("--train-side audio keeps the video U-Net frozen; drop --unfreeze-video, --unfreeze-motion "
                          "and --first-frame-conv")
-    if opts.train_side == "video" and (opts.unfreeze_audio or opts.attentive_pool or opts.onset_weight > 0):
+    if opts.train_side == "video" and (opts.unfreeze_audio or opts.attentive_pool or opts.onset_weight > 0
+                                       or opts.video_dropout > 0):
         raise UsageError("--train-side video keeps the audio U-Net and the video connector frozen; drop "
-                         "--unfreeze-audio, --attentive-pool and --onset-weight")
+                         "--unfreeze-audio, --attentive-pool, --onset-weight and --video-dropout")
+    if opts.video_dropout > 0 and opts.contrastive_weight > 0:
+        raise UsageError("--video-dropout and --contrastive-weight cannot be combined yet; train with one of them")
     items = read_folder(opts.data)[: opts.limit or None]  # bad captions/weights fail before any work
     accel = make_accelerator(opts.mixed_precision)
     main = accel.is_main_process
@@ -218,7 +222,7 @@ def stage_joint(opts, cfg: LoopConfig) -> dict:
                        unfreeze_video=opts.unfreeze_video, side=opts.train_side)
     objective = JointObjective(model, geo, opts.self_condition_p, opts.contrastive_weight, opts.contrastive_shift,
                                opts.known_p, opts.high_noise_weight, opts.audio_dropout, head, opts.onset_weight,
-                               pos_weight, opts.first_frame_p)
+                               pos_weight, opts.first_frame_p, opts.video_dropout)
     if len(data) < 2:
         objective.negative_kinds = ("shift",)  # segment and swap negatives need another clip
     del model  # VAEs, vocoder and text encoders are not needed any more
@@ -257,7 +261,7 @@ def stage_joint(opts, cfg: LoopConfig) -> dict:
                   attentive_pool=opts.attentive_pool, first_frame_attn=opts.first_frame_attn,
                   first_frame_conv=opts.first_frame_conv, first_frame_p=opts.first_frame_p,
                   unfreeze_audio=opts.unfreeze_audio, unfreeze_video=opts.unfreeze_video, train_side=opts.train_side,
-                  cfg_dropout=opts.cfg_dropout, weighted_files=sum(it.weight != 1 for it in mine))
+                  cfg_dropout=opts.cfg_dropout, video_dropout=opts.video_dropout, weighted_files=sum(it.weight != 1 for it in mine))
     if main:
         weights = ema.shadow if ema is not None else _trainable(objective)
         write_joint(opts.bundle, {k: v for k, v in weights.items() if not k.startswith("onset_head.")})

@@ -78,14 +78,17 @@ def joint_loss(model, video0: torch.Tensor, audio0: torch.Tensor, text_v: torch.
                video_schedule: NoiseSchedule, audio_schedule: NoiseSchedule, abar_v: torch.Tensor,
                abar_a: torch.Tensor, generator: torch.Generator | None = None, self_condition_p: float = 0.5,
                known_p: float = 0.0, high_noise_weight: float = 1.0, audio_dropout: float = 0.0,
-               onset: OnsetAux | None = None, first_frame_p: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+               onset: OnsetAux | None = None, first_frame_p: float = 0.0,
+               video_dropout: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """Eq. 9-10: L_v + L_a with t_v, t_a drawn independently, so any gamma works at inference.
 
     Self-conditioning (Chen et al. 2022): with probability p a first pass without gradient estimates x0 for both
     modalities, and the connectors see it; otherwise they see zeros, as at the first sampling step.
     known_p and high_noise_weight (both off by default, = the seed's recipe): see `known_modality` and
     `high_noise_weights`. audio_dropout: the share of samples whose video U-Net sees null (zero) audio features,
-    so that sampling can guide by the audio (seed 002, `--audio-guidance`). onset: the auxiliary onset loss
+    so that sampling can guide by the audio (seed 002, `--audio-guidance`); video_dropout: the mirror, null video
+    features for the audio U-Net, so that seed 004's guidance over the picture contrasts with a trained null
+    (`--video-guidance`). onset: the auxiliary onset loss
     (`OnsetAux`), added with its weight. first_frame_p: the share of samples whose frame 0 is given clean
     (`first_frame_given`, animate with a picture).
     """
@@ -96,7 +99,7 @@ def joint_loss(model, video0: torch.Tensor, audio0: torch.Tensor, text_v: torch.
         nv, mask_v = first_frame_given(nv, video0, first_frame_p, generator)
     pv, pa, f_v = joint_predict(model, nv, na, text_v, text_a, video_schedule, audio_schedule, generator,
                                 self_condition_p, known=(video0, audio0, known_p), audio_dropout=audio_dropout,
-                                features=True)
+                                features=True, video_dropout=video_dropout)
     lv = _weighted_mse(pv, nv, video_schedule, high_noise_weight, mask_v)
     la = _weighted_mse(pa, na, audio_schedule, high_noise_weight)
     logs = {"loss_video": float(lv.detach()), "loss_audio": float(la.detach())}
@@ -165,9 +168,10 @@ def _weighted_mse(pred: torch.Tensor, nb: NoisedBatch, schedule: NoiseSchedule, 
 def joint_predict(model, nv: NoisedBatch, na: NoisedBatch, text_v, text_a, video_schedule: NoiseSchedule,
                   audio_schedule: NoiseSchedule, generator: torch.Generator | None, self_condition_p: float,
                   known: tuple[torch.Tensor, torch.Tensor, float] | None = None, audio_dropout: float = 0.0,
-                  features: bool = False):
+                  features: bool = False, video_dropout: float = 0.0):
     """Both U-Nets' predictions for noised batches, with self-conditioning drawn with probability p.
-    features=True also returns the video connector's output f_v (what the audio U-Net got)."""
+    features=True also returns the video connector's output f_v (before any video dropout: the onset head reads
+    it)."""
     sc_v, sc_a = torch.zeros_like(nv.x_t), torch.zeros_like(na.x_t)
     if self_condition_p > 0 and float(torch.rand((), generator=generator)) < self_condition_p:
         with torch.no_grad():
@@ -179,7 +183,10 @@ def joint_predict(model, nv: NoisedBatch, na: NoisedBatch, text_v, text_a, video
     keep_a = None
     if audio_dropout > 0:  # 1 keeps a sample's audio features for the video U-Net, 0 replaces them by the null
         keep_a = (torch.rand(nv.x_t.shape[0], generator=generator) >= audio_dropout).float()
-    pv, pa, f_v = _joint_forward(model, nv, na, sc_v, sc_a, text_v, text_a, keep_a)
+    keep_v = None  # drawn only when on, so that runs without it keep their random stream
+    if video_dropout > 0:  # 1 keeps a sample's video features for the audio U-Net, 0 replaces them by the null
+        keep_v = (torch.rand(na.x_t.shape[0], generator=generator) >= video_dropout).float()
+    pv, pa, f_v = _joint_forward(model, nv, na, sc_v, sc_a, text_v, text_a, keep_a, keep_v)
     return (pv, pa, f_v) if features else (pv, pa)
 
 
@@ -195,11 +202,12 @@ def known_modality(sc_v: torch.Tensor, sc_a: torch.Tensor, video0: torch.Tensor,
     return torch.where(kv, video0.to(sc_v.dtype), sc_v), torch.where(ka, audio0.to(sc_a.dtype), sc_a)
 
 
-def _joint_forward(model, nv: NoisedBatch, na: NoisedBatch, sc_v, sc_a, text_v, text_a, keep_a=None):
+def _joint_forward(model, nv: NoisedBatch, na: NoisedBatch, sc_v, sc_a, text_v, text_a, keep_a=None, keep_v=None):
     f_v = model.video_connector(latent=nv.x_t, x0_hat=sc_v)
     f_a = model.audio_connector(latent=na.x_t, x0_hat=sc_a)
     if keep_a is not None:
         f_a = f_a * keep_a.to(f_a.device, f_a.dtype).view(-1, *([1] * (f_a.dim() - 1)))
+    seen_v = f_v if keep_v is None else f_v * keep_v.to(f_v.device, f_v.dtype).view(-1, *([1] * (f_v.dim() - 1)))
     pv = model.video_unet(sample=nv.x_t, timestep=nv.t, text_embeds=text_v, cross_features=f_a)
-    pa = model.audio_unet(sample=na.x_t, timestep=na.t, text_embeds=text_a, cross_features=f_v)
+    pa = model.audio_unet(sample=na.x_t, timestep=na.t, text_embeds=text_a, cross_features=seen_v)
     return pv, pa, f_v

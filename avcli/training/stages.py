@@ -57,6 +57,7 @@ class StageOptions:
     known_p: float = 0.0
     high_noise_weight: float = 1.0
     audio_dropout: float = 0.0  # seed 002: null audio features for the video U-Net, for --audio-guidance
+    video_dropout: float = 0.0  # the mirror: null video features for the audio U-Net, for --video-guidance
     onset_weight: float = 0.0  # seed 003: the onset pretext's BCE kept on during joint training, this weight
     concat_p: float = 0.0  # seed 004: share of samples made of two clips cut at one instant
     attentive_pool: bool = False  # seed 003: the video connector gains an attentive-pooled global feature
