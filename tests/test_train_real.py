@@ -321,7 +321,8 @@ def test_joint_train_side_keeps_the_other_side_bit_identical(tiny_bundle, real_d
 
 
 @pytest.mark.parametrize("extra", [["--train-side", "sideways"], ["--train-side", "audio", "--unfreeze-video"],
-                                   ["--train-side", "video", "--unfreeze-audio"]])
+                                   ["--train-side", "video", "--unfreeze-audio"],
+                                   ["--train-side", "video", "--video-dropout", "0.2"]])
 def test_joint_train_side_refuses_what_it_would_contradict_before_any_work(tiny_bundle, real_data, tmp_path, extra):
     bundle, work = tmp_path / "b", tmp_path / "w"
     shutil.copytree(tiny_bundle, bundle)
