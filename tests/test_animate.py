@@ -260,19 +260,19 @@ def test_animate_audio_guidance_reaches_the_video_unet_and_eta_1_changes_nothing
     assert len(seen) == 2 * n_base and seen.count(True) == n_base  # one null-audio row per step
 
 
-def test_audio_dropout_shows_the_video_unet_the_null_audio(tiny_model):
-    """Training side of audio guidance: with dropout 1 every sample's video U-Net input is the zero (null) audio
-    features that sampling uses for eps(null audio); the audio U-Net is untouched."""
+def _cross_batch(tiny_model, unet: str):
+    """A copy of the model whose `unet`'s fresh (zero-initialised) CMC-PE blocks get a say, its schedules, and a
+    noised batch of 2 with random captions: (model, sv, sa, nv, na, tv, ta)."""
+    import copy
+
     import torch
 
     from avcli.sampling.schedules import NoiseSchedule
-    from avcli.training.objective import add_noise, joint_predict
-
-    import copy
+    from avcli.training.objective import add_noise
 
     m = copy.deepcopy(tiny_model)
-    with torch.no_grad():  # fresh CMC-PE blocks are zero-initialised (ignore the audio): give them a say
-        for name, p in m.video_unet.named_parameters():
+    with torch.no_grad():
+        for name, p in getattr(m, unet).named_parameters():
             if name.startswith("cross_blocks.") and name.endswith("out.weight"):
                 p.normal_(0, 0.2, generator=torch.Generator().manual_seed(3))
     sv, sa = (NoiseSchedule.from_dict(m.manifest[k]["schedule"]) for k in ("video", "audio"))
@@ -284,6 +284,17 @@ def test_audio_dropout_shows_the_video_unet_the_null_audio(tiny_model):
     ta = torch.randn(2, text["max_length"], text["audio"]["dim"], generator=g)
     nv = add_noise(v0, sv, sv.alphas_cumprod(), torch.Generator().manual_seed(1))
     na = add_noise(a0, sa, sa.alphas_cumprod(), torch.Generator().manual_seed(2))
+    return m, sv, sa, nv, na, tv, ta
+
+
+def test_audio_dropout_shows_the_video_unet_the_null_audio(tiny_model):
+    """Training side of audio guidance: with dropout 1 every sample's video U-Net input is the zero (null) audio
+    features that sampling uses for eps(null audio); the audio U-Net is untouched."""
+    import torch
+
+    from avcli.training.objective import joint_predict
+
+    m, sv, sa, nv, na, tv, ta = _cross_batch(tiny_model, "video_unet")
     with torch.no_grad():
         pv, pa = joint_predict(m, nv, na, tv, ta, sv, sa, None, 0.0, audio_dropout=1.0)
         pv_keep, pa_keep = joint_predict(m, nv, na, tv, ta, sv, sa, None, 0.0)
@@ -298,27 +309,11 @@ def test_video_dropout_shows_the_audio_unet_the_null_video(tiny_model):
     is the zero (null) video features that sampling uses for eps(null video); the video U-Net is untouched, and the
     features returned for the onset head are the connector's own. Off, the random stream is that of a run without
     it."""
-    import copy
-
     import torch
 
-    from avcli.sampling.schedules import NoiseSchedule
-    from avcli.training.objective import add_noise, joint_predict
+    from avcli.training.objective import joint_predict
 
-    m = copy.deepcopy(tiny_model)
-    with torch.no_grad():  # fresh CMC-PE blocks are zero-initialised (ignore the video): give them a say
-        for name, p in m.audio_unet.named_parameters():
-            if name.startswith("cross_blocks.") and name.endswith("out.weight"):
-                p.normal_(0, 0.2, generator=torch.Generator().manual_seed(3))
-    sv, sa = (NoiseSchedule.from_dict(m.manifest[k]["schedule"]) for k in ("video", "audio"))
-    geo = m.geometry()
-    g = torch.Generator().manual_seed(0)
-    v0, a0 = torch.randn(2, *geo.video_latent[:], generator=g), torch.randn(2, *geo.audio_latent[:], generator=g)
-    text = m.manifest["text"]
-    tv = torch.randn(2, text["max_length"], text["video"]["dim"], generator=g)
-    ta = torch.randn(2, text["max_length"], text["audio"]["dim"], generator=g)
-    nv = add_noise(v0, sv, sv.alphas_cumprod(), torch.Generator().manual_seed(1))
-    na = add_noise(a0, sa, sa.alphas_cumprod(), torch.Generator().manual_seed(2))
+    m, sv, sa, nv, na, tv, ta = _cross_batch(tiny_model, "audio_unet")
     with torch.no_grad():
         pv, pa, f = joint_predict(m, nv, na, tv, ta, sv, sa, None, 0.0, video_dropout=1.0, features=True)
         pv_keep, pa_keep, f_keep = joint_predict(m, nv, na, tv, ta, sv, sa, None, 0.0, features=True)
