@@ -33,6 +33,7 @@ from the JSON files in benchmarks/results/ (nothing is typed by hand, so the REA
               clips weighted up in an audio-side joint leg, tenth session)
     vgintervalval / vgintervalheldout  quality_val_vg*.json / quality_heldout_vg*.json (generate's guidance over
               the picture on part of the steps, tenth session)
+    vdgen     quality.json + quality_ship_audio_side400x2_vgi08.json + quality_ship_video_dropout02_vgi08.json
     adherenceconfusion benchmarks/results/adherence_confusion.json (benchmarks/adherence_confusion.py)
     leversmaterial benchmarks/results/levers_material.json (benchmarks/levers.py --adherence-model: foley's material)
     table1v2  benchmarks/results/table1_v2.json    (benchmarks/gamma_sweep.py --xattn: seed 000's Table 1 on v2)
@@ -552,6 +553,12 @@ VG_INTERVAL_HELDOUT = (("guidance over the picture on every step (the default un
                        ("--video-guidance-interval 0:0.6", "quality_heldout_vgi06.json"),
                        ("--video-guidance-interval 0:0.4", "quality_heldout_vgi04.json"),
                        ("--video-guidance 1 (no guidance over the picture)", "quality_heldout_vg1.json"))
+# audio-side legs measured with the tenth session's sampling default, against the shipped bundle
+VD_GEN = (("shipped (tenth session's default: guidance over the picture on the noisier 80 %)", "quality.json"),
+          ("the ninth session's seed-11 leg (+ 400 joint steps on the audio side), same default",
+           "quality_ship_audio_side400x2_vgi08.json"),
+          ("that leg with --video-dropout 0.2 (a trained null picture), same default",
+           "quality_ship_video_dropout02_vgi08.json"))
 
 
 def v2_compare_section(rows: list[tuple[str, dict]]) -> str:
@@ -1052,6 +1059,7 @@ def main() -> None:
                                  ("weightgen", WEIGHT_GEN, "held-out clips"),
                                  ("vgintervalval", VG_INTERVAL_VAL, "validation clips (`work/v2/hits-val`)"),
                                  ("vgintervalheldout", VG_INTERVAL_HELDOUT, "held-out clips"),
+                                 ("vdgen", VD_GEN, "held-out clips"),
                                  ("guidanceconfirm", GUIDANCE_CONFIRM, "held-out clips")):
         if all((RESULTS / f).exists() for _, f in named) and f"<!-- {marker}:begin -->" in text:
             text = replace_section(text, marker, guidance_confirm_section(

@@ -76,6 +76,8 @@ def test_perf_section_ratios_and_replacement(report):
     ("vgintervalheldout", None, ["quality_2026-12-06c.json", "quality_heldout_vgi08.json",
                                    "quality_heldout_vgi06.json", "quality_heldout_vgi04.json",
                                    "quality_heldout_vg1.json"]),
+    ("vdgen", None, ["quality.json", "quality_ship_audio_side400x2_vgi08.json",
+                     "quality_ship_video_dropout02_vgi08.json"]),
     ("fastpath", "fastpath_section", ["fast_path.json"]),
     ("vocoder", "vocoder_section", ["vocoder_resynthesis.json"]),
     ("noisefill", "noise_fill_section", ["noise_fill_generated.json"]),
@@ -126,7 +128,8 @@ def test_readme_quality_sections_are_what_the_committed_json_renders(report, nam
                 "unfreezevideogen": report.UNFREEZE_VIDEO_GEN, "cfgaudioua": report.CFG_AUDIO_UA,
                 "cfgaudioistft": report.CFG_AUDIO_ISTFT, "shipbothgen": report.SHIP_BOTH_GEN,
                 "sidegen": report.SIDE_GEN, "weightgen": report.WEIGHT_GEN,
-                "vgintervalval": report.VG_INTERVAL_VAL, "vgintervalheldout": report.VG_INTERVAL_HELDOUT}
+                "vgintervalval": report.VG_INTERVAL_VAL, "vgintervalheldout": report.VG_INTERVAL_HELDOUT,
+                "vdgen": report.VD_GEN}
     rows = compare.get(name) or generate.get(name)
     if rows:
         assert [f for _, f in rows] == files  # the README renders exactly these files
