@@ -217,3 +217,21 @@ def test_train_summary_is_one_row_per_field_and_keeps_paths_literal(tiny_bundle,
     assert any("final_loss" in ln and any(c.isdigit() for c in ln) for ln in lines), res.output
     assert any(ln.split("│")[1:2] and "seconds" in ln and (" s " in ln or " min " in ln) for ln in lines)
     assert f"{work / 'runs' / 'joint' / 'log.csv'}" in res.output.replace("\n", "")
+
+
+def test_base_unet_stage_draws_by_caption_weights(tiny_bundle, tiny_data, tmp_path):
+    """`avgen data weight` then `train unet-audio`: the record counts the windows that weigh other than 1 (the
+    draw itself is checked against the weights in tests/test_train_real.py)."""
+    import re
+
+    d, bundle = tmp_path / "d", tmp_path / "b"
+    shutil.copytree(tiny_data, d)
+    shutil.copytree(tiny_bundle, bundle)
+    first = json.loads((d / "captions.jsonl").read_text().splitlines()[0])["caption"]
+    res = runner.invoke(app, ["data", "weight", str(d), "--match", f"{re.escape(first)}=3", "--json"])
+    assert res.exit_code == 0, res.output
+    matched = json.loads(res.stdout)["rules"][0]["files"]
+    assert 1 <= matched < 6
+    res = _train("unet-audio", bundle, d, tmp_path / "w", 2)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["weighted_windows"] == matched

@@ -401,7 +401,8 @@ def test_window_draw_follows_caption_weights():
     (counted over many draws against the expected shares computed here by hand); all weights 1 keeps the uniform
     draw of earlier runs bit for bit (same generator stream as torch.randint)."""
     from avcli.data.folder import Item
-    from avcli.training.joint_stage import draw_windows, window_weights
+    from avcli.training.dataset import draw_windows
+    from avcli.training.joint_stage import window_weights
 
     items = [Item(Path(f"{k}.mp4"), k, weight=w) for k, w in (("a", 1.0), ("b", 3.0), ("c", 0.5))]
     owner = torch.tensor([0, 0, 1, 2, 2, 2])  # windows per file: a 2, b 1, c 3

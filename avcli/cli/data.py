@@ -53,7 +53,8 @@ def synth_cmd(
 
 
 
-@data_app.command("weight", help="Up- or down-weight files of a data folder for `avgen train joint`: each video file "
+@data_app.command("weight", help="Up- or down-weight files of a data folder for `avgen train joint`, `unet-video` and "
+                                 "`unet-audio`: each video file "
                                  "gets the weight of the first --match whose regex matches its caption as whole words "
                                  "(case-insensitive), the others weight 1. Training then draws a file's windows in "
                                  "proportion to its weight. Rewrites DIR/captions.jsonl in place (atomically; only "

@@ -25,8 +25,10 @@ STAGE_HELP = {
     "vae-audio": "Train the mel-spectrogram AutoencoderKL.",
     "vocoder": "Train the bundle's vocoder (mel L1 + multi-resolution STFT losses); --arch istft starts a fresh "
                "avgen.ISTFTVocoder (the demo's: 12000 steps, batch 16, lr 5e-4).",
-    "unet-video": "Train the base video UNetMotionModel alone (text -> video).",
-    "unet-audio": "Train the base audio UNet2DConditionModel alone (text -> audio).",
+    "unet-video": "Train the base video UNetMotionModel alone (text -> video). A \"weight\" on a captions.jsonl line "
+                  "(`avgen data weight`) draws that file's windows that many times as often.",
+    "unet-audio": "Train the base audio UNet2DConditionModel alone (text -> audio). A \"weight\" on a captions.jsonl line "
+                  "(`avgen data weight`) draws that file's windows that many times as often.",
     "onset": "Teach the video connector when sounds start, before `train joint`: an onset pretext task (seed 003, "
              "STA-V2A) with onset pseudo-labels found in the audio (BCE). Only the video connector changes; the "
              "held-out onset F1 is reported.",

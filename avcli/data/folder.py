@@ -2,8 +2,8 @@
 
     DIR/*.mp4|mov|mkv|webm     paired video + sound
     DIR/captions.jsonl         optional: {"file": "clip.mp4", "caption": "...", "weight": 2.0} per line; the
-                               optional weight (> 0, default 1) makes joint training draw that file's windows
-                               that many times as often (e.g. to up-weight a rare class of sound)
+                               optional weight (> 0, default 1) makes `train joint`, `unet-video` and
+                               `unet-audio` draw that file's windows that many times as often (e.g. to up-weight a rare class of sound)
     DIR/events.jsonl           optional: {"file": "clip.mp4", "events": [seconds...], "attrs": {...}} per line
 
 Without a caption line, a file's caption is its stem with _ and - read as spaces.

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from avcli.errors import UsageError
 from avcli.models.joint import Geometry
@@ -26,9 +27,23 @@ class ClipSet:
     captions: list[str]
     files: list[str]
     events: list[list[float] | None]
+    weights: list[float] | None = None  # each window's file's captions.jsonl "weight" (None: all 1)
 
     def __len__(self) -> int:
         return len(self.captions)
+
+
+def uniform_or(weights: torch.Tensor) -> torch.Tensor | None:
+    """Window sampling weights, or None when they are all 1 (the uniform draw)."""
+    return None if bool((weights == 1).all()) else weights
+
+
+def draw_windows(weights: torch.Tensor | None, n: int, batch: int, gen: torch.Generator) -> torch.Tensor:
+    """`batch` window indices, with replacement: uniform without weights (torch.randint, the stream of runs before
+    weights existed), else in proportion to them."""
+    if weights is None:
+        return torch.randint(0, n, (batch,), generator=gen)
+    return torch.multinomial(weights, batch, replacement=True, generator=gen)
 
 
 def clip_key(path: Path, geo: Geometry) -> str:
@@ -81,7 +96,7 @@ def load_clips(data_dir: str | Path, geo: Geometry, cache_dir: str | Path | None
     if limit:
         items = items[:limit]
     cache = Path(cache_dir) if cache_dir else data_dir / ".avgen_cache"
-    frames, audio, captions, files, events = [], [], [], [], []
+    frames, audio, captions, files, events, weights = [], [], [], [], [], []
     for item in track(items, description="decoding clips", disable=not progress, transient=True):
         path = Path(item.path)
         fr, au, starts = decode_file(path, geo, cache)
@@ -89,10 +104,11 @@ def load_clips(data_dir: str | Path, geo: Geometry, cache_dir: str | Path | None
             frames.append(fr[w])
             audio.append(au[w])
             captions.append(item.caption)
+            weights.append(item.weight)
             files.append(str(path))
             ev = getattr(item, "events", None)
             events.append([t - float(starts[w]) for t in ev if 0 <= t - float(starts[w]) < geo.duration]
                           if ev is not None else None)
     if not frames:
         raise UsageError(f"{data_dir}: no usable clips")
-    return ClipSet(np.stack(frames), np.stack(audio), captions, files, events)
+    return ClipSet(np.stack(frames), np.stack(audio), captions, files, events, weights)

@@ -26,6 +26,7 @@ from avcli.models.joint import Geometry, JointModel
 from avcli.sampling.schedules import NoiseSchedule
 from avcli.training.augment import concat_augment
 from avcli.training.contrastive import NEGATIVE_KINDS, contrastive_joint_loss, shift_frames
+from avcli.training.dataset import draw_windows, uniform_or
 from avcli.training.loop import LoopConfig, _trainable, train
 from avcli.training.objective import OnsetAux, drop_text, joint_loss
 from avcli.training.onset import OnsetHead
@@ -162,15 +163,7 @@ def onset_head_from(work: Path, dim: int) -> tuple[OnsetHead, str | None]:
 def window_weights(items, owner: torch.Tensor) -> torch.Tensor | None:
     """Each window's sampling weight, its file's captions.jsonl "weight"; None when every file weighs 1 (the
     uniform draw)."""
-    w = torch.tensor([it.weight for it in items], dtype=torch.float64)
-    return None if bool((w == 1).all()) else w[owner]
-
-
-def draw_windows(weights: torch.Tensor | None, n: int, batch: int, gen: torch.Generator) -> torch.Tensor:
-    """`batch` window indices, with replacement: uniform without weights, else in proportion to them."""
-    if weights is None:
-        return torch.randint(0, n, (batch,), generator=gen)
-    return torch.multinomial(weights, batch, replacement=True, generator=gen)
+    return uniform_or(torch.tensor([it.weight for it in items], dtype=torch.float64)[owner])
 
 
 def stage_joint(opts, cfg: LoopConfig) -> dict:

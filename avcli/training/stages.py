@@ -22,6 +22,7 @@ from avcli.errors import UsageError
 from avcli.models.bundle import load_bundle, update_bundle
 from avcli.models.joint import JointModel
 from avcli.sampling.schedules import NoiseSchedule
+from avcli.training.dataset import draw_windows, uniform_or
 from avcli.training.distributed import is_main_process
 from avcli.training.latents import frames_tensor as _frames_tensor
 from avcli.training.latents import mels as _mels
@@ -332,14 +333,17 @@ def _base_stage(opts: StageOptions, cfg: LoopConfig, which: str) -> dict:
     dim = model.manifest["joint"]["connector_dim"]
     cross_len = geo.audio_latent[1] if which == "video" else geo.frames
 
+    weights = uniform_or(torch.tensor(clips.weights, dtype=torch.float64))  # captions.jsonl "weight"
+
     def loss_fn(step, gen):
-        idx = torch.randint(0, len(lat), (opts.batch,), generator=gen)
+        idx = draw_windows(weights, len(lat), opts.batch, gen)
         t = drop_text(text[idx], empty, opts.cfg_dropout, gen)
         return base_loss(unet, lat[idx], t, schedule, abar, (cross_len, dim), gen), {}
 
     result = train(f"unet-{which}", unet, loss_fn, opts.work / "runs" / f"unet-{which}", cfg,
                    progress=opts.progress)
     result["clips"] = len(clips)
+    result["weighted_windows"] = 0 if weights is None else int((weights != 1).sum())
     _save(model, opts, [f"{which}_unet"])
     return result
 
