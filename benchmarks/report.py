@@ -34,6 +34,7 @@ from the JSON files in benchmarks/results/ (nothing is typed by hand, so the REA
     vgintervalval / vgintervalheldout  quality_val_vg*.json / quality_heldout_vg*.json (generate's guidance over
               the picture on part of the steps, tenth session)
     vdgen     quality.json + quality_ship_audio_side400x2_vgi08.json + quality_ship_video_dropout02_vgi08.json
+              + quality_ship_unet_audio600_metal3_vgi08.json (legs measured with the tenth session's default)
     adherenceconfusion benchmarks/results/adherence_confusion.json (benchmarks/adherence_confusion.py)
     leversmaterial benchmarks/results/levers_material.json (benchmarks/levers.py --adherence-model: foley's material)
     table1v2  benchmarks/results/table1_v2.json    (benchmarks/gamma_sweep.py --xattn: seed 000's Table 1 on v2)
@@ -558,7 +559,9 @@ VD_GEN = (("shipped (tenth session's default: guidance over the picture on the n
           ("the ninth session's seed-11 leg (+ 400 joint steps on the audio side), same default",
            "quality_ship_audio_side400x2_vgi08.json"),
           ("that leg with --video-dropout 0.2 (a trained null picture), same default",
-           "quality_ship_video_dropout02_vgi08.json"))
+           "quality_ship_video_dropout02_vgi08.json"),
+          ("the shipped networks + 600 steps of the audio base U-Net alone, metal clips weighted 3, same default",
+           "quality_ship_unet_audio600_metal3_vgi08.json"))
 
 
 def v2_compare_section(rows: list[tuple[str, dict]]) -> str:

@@ -77,7 +77,7 @@ def test_perf_section_ratios_and_replacement(report):
                                    "quality_heldout_vgi06.json", "quality_heldout_vgi04.json",
                                    "quality_heldout_vg1.json"]),
     ("vdgen", None, ["quality.json", "quality_ship_audio_side400x2_vgi08.json",
-                     "quality_ship_video_dropout02_vgi08.json"]),
+                     "quality_ship_video_dropout02_vgi08.json", "quality_ship_unet_audio600_metal3_vgi08.json"]),
     ("fastpath", "fastpath_section", ["fast_path.json"]),
     ("vocoder", "vocoder_section", ["vocoder_resynthesis.json"]),
     ("noisefill", "noise_fill_section", ["noise_fill_generated.json"]),
