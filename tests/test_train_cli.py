@@ -219,10 +219,12 @@ def test_train_summary_is_one_row_per_field_and_keeps_paths_literal(tiny_bundle,
     assert f"{work / 'runs' / 'joint' / 'log.csv'}" in res.output.replace("\n", "")
 
 
-def test_base_unet_stage_draws_by_caption_weights(tiny_bundle, tiny_data, tmp_path):
-    """`avgen data weight` then `train unet-audio`: the record counts the windows that weigh other than 1 (the
-    draw itself is checked against the weights in tests/test_train_real.py)."""
+def test_base_unet_stage_draws_by_caption_weights(tiny_bundle, tiny_data, tmp_path, monkeypatch):
+    """`avgen data weight` then `train unet-audio`: each step's draw gets the weights (3 for the matched files' windows,
+    1 for the rest) and the record counts them (that the draw follows its weights: tests/test_train_real.py)."""
     import re
+
+    from avcli.training import stages
 
     d, bundle = tmp_path / "d", tmp_path / "b"
     shutil.copytree(tiny_data, d)
@@ -232,6 +234,10 @@ def test_base_unet_stage_draws_by_caption_weights(tiny_bundle, tiny_data, tmp_pa
     assert res.exit_code == 0, res.output
     matched = json.loads(res.stdout)["rules"][0]["files"]
     assert 1 <= matched < 6
+    seen, real_draw = [], stages.draw_windows
+    monkeypatch.setattr(stages, "draw_windows", lambda w, *a: seen.append(w) or real_draw(w, *a))
     res = _train("unet-audio", bundle, d, tmp_path / "w", 2)
     assert res.exit_code == 0, res.output
+    assert len(seen) == 2 and seen[0] is not None
+    assert seen[0].tolist().count(3.0) == matched and set(seen[0].tolist()) == {1.0, 3.0}
     assert json.loads(res.stdout)["weighted_windows"] == matched

@@ -417,7 +417,7 @@ def test_window_draw_follows_caption_weights():
                        torch.randint(0, 6, (64,), generator=torch.Generator().manual_seed(3)))
 
 
-@pytest.mark.parametrize("bad", [0, -2, "3", True, None])
+@pytest.mark.parametrize("bad", [0, -2, "3", True, None, 10 ** 400])
 def test_caption_weight_must_be_a_positive_number(real_data, tmp_path, bad):
     from avcli.data.folder import read_folder
     from avcli.errors import UsageError
@@ -435,17 +435,24 @@ def test_caption_weight_must_be_a_positive_number(real_data, tmp_path, bad):
                                                               "glass-breaking_02.mp4": 1.0}
 
 
-def test_joint_with_caption_weights_records_them_and_refuses_a_bad_one_before_any_work(tiny_bundle, real_data,
-                                                                                     tmp_path):
+def test_joint_with_caption_weights_draws_by_them_and_refuses_a_bad_one_before_any_work(tiny_bundle, real_data,
+                                                                                       tmp_path, monkeypatch):
+    """The training step draws its windows with the caption weights (seen at the draw itself: the door's one window
+    at 4, the others at 1), the record counts them, and a bad weight is exit 2 before any work."""
     from avcli.errors import UsageError
+    from avcli.training import joint_stage
 
     d, bundle = tmp_path / "d", tmp_path / "b"
     shutil.copytree(real_data, d)
     shutil.copytree(tiny_bundle, bundle)
     (d / "captions.jsonl").write_text(json.dumps({"file": "door_slam_03.mov", "caption": "a door", "weight": 4}) + "\n")
+    seen, real_draw = [], joint_stage.draw_windows
+    monkeypatch.setattr(joint_stage, "draw_windows", lambda w, *a: seen.append(w) or real_draw(w, *a))
     res = _joint(bundle, d, tmp_path / "w", 2)
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout)["weighted_files"] == 1
+    assert len(seen) == 2 and all(w is not None for w in seen)
+    assert sorted(seen[0].tolist()).count(4.0) == 1 and set(seen[0].tolist()) == {1.0, 4.0}
+    assert json.loads(res.stdout)["weighted_windows"] == 1
     (d / "captions.jsonl").write_text(json.dumps({"file": "door_slam_03.mov", "caption": "a door", "weight": -1}) + "\n")
     digest = (bundle / "bundle.json").read_bytes()
     res = _joint(bundle, d, tmp_path / "w2", 2)

@@ -52,10 +52,9 @@ def synth_cmd(
     stdout.print(t)
 
 
-
 @data_app.command("weight", help="Up- or down-weight files of a data folder for `avgen train joint`, `unet-video` and "
-                                 "`unet-audio`: each video file "
-                                 "gets the weight of the first --match whose regex matches its caption as whole words "
+                                 "`unet-audio`: each video file gets the weight of the first --match whose regex "
+                                 "matches its caption as whole words "
                                  "(case-insensitive), the others weight 1. Training then draws a file's windows in "
                                  "proportion to its weight. Rewrites DIR/captions.jsonl in place (atomically; only "
                                  "the \"weight\" fields change); --dry-run only counts.\n\nExamples:\n\n"

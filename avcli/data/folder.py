@@ -3,7 +3,8 @@
     DIR/*.mp4|mov|mkv|webm     paired video + sound
     DIR/captions.jsonl         optional: {"file": "clip.mp4", "caption": "...", "weight": 2.0} per line; the
                                optional weight (> 0, default 1) makes `train joint`, `unet-video` and
-                               `unet-audio` draw that file's windows that many times as often (e.g. to up-weight a rare class of sound)
+                               `unet-audio` draw that file's windows that many times as often (e.g. to
+                               up-weight a rare class of sound)
     DIR/events.jsonl           optional: {"file": "clip.mp4", "events": [seconds...], "attrs": {...}} per line
 
 Without a caption line, a file's caption is its stem with _ and - read as spaces.
@@ -54,7 +55,12 @@ def read_folder(data_dir: str | Path, weights: bool = True) -> list[Item]:
 
 def _weight(row: dict, folder: Path) -> float:
     w = row.get("weight", 1.0)
-    if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
+    ok = isinstance(w, (int, float)) and not isinstance(w, bool)
+    try:
+        ok = ok and math.isfinite(float(w)) and w > 0
+    except OverflowError:  # an integer too large for a float
+        ok = False
+    if not ok:
         raise UsageError(f"{folder / 'captions.jsonl'}: {row.get('file')!r}: weight must be a positive number, "
                          f"got {w!r}")
     return float(w)

@@ -27,7 +27,7 @@ class ClipSet:
     captions: list[str]
     files: list[str]
     events: list[list[float] | None]
-    weights: list[float] | None = None  # each window's file's captions.jsonl "weight" (None: all 1)
+    weights: list[float]  # each window's file's captions.jsonl "weight" (1 unless set)
 
     def __len__(self) -> int:
         return len(self.captions)
@@ -36,6 +36,11 @@ class ClipSet:
 def uniform_or(weights: torch.Tensor) -> torch.Tensor | None:
     """Window sampling weights, or None when they are all 1 (the uniform draw)."""
     return None if bool((weights == 1).all()) else weights
+
+
+def weighted_windows(weights: torch.Tensor | None) -> int:
+    """How many windows weigh other than 1 (what a training record reports)."""
+    return 0 if weights is None else int((weights != 1).sum())
 
 
 def draw_windows(weights: torch.Tensor | None, n: int, batch: int, gen: torch.Generator) -> torch.Tensor:

@@ -26,7 +26,7 @@ from avcli.models.joint import Geometry, JointModel
 from avcli.sampling.schedules import NoiseSchedule
 from avcli.training.augment import concat_augment
 from avcli.training.contrastive import NEGATIVE_KINDS, contrastive_joint_loss, shift_frames
-from avcli.training.dataset import draw_windows, uniform_or
+from avcli.training.dataset import draw_windows, uniform_or, weighted_windows
 from avcli.training.loop import LoopConfig, _trainable, train
 from avcli.training.objective import OnsetAux, drop_text, joint_loss
 from avcli.training.onset import OnsetHead
@@ -254,7 +254,8 @@ def stage_joint(opts, cfg: LoopConfig) -> dict:
                   attentive_pool=opts.attentive_pool, first_frame_attn=opts.first_frame_attn,
                   first_frame_conv=opts.first_frame_conv, first_frame_p=opts.first_frame_p,
                   unfreeze_audio=opts.unfreeze_audio, unfreeze_video=opts.unfreeze_video, train_side=opts.train_side,
-                  cfg_dropout=opts.cfg_dropout, video_dropout=opts.video_dropout, weighted_files=sum(it.weight != 1 for it in mine))
+                  cfg_dropout=opts.cfg_dropout, video_dropout=opts.video_dropout,
+                  weighted_windows=weighted_windows(weights))
     if main:
         weights = ema.shadow if ema is not None else _trainable(objective)
         write_joint(opts.bundle, {k: v for k, v in weights.items() if not k.startswith("onset_head.")})

@@ -22,7 +22,7 @@ from avcli.errors import UsageError
 from avcli.models.bundle import load_bundle, update_bundle
 from avcli.models.joint import JointModel
 from avcli.sampling.schedules import NoiseSchedule
-from avcli.training.dataset import draw_windows, uniform_or
+from avcli.training.dataset import draw_windows, uniform_or, weighted_windows
 from avcli.training.distributed import is_main_process
 from avcli.training.latents import frames_tensor as _frames_tensor
 from avcli.training.latents import mels as _mels
@@ -343,7 +343,7 @@ def _base_stage(opts: StageOptions, cfg: LoopConfig, which: str) -> dict:
     result = train(f"unet-{which}", unet, loss_fn, opts.work / "runs" / f"unet-{which}", cfg,
                    progress=opts.progress)
     result["clips"] = len(clips)
-    result["weighted_windows"] = 0 if weights is None else int((weights != 1).sum())
+    result["weighted_windows"] = weighted_windows(weights)
     _save(model, opts, [f"{which}_unet"])
     return result
 
