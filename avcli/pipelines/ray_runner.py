@@ -25,6 +25,7 @@ import os
 import re
 import sys
 import socket
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ RAY_MISSING = ("--ray needs Ray, an optional extra: pip install 'avgen[ray]' (in
                ".venv/bin/pip install -e '.[ray]')")
 _ADDRESS = re.compile(r"^(local|auto|ray://\S+|[A-Za-z0-9_.\-\[\]:]+:\d+)$")
 KILL_WAIT_S = 15.0  # how long an interrupted batch waits for killed workers to exit before removing their temp files
+ORPHAN_GRACE_S = 2.0  # then how long it keeps removing them, while an ffmpeg the worker started may still finish
 
 
 def is_address(text: str) -> bool:
@@ -267,6 +269,13 @@ def _run(ray, RayActorError, RayTaskError, run, units, factory, args, opts, on_r
                 if on_cleanup is not None:
                     on_cleanup(units[u])
                 queue.appendleft(u)
+            # an ffmpeg that a killed worker started outlives it for a moment and can write its temp file again
+            # (it reopens it by name to move the moov atom): sweep again for a short while
+            deadline = time.monotonic() + ORPHAN_GRACE_S
+            while on_cleanup is not None and inflight and time.monotonic() < deadline:
+                time.sleep(0.25)
+                for _, _, u in inflight.values():
+                    on_cleanup(units[u])
             for u in sorted(queue):
                 for i in range(len(units[u])):
                     on_result(u, i, _result(units[u][i], STATUS_NOT_RUN, "interrupted", attempts[u]))
