@@ -182,3 +182,84 @@ def test_ffmpeg_reasons_are_one_short_line_naming_the_cause():
     long = _tail("x" * 50 + " end", 20)
     assert long.startswith("xxx") and long.endswith("...") and len(long) == 20
     assert _tail(b"") == "no message"
+
+
+def _children(pid: int) -> list[int]:
+    from pathlib import Path
+
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:  # the field after the state is the parent pid
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    from pathlib import Path
+
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.parametrize("die", [True, False])
+def test_die_with_parent_takes_ffmpeg_down_with_a_killed_worker(tmp_path, die):
+    """What a Ray worker killed on Ctrl-C needs: its running ffmpeg dies with it (and so cannot write its temp file
+    again after the driver removed it). Without die_with_parent the same ffmpeg outlives its killed parent, which
+    is what makes the check able to fail."""
+    import os
+    import signal
+    import sys
+    import time
+
+    script = (
+        "import sys, time\n"
+        "from avcli.media import ffmpeg as f\n"
+        f"print(f.die_with_parent({die}), flush=True)\n"
+        "f._run([f.ffmpeg_exe(), '-nostdin', '-loglevel', 'error', '-re', '-f', 'lavfi', '-i',\n"
+        "        'anullsrc=r=8000:cl=mono', '-t', '30', '-f', 'null', '-'], 'x', 'run')\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    kids: list[int] = []
+    try:
+        assert proc.stdout.readline().strip() == str(die)
+        deadline = time.monotonic() + 20
+        while not kids and time.monotonic() < deadline:
+            kids = _children(proc.pid)
+            time.sleep(0.05)
+        assert len(kids) == 1, "the worker's ffmpeg did not start"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        deadline = time.monotonic() + 5
+        while _alive(kids[0]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _alive(kids[0]) is (not die)
+    finally:
+        proc.kill()
+        for k in kids:
+            try:
+                os.kill(k, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def test_ray_worker_host_turns_die_with_parent_on():
+    """The wiring: a Ray actor's body sets it before it loads its worker (Linux), so the test above applies to it."""
+    import sys
+
+    from avcli.media import ffmpeg
+    from avcli.pipelines.ray_runner import WorkerHost
+
+    try:
+        seen = []
+        WorkerHost(lambda: seen.append(ffmpeg._prctl is not None), ())
+        assert seen == [sys.platform.startswith("linux")]
+    finally:
+        ffmpeg.die_with_parent(False)
+    assert ffmpeg._prctl is None

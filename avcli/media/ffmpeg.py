@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -54,8 +56,41 @@ def _tail(stderr: bytes | str, n: int = 300) -> str:
     return cause if len(cause) <= n else cause[: n - 3].rstrip() + "..."
 
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_prctl = None  # libc's prctl while die_with_parent() is in force
+
+
+def die_with_parent(on: bool = True) -> bool:
+    """Have each ffmpeg started from now on in this process killed (SIGKILL) when the thread that started it dies,
+    as a killed process's threads all do (Linux prctl PR_SET_PDEATHSIG); True where that is in force.
+
+    A Ray worker turns this on: when the driver kills it on Ctrl-C, an ffmpeg still encoding would otherwise see
+    EOF on its stdin, finish, and write its temp file again (+faststart reopens it by name) after the driver has
+    removed it. It costs a plain fork per ffmpeg (a preexec function rules out vfork) and is off elsewhere: a
+    Ctrl-C at a terminal reaches ffmpeg through the process group anyway."""
+    global _prctl
+    if not on or not sys.platform.startswith("linux"):
+        _prctl = None
+        return False
+    import ctypes
+
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the child must not import or allocate
+    return True
+
+
+def _die_with(parent: int, prctl):
+    def preexec() -> None:  # runs in the forked child, before exec
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died between fork and prctl: the signal will never come
+            os._exit(1)
+
+    return preexec
+
+
 def _run(cmd: list[str], path, what: str, input: bytes | None = None) -> subprocess.CompletedProcess:
-    r = subprocess.run(cmd, input=input, capture_output=True)
+    prctl = _prctl
+    r = subprocess.run(cmd, input=input, capture_output=True,
+                       preexec_fn=_die_with(os.getpid(), prctl) if prctl is not None else None)
     if r.returncode != 0:
         raise MediaError(f"{path}: ffmpeg could not {what} ({_tail(r.stderr)})")
     return r

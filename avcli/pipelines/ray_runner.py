@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from avcli.errors import AvgenError, UsageError
+from avcli.media.ffmpeg import die_with_parent
 from avcli.pipelines.batch import STATUS_FAILED, STATUS_NOT_RUN, ItemResult
 
 RAY_MISSING = ("--ray needs Ray, an optional extra: pip install 'avgen[ray]' (in this checkout: "
@@ -99,6 +100,8 @@ class WorkerHost:
         self.worker = None
         # Ray sets OMP_NUM_THREADS (torch) to the actor's CPUs; ONNX Runtime would take every core of the node
         os.environ.setdefault("AVGEN_ORT_THREADS", str(max(1, int(cpus))))
+        # killed on Ctrl-C, this worker must not leave an ffmpeg behind that rewrites a temp file already removed
+        die_with_parent()
         try:
             self.worker = factory(*args)
         except AvgenError as exc:
@@ -269,8 +272,8 @@ def _run(ray, RayActorError, RayTaskError, run, units, factory, args, opts, on_r
                 if on_cleanup is not None:
                     on_cleanup(units[u])
                 queue.appendleft(u)
-            # an ffmpeg that a killed worker started outlives it for a moment and can write its temp file again
-            # (it reopens it by name to move the moov atom): sweep again for a short while
+            # a worker's ffmpeg dies with it (die_with_parent, Linux); where that is not in force it can outlive
+            # the worker for a moment and write its temp file again (+faststart reopens it by name): sweep again
             deadline = time.monotonic() + ORPHAN_GRACE_S
             while on_cleanup is not None and inflight and time.monotonic() < deadline:
                 time.sleep(0.25)
