@@ -241,3 +241,78 @@ def test_base_unet_stage_draws_by_caption_weights(tiny_bundle, tiny_data, tmp_pa
     assert len(seen) == 2 and seen[0] is not None
     assert seen[0].tolist().count(3.0) == matched and set(seen[0].tolist()) == {1.0, 3.0}
     assert json.loads(res.stdout)["weighted_windows"] == matched
+
+
+def test_latent_foreground_weight_marks_the_cells_that_move():
+    """A 6 px square moving over a flat scene: the latent cells it crosses weigh more, the rest exactly 1."""
+    import numpy as np
+
+    from avcli.training.stages import latent_foreground_weight
+
+    frames = np.full((1, 4, 32, 32, 3), 60, np.uint8)
+    for f in range(4):  # the square sits in cell (1, f) of a 4 x 4 grid of 8 px cells
+        frames[0, f, 9:15, 8 * f + 1:8 * f + 7] = (250, 20, 20)
+    w = latent_foreground_weight(frames, (4, 4), 10.0)
+    assert w.shape == (1, 1, 4, 4, 4)
+    for f in range(4):
+        cell = w[0, 0, f, 1, f].item()
+        assert abs(cell - (1 + 10 * 36 / 64)) < 1e-5  # 36 of the cell's 64 pixels move, fully
+        rest = w[0, 0, f].clone()
+        rest[1, f] = 1.0
+        assert torch.all(rest == 1.0)
+
+
+def test_weighted_base_loss_is_the_weighted_mean_of_the_squared_error():
+    """base_loss with a weight against a recomputation from the same noise draw; uniform weights give the plain loss."""
+    from avcli.sampling.schedules import NoiseSchedule
+    from avcli.training.objective import add_noise, base_loss
+
+    class Echo(torch.nn.Module):  # a "U-Net" that returns its input: the error is x_t - noise, known in closed form
+        def forward(self, sample, timestep, text_embeds, cross_features):
+            return sample
+
+    sched = NoiseSchedule(num_train_timesteps=100)
+    abar = sched.alphas_cumprod()
+    x0 = torch.randn(2, 4, 3, 2, 2)
+    w = torch.ones(2, 1, 3, 2, 2)
+    w[0, 0, 1, 0, 1] = 9.0
+    got = base_loss(Echo(), x0, torch.zeros(2, 1, 8), sched, abar, (5, 8), torch.Generator().manual_seed(3), weight=w)
+    nb = add_noise(x0, sched, abar, torch.Generator().manual_seed(3))
+    se = (nb.x_t - nb.target) ** 2
+    want = (se * w).sum() / (w.expand_as(se)).sum()
+    assert torch.allclose(got, want) and not torch.allclose(got, se.mean())
+    plain = base_loss(Echo(), x0, torch.zeros(2, 1, 8), sched, abar, (5, 8), torch.Generator().manual_seed(3),
+                      weight=torch.ones_like(w))
+    assert torch.allclose(plain, se.mean())
+
+
+def test_unet_video_foreground_boost_reaches_the_loss(tiny_bundle, tiny_data, tmp_path, monkeypatch):
+    """`train unet-video --foreground-boost 8` passes each drawn window's latent weight map to the loss (the windows
+    drawn, recomputed from the frames); without the option there is none; other stages refuse it."""
+    from avcli.training import stages
+
+    bundle = tmp_path / "b"
+    shutil.copytree(tiny_bundle, bundle)
+    seen, real = [], stages.base_loss
+    monkeypatch.setattr(stages, "base_loss", lambda *a, weight=None, **k: seen.append(weight) or real(
+        *a, weight=weight, **k))
+    drawn, real_draw = [], stages.draw_windows
+    monkeypatch.setattr(stages, "draw_windows", lambda *a: drawn.append(real_draw(*a)) or drawn[-1])
+    res = _train("unet-video", bundle, tiny_data, tmp_path / "w", 2, "--foreground-boost", "8")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["foreground_boost"] == 8.0
+    from avcli.training.dataset import load_clips
+
+    clips = load_clips(tiny_data, stages.load_bundle(bundle, verify=False).geometry(), tmp_path / "w" / "cache")
+    full = stages.latent_foreground_weight(clips.frames, tuple(seen[0].shape[-2:]), 8.0)
+    assert len(seen) == 2 and all(torch.equal(s, full[i]) for s, i in zip(seen, drawn))
+    assert float(seen[0].max()) > 1.5  # the objects move
+    seen.clear()
+    res = _train("unet-video", bundle, tiny_data, tmp_path / "w2", 1)
+    assert res.exit_code == 0, res.output
+    assert seen == [None] and json.loads(res.stdout)["foreground_boost"] == 0.0
+    from avcli.errors import UsageError  # `avgen` turns it into one line on stderr and exit code 2
+
+    res = _train("unet-audio", bundle, tiny_data, tmp_path / "w3", 1, "--foreground-boost", "8")
+    assert isinstance(res.exception, UsageError) and "--foreground-boost" in str(res.exception)
+    assert not (tmp_path / "w3").exists()  # refused before any work

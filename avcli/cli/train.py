@@ -240,9 +240,12 @@ def _make_stage(stage: str):
         resume: bool = typer.Option(True, "--resume/--restart", help="Continue from the last checkpoint."),
         unfreeze_motion: bool = typer.Option(False, "--unfreeze-motion", hidden=True,
                                              help="Accepted for compatibility; only `train joint` uses it."),
-        foreground_boost: float = typer.Option(20.0, min=0.0, hidden=stage != "vae-video",
-                                               help="Extra loss weight on pixels that differ from their clip's "
-                                                    "median frame (small moving objects); 0 = plain L1."),
+        foreground_boost: Optional[float] = typer.Option(
+            None, min=0.0, hidden=stage not in ("vae-video", "unet-video"),
+            help="Extra loss weight on what moves (pixels that differ from their clip's median frame: small objects)."
+                 " vae-video: on its pixels (default 20; 0 = plain L1). unet-video: on the latent positions whose "
+                 "pixels move (default 0 = the plain mean), so the object the prompt names counts in the denoising "
+                 "loss beside the static scene."),
         decoder_only: bool = typer.Option(False, "--decoder-only", hidden=stage != "vae-video",
                                           help="Train the decoder alone: the encoder, the latent scale and so "
                                                "the U-Nets' latent space stay as they are (safe on a trained "
@@ -262,6 +265,8 @@ def _make_stage(stage: str):
 
         if stage != "vae-video" and (decoder_only or mse_weight):
             raise UsageError("--decoder-only and --mse-weight are options of `train vae-video` only")
+        if foreground_boost is not None and stage not in ("vae-video", "unet-video"):
+            raise UsageError("--foreground-boost is an option of `train vae-video` and `train unet-video` only")
         if arch is not None and stage != "vocoder":
             raise UsageError("--arch is an option of `train vocoder` only")
         if arch is not None and arch not in VOCODER_ARCHS:

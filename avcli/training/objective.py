@@ -66,12 +66,21 @@ def drop_text(text: torch.Tensor, empty: torch.Tensor, p: float, generator: torc
 
 
 def base_loss(unet, x0: torch.Tensor, text: torch.Tensor, schedule: NoiseSchedule, alphas_cumprod: torch.Tensor,
-              cross_shape: tuple[int, ...], generator: torch.Generator | None = None) -> torch.Tensor:
-    """Single-modality loss (eq. 7) through a joint U-Net whose cross-modal input is zero."""
+              cross_shape: tuple[int, ...], generator: torch.Generator | None = None,
+              weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Single-modality loss (eq. 7) through a joint U-Net whose cross-modal input is zero.
+
+    weight: a per-position loss weight broadcastable to x0 (e.g. (B, 1, F, h, w) for video, `latent_foreground_weight`);
+    the loss is then the weighted mean of the squared error, sum(w * e^2) / sum(w), so its scale stays that of the
+    plain mean."""
     nb = add_noise(x0, schedule, alphas_cumprod, generator)
     cross = torch.zeros((x0.shape[0],) + tuple(cross_shape), device=x0.device)
     pred = unet(sample=nb.x_t, timestep=nb.t, text_embeds=text, cross_features=cross)
-    return F.mse_loss(pred.float(), nb.target)
+    if weight is None:
+        return F.mse_loss(pred.float(), nb.target)
+    se = (pred.float() - nb.target) ** 2
+    w = weight.to(se.device, se.dtype).expand_as(se)
+    return (w * se).sum() / w.sum()
 
 
 def joint_loss(model, video0: torch.Tensor, audio0: torch.Tensor, text_v: torch.Tensor, text_a: torch.Tensor,

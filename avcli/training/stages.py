@@ -30,6 +30,12 @@ from avcli.training.loop import LoopConfig, train
 from avcli.training.objective import base_loss, drop_text
 
 STAGES = ("vae-video", "vae-audio", "vocoder", "unet-video", "unet-audio", "onset", "joint")
+FOREGROUND_BOOST = {"vae-video": 20.0, "unet-video": 0.0}  # each stage's default; the others have no such weight
+
+
+def foreground_boost(opts: "StageOptions", stage: str) -> float:
+    """The foreground boost a stage trains with: the option where given, else the stage's default."""
+    return FOREGROUND_BOOST[stage] if opts.foreground_boost is None else float(opts.foreground_boost)
 
 
 @dataclass(frozen=True)
@@ -46,7 +52,7 @@ class StageOptions:
     train_side: str = "both"  # joint stage: "audio"/"video" trains only that side's connector and cross blocks
     self_condition_p: float = 0.5
     progress: bool = True
-    foreground_boost: float = 20.0  # vae-video: extra loss weight on pixels that differ from the clip's median
+    foreground_boost: float | None = None  # vae-video / unet-video: extra loss weight on what moves (FOREGROUND_BOOST)
     decoder_only: bool = False  # vae-video: train the decoder alone; the encoder and so the latent space stay fixed
     mse_weight: float = 0.0  # vae-video: a squared-error term beside the L1 (what PSNR measures)
     vocoder_arch: str | None = None  # vocoder: "istft" starts a fresh avgen.ISTFTVocoder in place of the bundle's
@@ -114,14 +120,35 @@ def _vae_step(vae, x: torch.Tensor, gen: torch.Generator, kl_weight: float = 1e-
     return rec_loss + kl_weight * kl * x[0].numel() / 1000.0, logs
 
 
+def moving_share(frames: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
+    """How much each pixel belongs to what moves, 0..1: its distance from its clip's temporal median, saturating at
+    0.2 (summed over RGB in [-1, 1] units). Frames and background (B, 3, H, W); returns (B, 1, H, W)."""
+    return ((frames - background).abs().sum(1, keepdim=True) * 5.0).clamp(max=1.0)
+
+
 def foreground_weight(frames: torch.Tensor, background: torch.Tensor, boost: float) -> torch.Tensor:
     """Per-pixel loss weight 1 + boost * (how far a pixel is from its clip's temporal median).
 
     Frames are in [-1, 1], (B, 3, H, W); background is each frame's clip median, same shape. Moving objects
     (a ball a few pixels wide) cover ~2 % of a frame: with a plain L1 the autoencoder learns the static scene
     and drops them, which is exactly what the sound has to follow. The weight makes them count."""
-    diff = (frames - background).abs().sum(1, keepdim=True)  # (B, 1, H, W), 0..6
-    return 1.0 + boost * (diff * 5.0).clamp(max=1.0)
+    return 1.0 + boost * moving_share(frames, background)
+
+
+def latent_foreground_weight(frames: np.ndarray, latent_hw: tuple[int, int], boost: float) -> torch.Tensor:
+    """The same weight on the video latent's grid, for the video U-Net's denoising loss: each latent position's
+    1 + boost * (the share of its pixel cell that moves). frames uint8 (N, F, H, W, 3) -> float32 (N, 1, F, h, w).
+
+    The object a prompt colours covers one or two of the 8 x 8 latent positions of a 64 px frame; under a plain
+    mean the static scene is almost all of the loss."""
+    n, f = frames.shape[:2]
+    out = torch.empty((n, 1, f) + tuple(latent_hw), dtype=torch.float32)
+    for i in range(n):
+        x = torch.from_numpy(frames[i]).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (F, 3, H, W)
+        bg = torch.from_numpy(np.median(frames[i], axis=0).astype(np.uint8)).permute(2, 0, 1).float() / 127.5 - 1.0
+        share = torch.nn.functional.adaptive_avg_pool2d(moving_share(x, bg.expand_as(x)), latent_hw)  # (F,1,h,w)
+        out[i, 0] = 1.0 + boost * share[:, 0]
+    return out
 
 
 def latent_clip_range(scaled: torch.Tensor, q: float = 0.999) -> float:
@@ -157,6 +184,7 @@ def stage_vae_video(opts: StageOptions, cfg: LoopConfig) -> dict:
     n_frames = clips.frames.shape[1]
     frames = clips.frames.reshape(-1, *clips.frames.shape[2:])  # (N*F, H, W, 3)
     background = np.median(clips.frames, axis=1).astype(np.uint8)  # (N, H, W, 3): each clip's static scene
+    boost = foreground_boost(opts, "vae-video")
 
     def to_x(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(a).permute(0, 3, 1, 2).float() / 127.5 - 1.0
@@ -164,14 +192,14 @@ def stage_vae_video(opts: StageOptions, cfg: LoopConfig) -> dict:
     def loss_fn(step, gen):
         idx = torch.randint(0, len(frames), (opts.batch,), generator=gen).numpy()
         x = to_x(frames[idx])
-        w = foreground_weight(x, to_x(background[idx // n_frames]), opts.foreground_boost)
-        return _vae_step(vae, x, gen, weight=w if opts.foreground_boost > 0 else None,
+        w = foreground_weight(x, to_x(background[idx // n_frames]), boost)
+        return _vae_step(vae, x, gen, weight=w if boost > 0 else None,
                          decoder_only=opts.decoder_only, mse_weight=opts.mse_weight)
 
     run = run_name("vae-video", opts)
     result = train(run, vae, loss_fn, opts.work / "runs" / run, cfg, progress=opts.progress)
     result["clips"] = len(clips)
-    result["foreground_boost"] = opts.foreground_boost
+    result["foreground_boost"] = boost
     result["mse_weight"] = opts.mse_weight
     if opts.decoder_only:
         # the encoder, the scaling factor and the x0 clamp are untouched, so the U-Nets' latent space is the same
@@ -334,16 +362,21 @@ def _base_stage(opts: StageOptions, cfg: LoopConfig, which: str) -> dict:
     cross_len = geo.audio_latent[1] if which == "video" else geo.frames
 
     weights = uniform_or(torch.tensor(clips.weights, dtype=torch.float64))  # captions.jsonl "weight"
+    boost = foreground_boost(opts, "unet-video") if which == "video" else 0.0
+    fg = latent_foreground_weight(clips.frames, tuple(lat.shape[-2:]), boost) if boost > 0 else None
 
     def loss_fn(step, gen):
         idx = draw_windows(weights, len(lat), opts.batch, gen)
         t = drop_text(text[idx], empty, opts.cfg_dropout, gen)
-        return base_loss(unet, lat[idx], t, schedule, abar, (cross_len, dim), gen), {}
+        return base_loss(unet, lat[idx], t, schedule, abar, (cross_len, dim), gen,
+                         weight=None if fg is None else fg[idx]), {}
 
     result = train(f"unet-{which}", unet, loss_fn, opts.work / "runs" / f"unet-{which}", cfg,
                    progress=opts.progress)
     result["clips"] = len(clips)
     result["weighted_windows"] = weighted_windows(weights)
+    if which == "video":
+        result["foreground_boost"] = boost
     _save(model, opts, [f"{which}_unet"])
     return result
 
