@@ -35,6 +35,8 @@ from the JSON files in benchmarks/results/ (nothing is typed by hand, so the REA
               the picture on part of the steps, tenth session)
     vdgen     quality.json + quality_ship_audio_side400x2_vgi08.json + quality_ship_video_dropout02_vgi08.json
               + quality_ship_unet_audio600_metal3_vgi08.json (legs measured with the tenth session's default)
+    agval / agheldout  quality_val_vgi08.json + quality_val_ag*.json / quality_heldout_vgi08.json +
+              quality_heldout_ag*.json (seed 002's audio guidance on the picture lowered, eleventh session)
     adherenceconfusion benchmarks/results/adherence_confusion.json (benchmarks/adherence_confusion.py)
     leversmaterial benchmarks/results/levers_material.json (benchmarks/levers.py --adherence-model: foley's material)
     table1v2  benchmarks/results/table1_v2.json    (benchmarks/gamma_sweep.py --xattn: seed 000's Table 1 on v2)
@@ -554,6 +556,15 @@ VG_INTERVAL_HELDOUT = (("guidance over the picture on every step (the default un
                        ("--video-guidance-interval 0:0.6", "quality_heldout_vgi06.json"),
                        ("--video-guidance-interval 0:0.4", "quality_heldout_vgi04.json"),
                        ("--video-guidance 1 (no guidance over the picture)", "quality_heldout_vg1.json"))
+# seed 002's audio guidance on the picture (the video U-Net), eta 12 by default, lowered (eleventh session)
+AG_VAL = (("audio guidance 12 (the default)", "quality_val_vgi08.json"),
+          ("--audio-guidance 8", "quality_val_ag8.json"),
+          ("--audio-guidance 6", "quality_val_ag6.json"),
+          ("--audio-guidance 4", "quality_val_ag4.json"),
+          ("--audio-guidance 1 (off)", "quality_val_ag1.json"))
+AG_HELDOUT = (("audio guidance 12 (the default)", "quality_heldout_vgi08.json"),
+              ("--audio-guidance 8", "quality_heldout_ag8.json"),
+              ("--audio-guidance 6", "quality_heldout_ag6.json"))
 # audio-side legs measured with the tenth session's sampling default, against the shipped bundle
 VD_GEN = (("shipped (tenth session's default: guidance over the picture on the noisier 80 %)", "quality.json"),
           ("the ninth session's seed-11 leg (+ 400 joint steps on the audio side), same default",
@@ -1063,6 +1074,8 @@ def main() -> None:
                                  ("vgintervalval", VG_INTERVAL_VAL, "validation clips (`work/v2/hits-val`)"),
                                  ("vgintervalheldout", VG_INTERVAL_HELDOUT, "held-out clips"),
                                  ("vdgen", VD_GEN, "held-out clips"),
+                                 ("agval", AG_VAL, "validation clips (`work/v2/hits-val`)"),
+                                 ("agheldout", AG_HELDOUT, "held-out clips"),
                                  ("guidanceconfirm", GUIDANCE_CONFIRM, "held-out clips")):
         if all((RESULTS / f).exists() for _, f in named) and f"<!-- {marker}:begin -->" in text:
             text = replace_section(text, marker, guidance_confirm_section(

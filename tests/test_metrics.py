@@ -223,6 +223,27 @@ def test_adherence_classifiers_roundtrip(tmp_path):
         assert loaded.predict_material(_tone(m, rng), SR) == m
 
 
+def test_colour_frames_sees_an_object_change_hue():
+    """A green ball that turns blue after 6 of 8 frames: the clip reads green (most of its moving pixels), and frame
+    by frame six frames green, two blue, in order; frames where nothing moves are left out."""
+    from avcli.data.synth import COLOURS
+    from avcli.metrics.adherence import frame_colour_features
+
+    rng = np.random.default_rng(1)
+    names = list(COLOURS)
+    mats = ["metal", "wood", "carpet"]
+    model = train_adherence_classifiers([_blob_frames(COLOURS[c], rng) for c in names for _ in range(3)],
+                                        [_tone(m, rng) for m in mats] + [None] * 18,
+                                        [c for c in names for _ in range(3)], mats + [None] * 18, sr=SR)
+    f = np.full((9, 32, 32, 3), 60, np.uint8)
+    for i in range(8):  # the last frame has no ball: no moving pixels
+        f[i, 4 + 2 * i:12 + 2 * i, 10:18] = COLOURS["green"] if i < 6 else COLOURS["blue"]
+    assert model.predict_colour(f) == "green"
+    assert model.colour_frames(f) == ["green"] * 6 + ["blue"] * 2
+    assert frame_colour_features(f).shape == (8, 6)
+    assert frame_colour_features(f[:1]).shape == (0, 6)  # one frame: nothing moves against its own median
+
+
 def test_no_warnings_on_normal_input():
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -78,6 +78,9 @@ def test_perf_section_ratios_and_replacement(report):
                                    "quality_heldout_vg1.json"]),
     ("vdgen", None, ["quality.json", "quality_ship_audio_side400x2_vgi08.json",
                      "quality_ship_video_dropout02_vgi08.json", "quality_ship_unet_audio600_metal3_vgi08.json"]),
+    ("agval", None, ["quality_val_vgi08.json", "quality_val_ag8.json", "quality_val_ag6.json", "quality_val_ag4.json",
+                     "quality_val_ag1.json"]),
+    ("agheldout", None, ["quality_heldout_vgi08.json", "quality_heldout_ag8.json", "quality_heldout_ag6.json"]),
     ("fastpath", "fastpath_section", ["fast_path.json"]),
     ("vocoder", "vocoder_section", ["vocoder_resynthesis.json"]),
     ("noisefill", "noise_fill_section", ["noise_fill_generated.json"]),
@@ -129,7 +132,7 @@ def test_readme_quality_sections_are_what_the_committed_json_renders(report, nam
                 "cfgaudioistft": report.CFG_AUDIO_ISTFT, "shipbothgen": report.SHIP_BOTH_GEN,
                 "sidegen": report.SIDE_GEN, "weightgen": report.WEIGHT_GEN,
                 "vgintervalval": report.VG_INTERVAL_VAL, "vgintervalheldout": report.VG_INTERVAL_HELDOUT,
-                "vdgen": report.VD_GEN}
+                "vdgen": report.VD_GEN, "agval": report.AG_VAL, "agheldout": report.AG_HELDOUT}
     rows = compare.get(name) or generate.get(name)
     if rows:
         assert [f for _, f in rows] == files  # the README renders exactly these files
@@ -138,7 +141,7 @@ def test_readme_quality_sections_are_what_the_committed_json_renders(report, nam
     elif name in compare:
         text = report.v2_compare_section([(n, d) for (n, _), d in zip(rows, data)])
     elif name in generate:
-        clips = ("validation clips (`work/v2/hits-val`)" if name in ("cfgaudioistft", "vgintervalval")
+        clips = ("validation clips (`work/v2/hits-val`)" if name in ("cfgaudioistft", "vgintervalval", "agval")
                  else "held-out clips")
         text = report.guidance_confirm_section([(n, d) for (n, _), d in zip(rows, data)], clips)
     elif name in ("guidanceintervalheldout", "videoguidancegenerate"):

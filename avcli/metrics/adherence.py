@@ -52,24 +52,45 @@ def parse_caption(caption: str) -> tuple[str | None, str | None]:
     return _first(text, COLOUR_SYNONYMS), _first(text, MATERIAL_SYNONYMS)
 
 
-def colour_features(frames: np.ndarray) -> np.ndarray:
-    """frames uint8 (F, H, W, 3) (or one (H, W, 3) image) -> float64 (6,): foreground mean RGB/255, chromaticity."""
+def _as_frames(frames: np.ndarray) -> np.ndarray:
     x = np.asarray(frames, dtype=np.float64)
     if x.ndim == 3:
         x = x[None]
     if x.ndim != 4 or x.shape[-1] != 3:
         raise ValueError(f"frames must be (F, H, W, 3), got {x.shape}")
-    mask = np.zeros(x.shape[:3], dtype=bool)  # (F, H, W)
-    if len(x) > 1:
-        bg = np.median(x, axis=0)  # (H, W, 3): the static scene
-        mask = np.abs(x - bg).sum(-1) > 60
+    return x
+
+
+def _moving(x: np.ndarray) -> np.ndarray:
+    """(F, H, W) bool: pixels far from the clip's median frame (the static scene); all False for one frame."""
+    if len(x) < 2:
+        return np.zeros(x.shape[:3], dtype=bool)
+    return np.abs(x - np.median(x, axis=0)).sum(-1) > 60
+
+
+def _rgb_features(px: np.ndarray) -> np.ndarray:
+    rgb = px.mean(0) / 255.0
+    return np.concatenate([rgb, rgb / max(rgb.sum(), 1e-6)])
+
+
+def colour_features(frames: np.ndarray) -> np.ndarray:
+    """frames uint8 (F, H, W, 3) (or one (H, W, 3) image) -> float64 (6,): foreground mean RGB/255, chromaticity."""
+    x = _as_frames(frames)
+    mask = _moving(x)  # (F, H, W)
     if mask.mean() < 0.002:  # static clip: foreground = far from the (median) border colour
         border = np.concatenate([x[:, 0], x[:, -1], x[:, :, 0], x[:, :, -1]], axis=1)  # (F, 2W+2H, 3)
         bgc = np.median(border.reshape(-1, 3), axis=0)
         mask = np.abs(x - bgc).sum(-1) > 60
-    px = x[mask] if mask.any() else x.reshape(-1, 3)  # (P, 3)
-    rgb = px.mean(0) / 255.0
-    return np.concatenate([rgb, rgb / max(rgb.sum(), 1e-6)])
+    return _rgb_features(x[mask] if mask.any() else x.reshape(-1, 3))
+
+
+def frame_colour_features(frames: np.ndarray, min_pixels: int = 4) -> np.ndarray:
+    """The same features frame by frame, from each frame's own moving pixels: float64 (K, 6) for the K frames with
+    at least min_pixels of them (a clip whose object changes hue over time scores some frames wrong)."""
+    x = _as_frames(frames)
+    mask = _moving(x)
+    rows = [_rgb_features(x[i][mask[i]]) for i in range(len(x)) if mask[i].sum() >= min_pixels]
+    return np.stack(rows) if rows else np.zeros((0, 6))
 
 
 def material_features(audio: np.ndarray, sr: int) -> np.ndarray:
@@ -117,6 +138,10 @@ class AdherenceModel:
 
     def predict_colour(self, frames: np.ndarray) -> str:
         return self.colour.predict(colour_features(frames))
+
+    def colour_frames(self, frames: np.ndarray) -> list[str]:
+        """The colour of each frame whose object moves (`frame_colour_features`), in order."""
+        return [self.colour.predict(f) for f in frame_colour_features(frames)]
 
     def predict_material(self, audio: np.ndarray, sr: int) -> str:
         return self.material.predict(material_features(audio, sr))

@@ -267,6 +267,9 @@ def _adherence(model, caption, frames, audio, sr, name) -> dict:
     out = {}
     if colour is not None:
         out["colour_ok"] = float(model.predict_colour(frames) == colour)
+        per_frame = model.colour_frames(frames)  # the same classifier frame by frame: an object that changes hue
+        if per_frame:
+            out["colour_frames_ok"] = sum(c == colour for c in per_frame) / len(per_frame)
     if material is not None:
         out["material_ok"] = float(model.predict_material(audio, sr) == material)
     return out
