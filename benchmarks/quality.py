@@ -79,6 +79,10 @@ def main() -> None:
     ap.add_argument("--adherence-model", type=Path, default=None,
                     help="adherence classifiers to reuse if the file exists (fitted on --train and saved there if "
                          "not); default: fitted afresh into the --out folder")
+    ap.add_argument("--picture-without-sound", action="store_true",
+                    help="diagnostic: generate with the video U-Net's audio features zeroed on every step (the null "
+                         "that --audio-dropout trains), so the frames are drawn from the text alone; the audio side "
+                         "still reads the picture")
     ap.add_argument("--seed-offset", type=int, default=0,
                     help="clip i is sampled with seed i + offset (a second offset measures seed noise)")
     args = ap.parse_args()
@@ -111,6 +115,11 @@ def main() -> None:
     for d in (real, gen_dir, foley_dir):
         d.mkdir(parents=True, exist_ok=True)
     pipe = JointPipeline.from_model(model)  # the pipeline `avgen generate` / `avgen foley` run
+    if args.picture_without_sound:
+        import torch
+
+        connector = pipe.components["audio_connector"]
+        pipe.components["audio_connector"] = lambda **kw: torch.zeros_like(connector(**kw))
     seconds = {"generate": [], "foley": []}
     for i, row in enumerate(caps):
         name, seed = row["file"], i + args.seed_offset

@@ -35,9 +35,12 @@ from the JSON files in benchmarks/results/ (nothing is typed by hand, so the REA
               the picture on part of the steps, tenth session)
     vdgen     quality.json + quality_ship_audio_side400x2_vgi08.json + quality_ship_video_dropout02_vgi08.json
               + quality_ship_unet_audio600_metal3_vgi08.json (legs measured with the tenth session's default)
+    colourgen quality_heldout_vgi08.json + quality_heldout_picture_without_sound.json + quality_heldout_cfg_video_rescale07.json
+              + quality_heldout_unet_video1500_fg{0,8}.json (colour tries, eleventh session)
     agval / agheldout  quality_val_vgi08.json + quality_val_ag*.json / quality_heldout_vgi08.json +
               quality_heldout_ag*.json (seed 002's audio guidance on the picture lowered, eleventh session)
     adherenceconfusion benchmarks/results/adherence_confusion.json (benchmarks/adherence_confusion.py)
+    colourframes benchmarks/results/colour_frames.json (benchmarks/colour_frames.py: colour per clip and per frame)
     leversmaterial benchmarks/results/levers_material.json (benchmarks/levers.py --adherence-model: foley's material)
     table1v2  benchmarks/results/table1_v2.json    (benchmarks/gamma_sweep.py --xattn: seed 000's Table 1 on v2)
 
@@ -565,6 +568,15 @@ AG_VAL = (("audio guidance 12 (the default)", "quality_val_vgi08.json"),
 AG_HELDOUT = (("audio guidance 12 (the default)", "quality_heldout_vgi08.json"),
               ("--audio-guidance 8", "quality_heldout_ag8.json"),
               ("--audio-guidance 6", "quality_heldout_ag6.json"))
+# colour tries (eleventh session): the picture without its sound, guidance rescale, the video base U-Net trained on
+# with the denoising loss weighted toward what moves
+COLOUR_GEN = (("shipped (tenth session's default)", "quality_heldout_vgi08.json"),
+          ("picture without sound (the video U-Net's audio features zeroed)",
+           "quality_heldout_picture_without_sound.json"),
+          ("--cfg-video-rescale 0.7", "quality_heldout_cfg_video_rescale07.json"),
+          ("+ 1500 steps of the video base U-Net alone, plain loss (the control)",
+           "quality_heldout_unet_video1500_fg0.json"),
+          ("+ 1500 steps of the video base U-Net alone, --foreground-boost 8", "quality_heldout_unet_video1500_fg8.json"))
 # audio-side legs measured with the tenth session's sampling default, against the shipped bundle
 VD_GEN = (("shipped (tenth session's default: guidance over the picture on the noisier 80 %)", "quality.json"),
           ("the ninth session's seed-11 leg (+ 400 joint steps on the audio side), same default",
@@ -787,6 +799,16 @@ def adherence_confusion_section(res: dict) -> str:
     return (f"The adherence classifiers' verdicts split by the caption's class (each cell: clips classified right, then "
             f"what the rest were classified as). Produced by `{res['command']}` "
             f"(`benchmarks/results/adherence_confusion.json`).\n\n" + "\n\n".join(parts) + "\n")
+
+
+def colour_frames_section(res: dict) -> str:
+    """benchmarks/colour_frames.py: colour adherence per clip and frame by frame, per folder of clips."""
+    rows = [[r["name"], str(r["clips"]), f"{r['colour_clips']:.0%}", f"{r['colour_frames']:.1%}", str(r["frames"])]
+            for r in res["rows"]]
+    return (f"The colour classifier on whole clips (the quality table's column) and on each frame's own moving pixels "
+            f"(`avgen eval`'s `colour_frames_ok`). Produced by `{res['command']}` "
+            f"(`benchmarks/results/colour_frames.json`).\n\n"
+            + _table(["clips", "n", "colour (clips)", "colour (frames)", "frames read"], rows) + "\n")
 
 
 def guidance_cost_section(res: dict, name: str = "guidance_cost.json") -> str:
@@ -1017,6 +1039,7 @@ ONE_FILE_SECTIONS = (
     ("guidancesweep", "guidance_sweep.json", guidance_sweep_section),
     ("materialprobe", "material_probe.json", material_probe_section),
     ("adherenceconfusion", "adherence_confusion.json", adherence_confusion_section),
+    ("colourframes", "colour_frames.json", colour_frames_section),
     ("table1v2", "table1_v2.json", table1_section),
     ("vaedecoder", "vae_decoder.json", vae_decoder_section),
     ("stepsweep", "steps_sweep.json", steps_sweep_section),
@@ -1075,6 +1098,7 @@ def main() -> None:
                                  ("vgintervalheldout", VG_INTERVAL_HELDOUT, "held-out clips"),
                                  ("vdgen", VD_GEN, "held-out clips"),
                                  ("agval", AG_VAL, "validation clips (`work/v2/hits-val`)"),
+                                 ("colourgen", COLOUR_GEN, "held-out clips"),
                                  ("agheldout", AG_HELDOUT, "held-out clips"),
                                  ("guidanceconfirm", GUIDANCE_CONFIRM, "held-out clips")):
         if all((RESULTS / f).exists() for _, f in named) and f"<!-- {marker}:begin -->" in text:

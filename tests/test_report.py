@@ -57,6 +57,7 @@ def test_perf_section_ratios_and_replacement(report):
     ("leversshort", "levers_section", ["levers_short.json"]),
     ("leversmaterial", "levers_section", ["levers_material.json"]),
     ("adherenceconfusion", "adherence_confusion_section", ["adherence_confusion.json"]),
+    ("colourframes", "colour_frames_section", ["colour_frames.json"]),
     ("unfreezeship", None, ["quality_2026-12-05.json", "quality_2026-12-06.json"]),
     ("shipboth", None, ["quality_2026-12-06.json", "quality_unfreeze_audio1200.json", "quality_2026-12-06b.json"]),
     ("shipbothgen", None, ["quality_2026-12-06.json", "quality_unfreeze_audio1200.json",
@@ -81,6 +82,9 @@ def test_perf_section_ratios_and_replacement(report):
     ("agval", None, ["quality_val_vgi08.json", "quality_val_ag8.json", "quality_val_ag6.json", "quality_val_ag4.json",
                      "quality_val_ag1.json"]),
     ("agheldout", None, ["quality_heldout_vgi08.json", "quality_heldout_ag8.json", "quality_heldout_ag6.json"]),
+    ("colourgen", None, ["quality_heldout_vgi08.json", "quality_heldout_picture_without_sound.json",
+                         "quality_heldout_cfg_video_rescale07.json", "quality_heldout_unet_video1500_fg0.json",
+                         "quality_heldout_unet_video1500_fg8.json"]),
     ("fastpath", "fastpath_section", ["fast_path.json"]),
     ("vocoder", "vocoder_section", ["vocoder_resynthesis.json"]),
     ("noisefill", "noise_fill_section", ["noise_fill_generated.json"]),
@@ -132,7 +136,8 @@ def test_readme_quality_sections_are_what_the_committed_json_renders(report, nam
                 "cfgaudioistft": report.CFG_AUDIO_ISTFT, "shipbothgen": report.SHIP_BOTH_GEN,
                 "sidegen": report.SIDE_GEN, "weightgen": report.WEIGHT_GEN,
                 "vgintervalval": report.VG_INTERVAL_VAL, "vgintervalheldout": report.VG_INTERVAL_HELDOUT,
-                "vdgen": report.VD_GEN, "agval": report.AG_VAL, "agheldout": report.AG_HELDOUT}
+                "vdgen": report.VD_GEN, "agval": report.AG_VAL, "agheldout": report.AG_HELDOUT,
+                "colourgen": report.COLOUR_GEN}
     rows = compare.get(name) or generate.get(name)
     if rows:
         assert [f for _, f in rows] == files  # the README renders exactly these files
