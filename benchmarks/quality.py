@@ -184,7 +184,8 @@ def main() -> None:
     for name in ("real", "foley") if fol else ("real",):
         res[f"onsets_{name}"] = {k: mean(name, f"onset_{k}") for k in ("precision", "recall", "f1")}
     for name in ("real", "generate") if gen else ():
-        res[f"adherence_{name}"] = {"colour": mean(name, "colour_ok"), "material": mean(name, "material_ok")}
+        res[f"adherence_{name}"] = {"colour": mean(name, "colour_ok"), "material": mean(name, "material_ok"),
+                                    "colour_frames": mean(name, "colour_frames_ok")}  # mean over clips
     for name in ("real", "generate") if gen else ():  # sound onsets vs contacts seen in frames
         res[f"contact_{name}"] = {k: mean(name, f"contact_{k}") for k in ("precision", "recall", "f1")}
     for name in scored:
