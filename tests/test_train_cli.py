@@ -316,3 +316,48 @@ def test_unet_video_foreground_boost_reaches_the_loss(tiny_bundle, tiny_data, tm
     res = _train("unet-audio", bundle, tiny_data, tmp_path / "w3", 1, "--foreground-boost", "8")
     assert isinstance(res.exception, UsageError) and "--foreground-boost" in str(res.exception)
     assert not (tmp_path / "w3").exists()  # refused before any work
+
+
+def test_init_with_a_fresh_wider_video_unet_keeps_everything_else(tiny_bundle, tiny_data, tmp_path):
+    """`train init --from-bundle B --video-unet-config '{...}'`: the video U-Net takes the new config and fresh weights
+    (its cross-modal blocks zero-output, so the joint video U-Net is its base); every other tensor of B is carried
+    bit for bit; the result trains (`train unet-video`). Bad JSON and a missing --from-bundle are refused."""
+    from avcli.errors import UsageError
+    from avcli.models.bundle import load_bundle
+
+    src = load_bundle(tiny_bundle)
+    cfg = src.manifest["components"]["video_unet"]["config"]
+    wider = [2 * c for c in cfg["block_out_channels"]]
+    out = tmp_path / "wide"
+    res = runner.invoke(app, ["train", "init", "--from-bundle", str(tiny_bundle), "-o", str(out),
+                              "--video-unet-config", json.dumps({"block_out_channels": wider})])
+    assert res.exit_code == 0, res.output
+    new = load_bundle(out)
+    assert new.manifest["components"]["video_unet"]["config"]["block_out_channels"] == wider
+    old_state, new_state = src.state_dict(), new.state_dict()
+    assert set(old_state) == set(new_state)
+    for k, v in old_state.items():
+        if k.startswith("video_unet."):
+            continue
+        assert torch.equal(v, new_state[k]), k
+    grown = [k for k in old_state if k.startswith("video_unet.") and old_state[k].shape != new_state[k].shape]
+    assert grown  # the base is wider
+    vcfg = new.manifest["components"]["video_unet"]["config"]
+    geo = new.geometry()
+    x = torch.randn(1, vcfg["in_channels"], geo.frames, *geo.video_latent[-2:])
+    text = torch.randn(1, 3, vcfg["cross_attention_dim"])
+    cross = (geo.audio_latent[1], new.manifest["joint"]["connector_dim"])
+    with torch.no_grad():
+        joint = new.video_unet(sample=x, timestep=torch.tensor([10]), text_embeds=text,
+                               cross_features=torch.randn(1, *cross))
+        base = new.video_unet(sample=x, timestep=torch.tensor([10]), text_embeds=text,
+                              cross_features=torch.zeros(1, *cross))
+    assert joint.shape == x.shape and torch.equal(joint, base)  # fresh cross-modal blocks add nothing yet
+    res = _train("unet-video", out, tiny_data, tmp_path / "w", 2)
+    assert res.exit_code == 0, res.output
+    for bad in (["--video-unet-config", "{not json"], ["--video-unet-config", "[]"]):
+        res = runner.invoke(app, ["train", "init", "--from-bundle", str(tiny_bundle), "-o", str(tmp_path / "x"), *bad])
+        assert isinstance(res.exception, UsageError), res.output
+    res = runner.invoke(app, ["train", "init", "-o", str(tmp_path / "y"), "--video-unet-config", "{\"a\": 1}"])
+    assert isinstance(res.exception, UsageError) and "--from-bundle" in str(res.exception)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -55,6 +56,12 @@ def init_cmd(
                                              help="Video connector pooling: 0 = global mean per frame, g = a g x g "
                                                   "grid (keeps positions); g must divide the feature map (demo: 4x4). "
                                                   "Default: the preset's or source bundle's (0)."),
+    video_unet_config: Optional[str] = typer.Option(
+        None, "--video-unet-config", metavar="JSON",
+        help="With --from-bundle: a fresh video U-Net whose config is the source's updated by this JSON object, e.g. "
+             "'{\"block_out_channels\": [64, 128]}'; everything else keeps its trained weights (connectors and the "
+             "audio U-Net's cross-modal blocks included). Then `train unet-video`, then `train joint --train-side "
+             "video`."),
 ) -> None:
     import torch
 
@@ -75,16 +82,33 @@ def init_cmd(
     overrides = {} if video_grid is None else {"video_grid": video_grid}
     manifest["joint"].update(overrides)
     torch.manual_seed(seed)
+    if video_unet_config is not None:
+        if from_bundle is None:
+            raise UsageError("--video-unet-config needs --from-bundle (a preset's config is edited in its code)")
+        try:
+            unet_overrides = json.loads(video_unet_config)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"--video-unet-config: not JSON ({exc.msg})") from None
+        if not isinstance(unet_overrides, dict) or not unet_overrides:
+            raise UsageError("--video-unet-config must be a non-empty JSON object of UNetMotionModel config keys")
+        if video_grid is not None or mode != "cmcpe":
+            raise UsageError("--video-unet-config keeps the source's connectors: it does not go with --video-grid "
+                             "or --mode")
     if from_bundle is not None:
         from avcli.models.bundle import load_bundle
-        from avcli.models.joint import rejoin
+        from avcli.models.joint import rejoin, with_fresh_video_unet
 
         try:
-            fresh = rejoin(load_bundle(from_bundle), mode, **overrides)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+            source = load_bundle(from_bundle)
+            if video_unet_config is not None:
+                fresh = with_fresh_video_unet(source, unet_overrides)
+            else:
+                fresh = rejoin(source, mode, **overrides)
+        except (ValueError, TypeError) as exc:
+            raise UsageError(f"{from_bundle}: {exc}") from None
         save_bundle(fresh, output)
-        stdout.print(f"created {output} (bases of {from_bundle}, fresh {mode} blocks)")
+        what = "a fresh video U-Net" if video_unet_config is not None else f"fresh {mode} blocks"
+        stdout.print(f"created {output} (bases of {from_bundle}, {what})")
         return
     try:
         model = JointModel(manifest)

@@ -197,3 +197,23 @@ def rejoin(model: JointModel, mode: str | None = None, **joint_overrides) -> Joi
     if getattr(model, "bundle_path", None) is not None:  # where its tokenizer folders are, for save_bundle
         fresh.bundle_path = model.bundle_path
     return fresh.eval()
+
+
+def with_fresh_video_unet(model: JointModel, overrides: dict) -> JointModel:
+    """The same bundle with a fresh video U-Net (its base and its cross-modal blocks, zero-output) whose config is
+    the old one updated by `overrides` (e.g. {"block_out_channels": [64, 128]}): the VAEs, vocoder, text encoders,
+    the audio U-Net with its cross-modal blocks and both connectors keep their trained weights. The connectors read
+    latents, not U-Net features, so the audio side is untouched by the change; train the new video U-Net with
+    `train unet-video`, then its cross-modal blocks with `train joint --train-side video`."""
+    import copy
+
+    manifest = copy.deepcopy(model.manifest)
+    manifest["components"]["video_unet"]["config"].update(overrides)
+    fresh = JointModel(manifest)
+    kept = {k: v for k, v in model.state_dict().items() if not k.startswith("video_unet.")}
+    missing, unexpected = fresh.load_state_dict(kept, strict=False)
+    if unexpected or any(not k.startswith("video_unet.") for k in missing):  # pragma: no cover - a model change
+        raise ValueError(f"state does not carry over: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    if getattr(model, "bundle_path", None) is not None:  # where its tokenizer folders are, for save_bundle
+        fresh.bundle_path = model.bundle_path
+    return fresh.eval()
