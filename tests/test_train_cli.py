@@ -355,7 +355,8 @@ def test_init_with_a_fresh_wider_video_unet_keeps_everything_else(tiny_bundle, t
     assert joint.shape == x.shape and torch.equal(joint, base)  # fresh cross-modal blocks add nothing yet
     res = _train("unet-video", out, tiny_data, tmp_path / "w", 2)
     assert res.exit_code == 0, res.output
-    for bad in (["--video-unet-config", "{not json"], ["--video-unet-config", "[]"]):
+    for bad in (["--video-unet-config", "{not json"], ["--video-unet-config", "[]"],
+                ["--video-unet-config", '{"bogus_key": 3}']):
         res = runner.invoke(app, ["train", "init", "--from-bundle", str(tiny_bundle), "-o", str(tmp_path / "x"), *bad])
         assert isinstance(res.exception, UsageError), res.output
     res = runner.invoke(app, ["train", "init", "-o", str(tmp_path / "y"), "--video-unet-config", "{\"a\": 1}"])

@@ -91,6 +91,13 @@ def init_cmd(
             raise UsageError(f"--video-unet-config: not JSON ({exc.msg})") from None
         if not isinstance(unet_overrides, dict) or not unet_overrides:
             raise UsageError("--video-unet-config must be a non-empty JSON object of UNetMotionModel config keys")
+        import inspect
+
+        from diffusers import UNetMotionModel
+
+        unknown = sorted(set(unet_overrides) - set(inspect.signature(UNetMotionModel.__init__).parameters) - {"self"})
+        if unknown:  # diffusers would drop them with a warning and write them into the manifest
+            raise UsageError(f"--video-unet-config: not a UNetMotionModel config key: {', '.join(unknown)}")
         if video_grid is not None or mode != "cmcpe":
             raise UsageError("--video-unet-config keeps the source's connectors: it does not go with --video-grid "
                              "or --mode")
