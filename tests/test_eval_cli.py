@@ -82,6 +82,32 @@ def test_eval_json_and_metric_selection(folders):
     assert data["summary"]["av_align_official"]["mean"] == pytest.approx(0.5)
 
 
+def test_eval_reads_every_container_and_pairs_references_by_stem(folders, tmp_path):
+    """Generated clips as AVI (MPEG-4 Part 2, PCM) and Matroska, real clips as the mp4s: read, paired by stem, and
+    scored like the mp4s they were made from (a broken reader would drop them or score the late one as aligned)."""
+    import imageio_ffmpeg
+
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    for src, dst, codec in (("clip_00000.mp4", "clip_00000.avi", ["-c:v", "mpeg4", "-q:v", "2", "-c:a", "pcm_s16le"]),
+                            ("clip_00001.mp4", "clip_00001.mkv", ["-c:v", "libx264", "-c:a", "pcm_s16le"])):
+        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(folders / "gen" / src), *codec,
+                        str(gen / dst)], check=True)
+    (gen / "notes.txt").write_text("not a clip")
+    truth = tmp_path / "events.jsonl"
+    times = (np.array(EVENTS) / FPS).tolist()
+    truth.write_text("".join(json.dumps({"file": n, "events": times}) + "\n" for n in ("clip_00000.avi", "clip_00001.mkv")))
+    out = tmp_path / "scores.csv"
+    r = CliRunner().invoke(app, ["eval", str(gen), "--reference", str(folders / "ref"), "--truth", str(truth),
+                                 "--metrics", "av_align,onsets,aa_align", "--csv", str(out)])
+    assert r.exit_code == 0, r.output
+    rows = {row["file"]: row for row in csv.DictReader(out.open())}
+    assert set(rows) == {"clip_00000.avi", "clip_00001.mkv"}
+    good, late = rows["clip_00000.avi"], rows["clip_00001.mkv"]
+    assert float(good["onset_f1"]) == 1.0 and float(late["onset_f1"]) == 0.0
+    assert float(good["aa_align"]) == 1.0 and float(late["aa_align"]) == 0.0  # the stem-paired mp4 references
+
+
 def _usage_error(result, text=""):
     # CliRunner sees the raw exception; avcli.cli.main.run turns it into one line and its exit code
     assert isinstance(result.exception, UsageError), result.output
@@ -92,7 +118,7 @@ def test_eval_usage_errors(tmp_path, folders):
     runner = CliRunner()
     empty = tmp_path / "empty"
     empty.mkdir()
-    _usage_error(runner.invoke(app, ["eval", str(empty)]), "no .mp4 files")
+    _usage_error(runner.invoke(app, ["eval", str(empty)]), "no video files")
     _usage_error(runner.invoke(app, ["eval", str(tmp_path / "missing")]), "not a directory")
     _usage_error(runner.invoke(app, ["eval", str(folders / "gen"), "--metrics", "aa_align"]), "--reference")
     _usage_error(runner.invoke(app, ["eval", str(folders / "gen"), "--variant", "nope"]), "--variant")
@@ -101,7 +127,7 @@ def test_eval_usage_errors(tmp_path, folders):
 def test_empty_folder_exits_2_with_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "avcli", "eval", str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 2
-    assert "no .mp4 files" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert "no video files" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_fit_adherence_trains_saves_and_scores(tmp_path):

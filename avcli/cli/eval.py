@@ -14,7 +14,7 @@ from avcli.cli.common import console, print_json, stdout, warn
 from avcli.errors import UsageError
 
 HELP = (
-    "Score every *.mp4 in GENERATED_DIR (audio from the mp4, or a same-stem .wav): AV-Align (seed000, official, "
+    "Score every video file in GENERATED_DIR (mp4 mov mkv webm avi m4v mpg mpeg; audio from the file's own track, or a same-stem .wav): AV-Align (seed000, official, "
     "legacy variants), AA-Align, beat hit rate (+-100/500 ms), onset accuracy vs ground-truth events, Fréchet "
     "distances on offline features (FD-logmel, FD-colourflow; not FAD/FVD), caption adherence, and seed 002's "
     "RelSync / AlignSync.\n\n"
@@ -77,9 +77,9 @@ def _fmt(x: float) -> str:
 
 
 def eval_cmd(
-    generated_dir: Path = typer.Argument(..., help="Folder with the generated .mp4 files."),
+    generated_dir: Path = typer.Argument(..., help="Folder with the generated video files (.mp4 and the other containers foley reads)."),
     reference: Path = typer.Option(None, "--reference", "-r",
-                                   help="Folder of real clips paired by file name (.mp4 or .wav)."),
+                                   help="Folder of real clips paired by file name (the same name, a same-stem .wav, or a same-stem video in any container)."),
     truth: Path = typer.Option(None, "--truth",
                                help="events.jsonl: one JSON object per line with file and events (seconds)."),
     metrics: str = typer.Option(None, "--metrics",

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from avcli.errors import UsageError
+from avcli.media.container import VIDEO_EXTS
 
 METRICS = ("av_align", "aa_align", "beats", "onsets", "fd", "adherence", "relsync", "alignsync", "contact", "floor")
 NEEDS_REFERENCE = ("aa_align", "beats", "fd", "relsync", "alignsync")
@@ -52,13 +53,18 @@ class EvalResult:
         return out
 
 
+def is_video(path: Path) -> bool:
+    """A video file by its name (the containers foley reads: mp4 mov mkv webm avi m4v mpg mpeg)."""
+    return path.suffix.lower() in VIDEO_EXTS
+
+
 def list_clips(folder) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
-        raise UsageError(f"{folder}: not a directory (give the folder holding the generated .mp4 files)")
-    clips = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".mp4" and p.is_file())
+        raise UsageError(f"{folder}: not a directory (give the folder holding the generated video files)")
+    clips = sorted(p for p in folder.iterdir() if is_video(p) and p.is_file() and not p.name.startswith("."))
     if not clips:
-        raise UsageError(f"{folder}: no .mp4 files to evaluate")
+        raise UsageError(f"{folder}: no video files ({', '.join(e[1:] for e in VIDEO_EXTS)}) to evaluate")
     return clips
 
 
@@ -87,7 +93,7 @@ def load_captions(folder) -> dict[str, str]:
 
 
 def read_clip_audio(clip: Path) -> tuple[np.ndarray, int]:
-    """Audio of a clip as float32 (N,) and its rate: a same-stem .wav wins over the mp4's own track.
+    """Audio of a clip as float32 (N,) and its rate: a same-stem .wav wins over the clip's own track.
 
     A clip without audio gives one second of silence at 16 kHz (metrics then warn about missing onsets)."""
     wav = clip.with_suffix(".wav")
@@ -111,7 +117,10 @@ def read_clip_frames(clip: Path, fps: float) -> np.ndarray:
 
 
 def find_reference(ref_dir: Path, clip: Path) -> Path | None:
-    for cand in (ref_dir / clip.name, ref_dir / f"{clip.stem}.wav"):
+    """The real clip paired with `clip`: the same file name, else a same-stem .wav, else a same-stem video in any
+    container (a foley output clip.mp4 against its source clip.avi)."""
+    for cand in (ref_dir / clip.name, ref_dir / f"{clip.stem}.wav",
+                 *(ref_dir / f"{clip.stem}{e}" for e in VIDEO_EXTS)):
         if cand.is_file():
             return cand
     return None
@@ -129,12 +138,12 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
 
 
 def _ref_audio(ref: Path) -> tuple[np.ndarray, int]:
-    return read_clip_audio(ref) if ref.suffix.lower() == ".mp4" else read_wav(ref)
+    return read_clip_audio(ref) if is_video(ref) else read_wav(ref)
 
 
 def evaluate_folder(gen_dir, cfg: EvalConfig, reference=None, truth=None, adherence_model=None,
                     on_file=None, sync_model=None) -> EvalResult:
-    """Compute per-file metrics for every *.mp4 in gen_dir. `on_file(name)` is called before each file."""
+    """Compute per-file metrics for every video file in gen_dir. `on_file(name)` is called before each file."""
     from avcli.metrics import (aa_align, audio_onsets, beat_hit_rate, beat_times, impact_onsets, onset_accuracy,
                                video_peaks)
     from avcli.metrics.av_align import SCORERS
@@ -194,12 +203,12 @@ def evaluate_folder(gen_dir, cfg: EvalConfig, reference=None, truth=None, adhere
                     row["logmel_l2"] = float(np.linalg.norm(fa - ra))
                     feats["gen_a"].append(fa)
                     feats["ref_a"].append(ra)
-                    if ref.suffix.lower() == ".mp4":
+                    if is_video(ref):
                         fv, rv = video_features(frames), video_features(read_clip_frames(ref, cfg.fps))
                         row["colourflow_l2"] = float(np.linalg.norm(fv - rv))
                         feats["gen_v"].append(fv)
                         feats["ref_v"].append(rv)
-            if ({"relsync", "alignsync"} & set(cfg.metrics)) and ref is not None and ref.suffix.lower() == ".mp4":
+            if ({"relsync", "alignsync"} & set(cfg.metrics)) and ref is not None and is_video(ref):
                 from avcli.metrics.sync import align_sync, clip_data, rel_sync
 
                 ref_a, ref_v, ref_frames = clip_data(ref)  # the audio the video was made for, and the real video

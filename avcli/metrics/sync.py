@@ -232,10 +232,11 @@ def fit_from_folder(folder, steps: int = 1500, holdout: float = 0.1, on_file=Non
     """Train on the clips of a folder (the last `holdout` share held out): the sync classifier (held-out shift
     accuracy) and, with `align_steps` > 0, the image-audio model for AlignSync (held-out audio -> image retrieval)."""
     from avcli.metrics import image_audio
+    from avcli.metrics.evaluate import is_video
     folder = Path(folder)
-    clips = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".mp4") if folder.is_dir() else []
+    clips = sorted(p for p in folder.iterdir() if is_video(p) and p.is_file()) if folder.is_dir() else []
     if len(clips) < 4:
-        raise UsageError(f"{folder}: --fit-sync needs a folder of at least 4 .mp4 clips")
+        raise UsageError(f"{folder}: --fit-sync needs a folder of at least 4 video clips")
     feats, pictures = [], []
     for c in clips:
         if on_file:
