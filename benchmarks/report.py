@@ -41,6 +41,10 @@ from the JSON files in benchmarks/results/ (nothing is typed by hand, so the REA
               quality_heldout_ag*.json (seed 002's audio guidance on the picture lowered, eleventh session)
     adherenceconfusion benchmarks/results/adherence_confusion.json (benchmarks/adherence_confusion.py)
     colourframes benchmarks/results/colour_frames.json (benchmarks/colour_frames.py: colour per clip and per frame)
+    colourframesvae benchmarks/results/colour_frames_vae_whole.json (the same with the video VAE fine-tuned whole)
+    colourgen12 quality_heldout_vgi08.json + quality_heldout_picture_without_sound.json
+              + quality_heldout_wide_video_unet_64_96_6000.json + quality_heldout_unet_video1500_fg0.json
+              + quality_heldout_vae_video_whole2500*.json (colour tries, twelfth session)
     leversmaterial benchmarks/results/levers_material.json (benchmarks/levers.py --adherence-model: foley's material)
     table1v2  benchmarks/results/table1_v2.json    (benchmarks/gamma_sweep.py --xattn: seed 000's Table 1 on v2)
 
@@ -577,6 +581,18 @@ COLOUR_GEN = (("shipped (tenth session's default)", "quality_heldout_vgi08.json"
           ("+ 1500 steps of the video base U-Net alone, plain loss (the control)",
            "quality_heldout_unet_video1500_fg0.json"),
           ("+ 1500 steps of the video base U-Net alone, --foreground-boost 8", "quality_heldout_unet_video1500_fg8.json"))
+# colour tries (twelfth session): a wider video base U-Net, and the video VAE fine-tuned whole (a new latent space)
+COLOUR_GEN12 = (("shipped (tenth session's default)", "quality_heldout_vgi08.json"),
+                ("picture without sound (the video U-Net's audio features zeroed)",
+                 "quality_heldout_picture_without_sound.json"),
+                ("a fresh video base U-Net of 64/96 channels, 6000 steps (its cross-modal blocks zero: no sound)",
+                 "quality_heldout_wide_video_unet_64_96_6000.json"),
+                ("+ 1500 steps of the video base U-Net alone, plain loss (the eleventh session's control)",
+                 "quality_heldout_unet_video1500_fg0.json"),
+                ("the video VAE fine-tuned whole (encoder too, 2500 steps), U-Nets as shipped",
+                 "quality_heldout_vae_video_whole2500.json"),
+                ("that VAE + 1500 steps of the video base U-Net alone",
+                 "quality_heldout_vae_video_whole2500_unet_video1500.json"))
 # audio-side legs measured with the tenth session's sampling default, against the shipped bundle
 VD_GEN = (("shipped (tenth session's default: guidance over the picture on the noisier 80 %)", "quality.json"),
           ("the ninth session's seed-11 leg (+ 400 joint steps on the audio side), same default",
@@ -801,13 +817,13 @@ def adherence_confusion_section(res: dict) -> str:
             f"(`benchmarks/results/adherence_confusion.json`).\n\n" + "\n\n".join(parts) + "\n")
 
 
-def colour_frames_section(res: dict) -> str:
+def colour_frames_section(res: dict, name: str = "colour_frames.json") -> str:
     """benchmarks/colour_frames.py: colour adherence per clip and frame by frame, per folder of clips."""
     rows = [[r["name"], str(r["clips"]), f"{r['colour_clips']:.0%}", f"{r['colour_frames']:.1%}", str(r["frames"])]
             for r in res["rows"]]
     return (f"The colour classifier on whole clips (the quality table's column) and on each frame's own moving pixels "
             f"(`avgen eval`'s `colour_frames_ok`). Produced by `{res['command']}` "
-            f"(`benchmarks/results/colour_frames.json`).\n\n"
+            f"(`benchmarks/results/{name}`).\n\n"
             + _table(["clips", "n", "colour (clips)", "colour (frames)", "frames read"], rows) + "\n")
 
 
@@ -1074,7 +1090,8 @@ def main() -> None:
     for marker, name, section in (("guidanceintervalheldout", "guidance_interval_heldout.json",
                                    guidance_interval_section),
                                   ("videoguidancegenerate", "video_guidance_generate.json", guidance_interval_section),
-                                  ("videoguidancecost", "video_guidance_cost.json", guidance_cost_section)):
+                                  ("videoguidancecost", "video_guidance_cost.json", guidance_cost_section),
+                                  ("colourframesvae", "colour_frames_vae_whole.json", colour_frames_section)):
         if (RESULTS / name).exists() and f"<!-- {marker}:begin -->" in text:  # these name their file in the text
             text = replace_section(text, marker, section(json.loads((RESULTS / name).read_text()), name))
     shipped, v2 = RESULTS / "quality_v2_shipped.json", RESULTS / "quality_v2.json"
@@ -1099,6 +1116,7 @@ def main() -> None:
                                  ("vdgen", VD_GEN, "held-out clips"),
                                  ("agval", AG_VAL, "validation clips (`work/v2/hits-val`)"),
                                  ("colourgen", COLOUR_GEN, "held-out clips"),
+                                 ("colourgen12", COLOUR_GEN12, "held-out clips"),
                                  ("agheldout", AG_HELDOUT, "held-out clips"),
                                  ("guidanceconfirm", GUIDANCE_CONFIRM, "held-out clips")):
         if all((RESULTS / f).exists() for _, f in named) and f"<!-- {marker}:begin -->" in text:
