@@ -58,6 +58,11 @@ def test_perf_section_ratios_and_replacement(report):
     ("leversmaterial", "levers_section", ["levers_material.json"]),
     ("adherenceconfusion", "adherence_confusion_section", ["adherence_confusion.json"]),
     ("colourframes", "colour_frames_section", ["colour_frames.json"]),
+    ("colourframesvae", None, ["colour_frames_vae_whole.json"]),
+    ("colourgen12", None, ["quality_heldout_vgi08.json", "quality_heldout_picture_without_sound.json",
+                           "quality_heldout_wide_video_unet_64_96_6000.json", "quality_heldout_unet_video1500_fg0.json",
+                           "quality_heldout_vae_video_whole2500.json",
+                           "quality_heldout_vae_video_whole2500_unet_video1500.json"]),
     ("unfreezeship", None, ["quality_2026-12-05.json", "quality_2026-12-06.json"]),
     ("shipboth", None, ["quality_2026-12-06.json", "quality_unfreeze_audio1200.json", "quality_2026-12-06b.json"]),
     ("shipbothgen", None, ["quality_2026-12-06.json", "quality_unfreeze_audio1200.json",
@@ -137,7 +142,7 @@ def test_readme_quality_sections_are_what_the_committed_json_renders(report, nam
                 "sidegen": report.SIDE_GEN, "weightgen": report.WEIGHT_GEN,
                 "vgintervalval": report.VG_INTERVAL_VAL, "vgintervalheldout": report.VG_INTERVAL_HELDOUT,
                 "vdgen": report.VD_GEN, "agval": report.AG_VAL, "agheldout": report.AG_HELDOUT,
-                "colourgen": report.COLOUR_GEN}
+                "colourgen": report.COLOUR_GEN, "colourgen12": report.COLOUR_GEN12}
     rows = compare.get(name) or generate.get(name)
     if rows:
         assert [f for _, f in rows] == files  # the README renders exactly these files
@@ -153,6 +158,8 @@ def test_readme_quality_sections_are_what_the_committed_json_renders(report, nam
         text = report.guidance_interval_section(data[0], files[0])
     elif name == "videoguidancecost":
         text = report.guidance_cost_section(data[0], files[0])
+    elif name == "colourframesvae":
+        text = report.colour_frames_section(data[0], files[0])
     else:
         text = getattr(report, render)(data[0])
     assert block.group(1) == text
