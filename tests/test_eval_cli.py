@@ -83,29 +83,40 @@ def test_eval_json_and_metric_selection(folders):
 
 
 def test_eval_reads_every_container_and_pairs_references_by_stem(folders, tmp_path):
-    """Generated clips as AVI (MPEG-4 Part 2, PCM) and Matroska, real clips as the mp4s: read, paired by stem, and
-    scored like the mp4s they were made from (a broken reader would drop them or score the late one as aligned)."""
+    """Generated clips as AVI (MPEG-4 Part 2, PCM) and Matroska, real clips as the mp4s: read, paired by stem (the
+    AVI under the name `avgen foley` gives its output: clip_00000.foley.avi), and scored like the mp4s they were
+    made from (a broken reader would drop them, or pair nothing and leave aa_align out)."""
     import imageio_ffmpeg
 
     gen = tmp_path / "gen"
     gen.mkdir()
-    for src, dst, codec in (("clip_00000.mp4", "clip_00000.avi", ["-c:v", "mpeg4", "-q:v", "2", "-c:a", "pcm_s16le"]),
+    for src, dst, codec in (("clip_00000.mp4", "clip_00000.foley.avi", ["-c:v", "mpeg4", "-q:v", "2", "-c:a", "pcm_s16le"]),
                             ("clip_00001.mp4", "clip_00001.mkv", ["-c:v", "libx264", "-c:a", "pcm_s16le"])):
         subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(folders / "gen" / src), *codec,
                         str(gen / dst)], check=True)
     (gen / "notes.txt").write_text("not a clip")
     truth = tmp_path / "events.jsonl"
     times = (np.array(EVENTS) / FPS).tolist()
-    truth.write_text("".join(json.dumps({"file": n, "events": times}) + "\n" for n in ("clip_00000.avi", "clip_00001.mkv")))
+    truth.write_text("".join(json.dumps({"file": n, "events": times}) + "\n" for n in ("clip_00000.foley.avi", "clip_00001.mkv")))
     out = tmp_path / "scores.csv"
     r = CliRunner().invoke(app, ["eval", str(gen), "--reference", str(folders / "ref"), "--truth", str(truth),
                                  "--metrics", "av_align,onsets,aa_align", "--csv", str(out)])
     assert r.exit_code == 0, r.output
     rows = {row["file"]: row for row in csv.DictReader(out.open())}
-    assert set(rows) == {"clip_00000.avi", "clip_00001.mkv"}
-    good, late = rows["clip_00000.avi"], rows["clip_00001.mkv"]
+    assert set(rows) == {"clip_00000.foley.avi", "clip_00001.mkv"}
+    good, late = rows["clip_00000.foley.avi"], rows["clip_00001.mkv"]
     assert float(good["onset_f1"]) == 1.0 and float(late["onset_f1"]) == 0.0
     assert float(good["aa_align"]) == 1.0 and float(late["aa_align"]) == 0.0  # the stem-paired mp4 references
+
+
+def test_source_stem_undoes_foleys_output_names():
+    from avcli.pipelines.batch import FOLEY_TAG, output_name, source_stem
+
+    for n in (1, 3):
+        name = output_name("shot 01.take", FOLEY_TAG, n - 1, n, ".avi")
+        assert source_stem(name[: -len(".avi")], FOLEY_TAG) == "shot 01.take"
+    assert source_stem("shot.foley.x", FOLEY_TAG) == "shot.foley.x" and source_stem("foley", FOLEY_TAG) == "foley"
+    assert source_stem("shot.foleys", FOLEY_TAG) == "shot.foleys"
 
 
 def _usage_error(result, text=""):

@@ -32,9 +32,6 @@ Examples:
   avgen foley /shared/shots --out-dir /shared/foley --ray auto --report /shared/foley/report.json   (a Ray cluster)
 """
 
-TAG = "foley"
-
-
 def register(app: typer.Typer) -> None:
     app.command("foley", short_help="Video -> the same video with synchronized generated sound.",
                 help="Generate synchronized sound for real video files (the picture is copied untouched). "

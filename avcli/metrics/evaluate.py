@@ -118,9 +118,12 @@ def read_clip_frames(clip: Path, fps: float) -> np.ndarray:
 
 def find_reference(ref_dir: Path, clip: Path) -> Path | None:
     """The real clip paired with `clip`: the same file name, else a same-stem .wav, else a same-stem video in any
-    container (a foley output clip.mp4 against its source clip.avi)."""
-    for cand in (ref_dir / clip.name, ref_dir / f"{clip.stem}.wav",
-                 *(ref_dir / f"{clip.stem}{e}" for e in VIDEO_EXTS)):
+    container; for `avgen foley`'s outputs (shot.foley.mp4, shot.foley_2.mp4) the same with the source's stem
+    (shot.avi), so `avgen eval OUT --reference SHOTS` pairs each output with the shot it was made for."""
+    from avcli.pipelines.batch import FOLEY_TAG, source_stem
+
+    stems = dict.fromkeys((clip.stem, source_stem(clip.stem, FOLEY_TAG)))
+    for cand in (ref_dir / clip.name, *(ref_dir / f"{s}{e}" for s in stems for e in (".wav", *VIDEO_EXTS))):
         if cand.is_file():
             return cand
     return None

@@ -87,8 +87,16 @@ def discover_inputs(inputs: Iterable[Path], recursive: bool = False, tag: str = 
     return found
 
 
+FOLEY_TAG = "foley"  # avgen foley's outputs: shot.avi -> shot.foley.avi (output_name)
+
+
 def output_name(stem: str, tag: str, sample: int, num_samples: int, suffix: str = ".mp4") -> str:
     return f"{stem}.{tag}{suffix}" if num_samples == 1 else f"{stem}.{tag}_{sample + 1}{suffix}"
+
+
+def source_stem(stem: str, tag: str) -> str:
+    """The input's stem of an output named by `output_name` (shot.foley, shot.foley_2 -> shot); else `stem`."""
+    return re.sub(rf"\.{re.escape(tag)}(_\d+)?$", "", stem)
 
 
 def numbered(path: Path, sample: int, num_samples: int) -> Path:

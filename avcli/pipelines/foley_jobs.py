@@ -20,7 +20,7 @@ from avcli.pipelines import batch as B
 from avcli.pipelines.common import Timings
 from avcli.pipelines.pipeline import LoadSpec
 
-TAG = "foley"
+TAG = B.FOLEY_TAG
 
 
 @dataclass(frozen=True)
