@@ -107,7 +107,7 @@ def foley_material(foley: Path, into: Path, model: Path) -> float:
     out = into / "adherence.json"
     if not out.exists():
         cmd = [sys.executable, "-m", "avcli", "eval", str(foley), "--fps", "8", "--metrics", "adherence",
-               "--adherence-model", str(model), "--csv", str(into / "adherence.csv"), "--json"]
+               "--adherence-model", str(model), "--csv", str(into / "adherence.csv"), "--json", "--overwrite"]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}: {proc.stderr.strip()[-500:]}")

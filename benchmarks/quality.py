@@ -36,7 +36,7 @@ def _rows(path: Path) -> list[dict]:
 def avgen_eval(folder: Path, *args: str) -> dict:
     """`avgen eval FOLDER ... --json` in a subprocess (argument list, no shell); its summary and set metrics."""
     cmd = [sys.executable, "-m", "avcli", "eval", str(folder), "--json", "--csv", str(folder / "eval_metrics.csv"),
-           *args]
+           "--overwrite", *args]  # the folder is this benchmark's own: a re-run scores it again
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"avgen eval failed on {folder}: {proc.stderr.strip()[-500:]}")

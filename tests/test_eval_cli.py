@@ -73,6 +73,20 @@ def test_eval_writes_csv_and_table(folders):
     assert float(good["aa_align"]) == 1.0 and float(late["aa_align"]) == 0.0
 
 
+def test_eval_never_replaces_its_csv_without_overwrite(folders, tmp_path):
+    """The per-file CSV is an output like any other: an existing one is refused before any scoring, and kept."""
+    out = tmp_path / "scores.csv"
+    out.write_text("keep me")
+    r = subprocess.run([sys.executable, "-m", "avcli", "eval", str(folders / "gen"), "--metrics", "av_align",
+                        "--csv", str(out)], capture_output=True, text=True)
+    assert r.returncode == 2 and "already exists" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert out.read_text() == "keep me"
+    r = CliRunner().invoke(app, ["eval", str(folders / "gen"), "--metrics", "av_align", "--csv", str(out),
+                                 "--overwrite"])
+    assert r.exit_code == 0, r.output
+    assert {row["file"] for row in csv.DictReader(out.open())} == {"clip_00000.mp4", "clip_00001.mp4"}
+
+
 def test_eval_json_and_metric_selection(folders):
     r = CliRunner().invoke(app, ["eval", str(folders / "gen"), "--metrics", "av_align", "--variant", "official",
                                  "--json", "--csv", str(folders / "a.csv")])

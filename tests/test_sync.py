@@ -124,10 +124,11 @@ def test_eval_fit_sync_and_relsync(tmp_path):
         assert row["alignsync"] == pytest.approx(row["relsync"] * row["p_align"])
     old = tmp_path / "old.safetensors"  # no image-audio part: alignsync is refused before any clip is read
     r = CliRunner().invoke(app, ["eval", str(gen), "--reference", str(real), "--metrics", "relsync", "--fit-sync",
-                                 str(real), "--sync-model", str(old), "--sync-steps", "5", "--align-steps", "0"])
+                                 str(real), "--sync-model", str(old), "--sync-steps", "5", "--align-steps", "0",
+                                 "--overwrite"])
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(app, ["eval", str(gen), "--reference", str(real), "--metrics", "alignsync",
-                                 "--sync-model", str(old)])
+                                 "--sync-model", str(old), "--overwrite"])
     assert r.exception.exit_code == 2 and "image-audio part" in str(r.exception)
     same = CliRunner().invoke(app, ["eval", str(real), "--reference", str(real), "--metrics", "relsync",
                                     "--sync-model", str(model), "--json"])

@@ -109,8 +109,8 @@ def eval_cmd(
     sync_steps: int = typer.Option(1500, "--sync-steps", min=1, help="Training steps for --fit-sync."),
     align_steps: int = typer.Option(600, "--align-steps", min=0, help="Training steps of the image-audio model "
                                     "for --fit-sync (0: none, no AlignSync)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --adherence-model or "
-                                   "--sync-model file when fitting."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing per-file CSV, and an existing "
+                                   "--adherence-model or --sync-model file when fitting."),
 ) -> None:
     from avcli.metrics.evaluate import EvalConfig, evaluate_folder, list_clips
 
@@ -125,6 +125,9 @@ def eval_cmd(
                            sync_model is not None)
     if "alignsync" in names and fit_sync is not None and align_steps == 0:
         raise UsageError("metric alignsync needs the image-audio model: --align-steps must be > 0 with --fit-sync")
+    out = csv_path or Path(generated_dir) / "eval_metrics.csv"
+    if out.exists() and not overwrite:  # before any fitting or scoring
+        raise UsageError(f"{out}: already exists (use --overwrite to replace it, or --csv another file)")
     model = None
     if fit_adherence is not None:
         from avcli.metrics.adherence import fit_from_folder
@@ -165,7 +168,6 @@ def eval_cmd(
     with console.status("evaluating") as status:
         result = evaluate_folder(generated_dir, cfg, reference=reference, truth=truth, adherence_model=model,
                                  on_file=lambda n: status.update(f"evaluating {n}"), sync_model=sync)
-    out = csv_path or Path(generated_dir) / "eval_metrics.csv"
     _write_csv(out, result)
     for w in result.warnings:
         warn(w)
