@@ -598,7 +598,9 @@ COLOUR_GEN12 = (("shipped (tenth session's default)", "quality_heldout_vgi08.jso
                 ("+ 400 joint steps on the video side (its cross-modal blocks on the new latents)",
                  "quality_heldout_vae_video_whole2500_unet_video4500_joint_video400.json"),
                 ("the shipped networks + 1500 steps of the video base U-Net alone, green/red/yellow clips weighted 3",
-                 "quality_heldout_unet_video1500_colours_weighted3.json"))
+                 "quality_heldout_unet_video1500_colours_weighted3.json"),
+                ("the shipped video base U-Net and that control's (+ 1500 plain steps) averaged, half and half",
+                 "quality_heldout_video_unet_soup_shipped_unet_video1500.json"))
 # audio-side legs measured with the tenth session's sampling default, against the shipped bundle
 VD_GEN = (("shipped (tenth session's default: guidance over the picture on the noisier 80 %)", "quality.json"),
           ("the ninth session's seed-11 leg (+ 400 joint steps on the audio side), same default",
