@@ -15,25 +15,37 @@ import sys
 from pathlib import Path
 
 
-def average_into(base: Path, other: Path, component: str, out: Path, t: float = 0.5) -> float:
-    """Write the averaged bundle to `out` (a new folder); returns the largest weight difference of the two."""
-    from avcli.models.bundle import component_state_dicts, load_bundle, update_bundle
+AVERAGEABLE = ("video_unet", "audio_unet", "video_connector", "audio_connector", "vocoder")
 
+
+def average_into(base: Path, other: Path, component: str, out: Path, t: float = 0.5) -> float:
+    """Write the averaged bundle to `out` (a new folder, written as a hidden .part folder and renamed); returns the
+    largest weight difference of the two. Bad input raises UsageError / BundleError before anything is written."""
+    from avcli.errors import UsageError
+    from avcli.models.bundle import load_bundle, update_bundle
+
+    if component not in AVERAGEABLE:
+        raise UsageError(f"--component must be one of {', '.join(AVERAGEABLE)}, not {component!r}")
+    if not 0.0 <= t <= 1.0:
+        raise UsageError(f"--t must lie in [0, 1] (a mix, not an extrapolation), not {t}")
+    if out.exists():
+        raise UsageError(f"{out}: already exists")
     a, b = load_bundle(base), load_bundle(other)
-    sa, sb = component_state_dicts(a).get(component), component_state_dicts(b).get(component)
-    if sa is None or sb is None:
-        raise SystemExit(f"error: no component {component!r} in both bundles")
+    sa, sb = getattr(a, component).state_dict(), getattr(b, component).state_dict()
     if {k: tuple(v.shape) for k, v in sa.items()} != {k: tuple(v.shape) for k, v in sb.items()}:
-        raise SystemExit(f"error: {component} differs in architecture between the two bundles")
+        raise UsageError(f"{component} differs in architecture between {base} and {other}")
     diff = max((float((sa[k].float() - sb[k].float()).abs().max()) for k in sa if sa[k].is_floating_point()),
                default=0.0)
     mixed = {k: (1 - t) * sa[k] + t * sb[k] if sa[k].is_floating_point() else sa[k] for k in sa}
     tmp = out.with_name(f".{out.name}.part")
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(base, tmp)
-    getattr(a, component).load_state_dict(mixed)
-    update_bundle(a, tmp, [component])
-    tmp.rename(out)
+    try:
+        shutil.copytree(base, tmp)
+        getattr(a, component).load_state_dict(mixed)
+        update_bundle(a, tmp, [component])
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return diff
 
 
@@ -41,13 +53,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", type=Path, required=True)
     ap.add_argument("--other", type=Path, required=True)
-    ap.add_argument("--component", required=True, help="e.g. video_unet")
-    ap.add_argument("--t", type=float, default=0.5, help="Weight of --other (default 0.5).")
-    ap.add_argument("-o", "--output", type=Path, required=True)
+    ap.add_argument("--component", required=True, help=f"One of {', '.join(AVERAGEABLE)}.")
+    ap.add_argument("--t", type=float, default=0.5, help="Weight of --other, 0 to 1 (default 0.5).")
+    ap.add_argument("-o", "--output", type=Path, required=True, help="A new bundle folder (never replaced).")
     args = ap.parse_args()
-    if args.output.exists():
-        sys.exit(f"error: {args.output} already exists")
-    diff = average_into(args.base, args.other, args.component, args.output, args.t)
+    from avcli.errors import AvgenError
+
+    try:
+        diff = average_into(args.base, args.other, args.component, args.output, args.t)
+    except AvgenError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
     print(f"wrote {args.output} ({args.component}: largest weight difference {diff:.4g})")
 
 

@@ -34,3 +34,30 @@ def test_soup_is_the_mean_of_one_component_and_keeps_the_rest(tiny_bundle, tmp_p
     for k, v in base["audio_unet"].items():
         assert torch.equal(soup["audio_unet"][k], v), k
     assert not (tmp_path / ".soup.part").exists()
+
+
+@pytest.mark.parametrize("kw, msg", [({"component": "video_vae_encoder"}, "--component"), ({"t": 1.5}, "--t"),
+                                     ({"out": "exists"}, "already exists")])
+def test_bad_input_is_refused_before_anything_is_written(tiny_bundle, tmp_path, kw, msg):
+    from avcli.errors import UsageError
+
+    out = tmp_path / "soup"
+    if kw.pop("out", None):
+        out.mkdir()
+        (out / "keep.txt").write_text("mine")
+    args = {"component": "video_unet", "t": 0.5, **kw}
+    with pytest.raises(UsageError, match=msg):
+        avg.average_into(Path(tiny_bundle), Path(tiny_bundle), args["component"], out, args["t"])
+    assert not (tmp_path / ".soup.part").exists()
+    assert not out.exists() or (out / "keep.txt").read_text() == "mine"
+
+
+def test_script_gives_one_line_and_exit_2_for_a_missing_bundle(tiny_bundle, tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "scripts" / "average_weights.py"),
+                        "--base", str(tiny_bundle), "--other", str(tmp_path / "nope"), "--component", "video_unet",
+                        "-o", str(tmp_path / "soup")], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.startswith("error:") and "Traceback" not in r.stderr
+    assert not (tmp_path / "soup").exists() and not (tmp_path / ".soup.part").exists()
