@@ -223,7 +223,7 @@ def test_die_with_parent_takes_ffmpeg_down_with_a_killed_worker(tmp_path, die):
         "import sys, time\n"
         "from avcli.media import ffmpeg as f\n"
         f"print(f.die_with_parent({die}), flush=True)\n"
-        "f._run([f.ffmpeg_exe(), '-nostdin', '-loglevel', 'error', '-re', '-f', 'lavfi', '-i',\n"
+        "f._run([f.ffmpeg_exe(), '-nostdin', '-nostats', '-loglevel', 'quiet', '-re', '-f', 'lavfi', '-i',\n"
         "        'anullsrc=r=8000:cl=mono', '-t', '30', '-f', 'null', '-'], 'x', 'run')\n")
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     kids: list[int] = []
