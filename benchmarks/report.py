@@ -601,6 +601,17 @@ COLOUR_GEN12 = (("shipped (tenth session's default)", "quality_heldout_vgi08.jso
                  "quality_heldout_unet_video1500_colours_weighted3.json"),
                 ("the shipped video base U-Net and that control's (+ 1500 plain steps) averaged, half and half",
                  "quality_heldout_video_unet_soup_shipped_unet_video1500.json"))
+# fourteenth session: the video base U-Net's continuations and their averages on 200 more validation clips
+COLOUR_VAL2 = (("shipped", "quality_val2_shipped.json"),
+               ("+ 1500 steps of the video base U-Net alone, seed 21 (the eleventh session's control)",
+                "quality_val2_unet_video1500.json"),
+               ("the shipped video base U-Net and that continuation averaged, half and half",
+                "quality_val2_video_unet_soup_shipped_unet_video1500.json"),
+               ("two continuations averaged (seeds 21 and 22, each + 1500 steps from the shipped one)",
+                "quality_val2_video_unet_soup_seeds21_22.json"),
+               ("the shipped one and both continuations, a third each",
+                "quality_val2_video_unet_soup_shipped_seeds21_22.json"))
+VAL2_CLIPS = "validation clips (`work/v2/hits-val2`: `avgen data synth --n 200 --seed 3 --impact-fps 8`)"
 # audio-side legs measured with the tenth session's sampling default, against the shipped bundle
 VD_GEN = (("shipped (tenth session's default: guidance over the picture on the noisier 80 %)", "quality.json"),
           ("the ninth session's seed-11 leg (+ 400 joint steps on the audio side), same default",
@@ -711,13 +722,13 @@ GUIDANCE_COLS = [("colour_generate", "colour", "pct"), ("material_generate", "ma
                  ("buzz_generate", "buzz", ".3f")]
 
 
-def _cells(r: dict, cols: list) -> list[str]:
-    """A sweep row's cells: "pct" columns as percentages, and "(better)" / "(worse)" where the row's
-    `beyond_noise` verdict says it moved further than the noise band."""
+def _cells(r: dict, cols: list, pct_digits: int = 0) -> list[str]:
+    """A sweep row's cells: "pct" columns as percentages (`pct_digits` decimals), and "(better)" / "(worse)" where
+    the row's `beyond_noise` verdict says it moved further than the noise band."""
     out = []
     for k, _, f in cols:
         v = r.get(k)
-        cell = "-" if v is None else (f"{v:.0%}" if f == "pct" else format(v, f))
+        cell = "-" if v is None else (f"{v:.{pct_digits}%}" if f == "pct" else format(v, f))
         verdict = (r.get("beyond_noise") or {}).get(k)
         out.append(cell + (f" ({verdict})" if verdict in ("better", "worse") else ""))
     return out
@@ -835,6 +846,25 @@ def colour_frames_section(res: dict, name: str = "colour_frames.json") -> str:
             + _table(["clips", "n", "colour (clips)", "colour (frames)", "frames read"], rows) + "\n")
 
 
+def paired_section(res: dict, name: str) -> str:
+    """benchmarks/paired_adherence.py: bundles against a base on the same clips and seeds, clip by clip."""
+    def verdict(r, col):
+        v = r.get(col)
+        if not v:
+            return "-"
+        return f"{v['base']:.1%} -> {v['other']:.1%} (+{v['wins']} / -{v['losses']}, p {v['p']:.2f})"
+    rows = []
+    for r in res["rows"]:
+        fr = r.get("colour_frames_ok")
+        rows.append([r["name"], str(r["clips"]), verdict(r, "colour_ok"), verdict(r, "material_ok"),
+                     f"{fr['diff'] * 100:+.1f} +- {fr['stderr'] * 100:.1f}" if fr else "-"])
+    return (f"Each row against **{res['base']['name']}** on the same {res.get('clips') or 'clips'} and seeds: the share "
+            f"of clips right, then the clips the row gets right that the base misses (+) and the reverse (-), with the "
+            f"exact two-sided sign test on them; and the per-clip difference in the share of frames whose colour is "
+            f"right, in points, +- its standard error. Produced by `{res['command']}` (`benchmarks/results/{name}`).\n\n"
+            + _table(["bundle", "clips", "colour", "material", "colour of the frames (points)"], rows) + "\n")
+
+
 def guidance_cost_section(res: dict, name: str = "guidance_cost.json") -> str:
     """benchmarks/guidance_cost.py: the guidance settings' time, side by side in one process."""
     iv = lambda x: f"{x[0]:g}:{x[1]:g}"  # noqa: E731
@@ -909,10 +939,11 @@ def guidance_confirm_section(rows: list[tuple[str, dict]], clips: str = "held-ou
     gs = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gs)
     out = []
+    q0 = rows[0][1]
+    digits = 1 if q0["n"] > 100 else 0  # past 100 clips a whole percent hides clips
     for name, q in rows:
         r = gs.summarize(q)
-        out.append([name] + _cells(r, GUIDANCE_COLS))
-    q0 = rows[0][1]
+        out.append([name] + _cells(r, GUIDANCE_COLS, digits))
     cmds = "; ".join(f"`{q['command']}`" for _, q in rows)
     return "\n".join([f"`avgen generate` on the {q0['n']} {clips}, the same seeds in every row. Produced by "
                       f"{cmds}.", "", _table(["setting"] + [c for _, c, _ in GUIDANCE_COLS], out)]) + "\n" + \
@@ -1099,7 +1130,9 @@ def main() -> None:
                                    guidance_interval_section),
                                   ("videoguidancegenerate", "video_guidance_generate.json", guidance_interval_section),
                                   ("videoguidancecost", "video_guidance_cost.json", guidance_cost_section),
-                                  ("colourframesvae", "colour_frames_vae_whole.json", colour_frames_section)):
+                                  ("colourframesvae", "colour_frames_vae_whole.json", colour_frames_section),
+                                  ("pairedval2", "paired_val2.json", paired_section),
+                                  ("pairedheldout", "paired_heldout.json", paired_section)):
         if (RESULTS / name).exists() and f"<!-- {marker}:begin -->" in text:  # these name their file in the text
             text = replace_section(text, marker, section(json.loads((RESULTS / name).read_text()), name))
     shipped, v2 = RESULTS / "quality_v2_shipped.json", RESULTS / "quality_v2.json"
@@ -1125,6 +1158,7 @@ def main() -> None:
                                  ("agval", AG_VAL, "validation clips (`work/v2/hits-val`)"),
                                  ("colourgen", COLOUR_GEN, "held-out clips"),
                                  ("colourgen12", COLOUR_GEN12, "held-out clips"),
+                                 ("colourval2", COLOUR_VAL2, VAL2_CLIPS),
                                  ("agheldout", AG_HELDOUT, "held-out clips"),
                                  ("guidanceconfirm", GUIDANCE_CONFIRM, "held-out clips")):
         if all((RESULTS / f).exists() for _, f in named) and f"<!-- {marker}:begin -->" in text:

@@ -59,6 +59,12 @@ def test_perf_section_ratios_and_replacement(report):
     ("adherenceconfusion", "adherence_confusion_section", ["adherence_confusion.json"]),
     ("colourframes", "colour_frames_section", ["colour_frames.json"]),
     ("colourframesvae", None, ["colour_frames_vae_whole.json"]),
+    ("pairedval2", None, ["paired_val2.json"]),
+    ("colourval2", None, ["quality_val2_shipped.json", "quality_val2_unet_video1500.json",
+                          "quality_val2_video_unet_soup_shipped_unet_video1500.json",
+                          "quality_val2_video_unet_soup_seeds21_22.json",
+                          "quality_val2_video_unet_soup_shipped_seeds21_22.json"]),
+    ("pairedheldout", None, ["paired_heldout.json"]),
     ("colourgen12", None, ["quality_heldout_vgi08.json", "quality_heldout_picture_without_sound.json",
                            "quality_heldout_wide_video_unet_64_96_6000.json", "quality_heldout_unet_video1500_fg0.json",
                            "quality_heldout_vae_video_whole2500.json",
@@ -146,7 +152,7 @@ def test_readme_quality_sections_are_what_the_committed_json_renders(report, nam
                 "sidegen": report.SIDE_GEN, "weightgen": report.WEIGHT_GEN,
                 "vgintervalval": report.VG_INTERVAL_VAL, "vgintervalheldout": report.VG_INTERVAL_HELDOUT,
                 "vdgen": report.VD_GEN, "agval": report.AG_VAL, "agheldout": report.AG_HELDOUT,
-                "colourgen": report.COLOUR_GEN, "colourgen12": report.COLOUR_GEN12}
+                "colourgen": report.COLOUR_GEN, "colourgen12": report.COLOUR_GEN12, "colourval2": report.COLOUR_VAL2}
     rows = compare.get(name) or generate.get(name)
     if rows:
         assert [f for _, f in rows] == files  # the README renders exactly these files
@@ -156,7 +162,7 @@ def test_readme_quality_sections_are_what_the_committed_json_renders(report, nam
         text = report.v2_compare_section([(n, d) for (n, _), d in zip(rows, data)])
     elif name in generate:
         clips = ("validation clips (`work/v2/hits-val`)" if name in ("cfgaudioistft", "vgintervalval", "agval")
-                 else "held-out clips")
+                 else report.VAL2_CLIPS if name == "colourval2" else "held-out clips")
         text = report.guidance_confirm_section([(n, d) for (n, _), d in zip(rows, data)], clips)
     elif name in ("guidanceintervalheldout", "videoguidancegenerate"):
         text = report.guidance_interval_section(data[0], files[0])
@@ -164,6 +170,8 @@ def test_readme_quality_sections_are_what_the_committed_json_renders(report, nam
         text = report.guidance_cost_section(data[0], files[0])
     elif name == "colourframesvae":
         text = report.colour_frames_section(data[0], files[0])
+    elif name in ("pairedval2", "pairedheldout"):
+        text = report.paired_section(data[0], files[0])
     else:
         text = getattr(report, render)(data[0])
     assert block.group(1) == text
