@@ -610,7 +610,9 @@ COLOUR_VAL2 = (("shipped", "quality_val2_shipped.json"),
                ("two continuations averaged (seeds 21 and 22, each + 1500 steps from the shipped one)",
                 "quality_val2_video_unet_soup_seeds21_22.json"),
                ("the shipped one and both continuations, a third each",
-                "quality_val2_video_unet_soup_shipped_seeds21_22.json"))
+                "quality_val2_video_unet_soup_shipped_seeds21_22.json"),
+               ("the seed-21 continuation + 1500 more steps, seed 23 (3000 in all)",
+                "quality_val2_unet_video3000.json"))
 VAL2_CLIPS = "validation clips (`work/v2/hits-val2`: `avgen data synth --n 200 --seed 3 --impact-fps 8`)"
 # audio-side legs measured with the tenth session's sampling default, against the shipped bundle
 VD_GEN = (("shipped (tenth session's default: guidance over the picture on the noisier 80 %)", "quality.json"),
