@@ -612,7 +612,9 @@ COLOUR_VAL2 = (("shipped", "quality_val2_shipped.json"),
                ("the shipped one and both continuations, a third each",
                 "quality_val2_video_unet_soup_shipped_seeds21_22.json"),
                ("the seed-21 continuation + 1500 more steps, seed 23 (3000 in all)",
-                "quality_val2_unet_video3000.json"))
+                "quality_val2_unet_video3000.json"),
+               ("shipped, --cfg-video 8 (the video's text guidance 8 where the default is 6)",
+                "quality_val2_cfg_video8.json"))
 VAL2_CLIPS = "validation clips (`work/v2/hits-val2`: `avgen data synth --n 200 --seed 3 --impact-fps 8`)"
 # audio-side legs measured with the tenth session's sampling default, against the shipped bundle
 VD_GEN = (("shipped (tenth session's default: guidance over the picture on the noisier 80 %)", "quality.json"),

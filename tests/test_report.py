@@ -64,7 +64,7 @@ def test_perf_section_ratios_and_replacement(report):
                           "quality_val2_video_unet_soup_shipped_unet_video1500.json",
                           "quality_val2_video_unet_soup_seeds21_22.json",
                           "quality_val2_video_unet_soup_shipped_seeds21_22.json",
-                          "quality_val2_unet_video3000.json"]),
+                          "quality_val2_unet_video3000.json", "quality_val2_cfg_video8.json"]),
     ("pairedheldout", None, ["paired_heldout.json"]),
     ("colourgen12", None, ["quality_heldout_vgi08.json", "quality_heldout_picture_without_sound.json",
                            "quality_heldout_wide_video_unet_64_96_6000.json", "quality_heldout_unet_video1500_fg0.json",
