@@ -600,7 +600,9 @@ COLOUR_GEN12 = (("shipped (tenth session's default)", "quality_heldout_vgi08.jso
                 ("the shipped networks + 1500 steps of the video base U-Net alone, green/red/yellow clips weighted 3",
                  "quality_heldout_unet_video1500_colours_weighted3.json"),
                 ("the shipped video base U-Net and that control's (+ 1500 plain steps) averaged, half and half",
-                 "quality_heldout_video_unet_soup_shipped_unet_video1500.json"))
+                 "quality_heldout_video_unet_soup_shipped_unet_video1500.json"),
+                ("that control (+ 1500 plain steps) with --cfg-video 8 (the fourteenth session's pick on 200 "
+                 "validation clips)", "quality_heldout_unet_video1500_cfg_video8.json"))
 # fourteenth session: the video base U-Net's continuations and their averages on 200 more validation clips
 COLOUR_VAL2 = (("shipped", "quality_val2_shipped.json"),
                ("+ 1500 steps of the video base U-Net alone, seed 21 (the eleventh session's control)",
@@ -614,7 +616,8 @@ COLOUR_VAL2 = (("shipped", "quality_val2_shipped.json"),
                ("the seed-21 continuation + 1500 more steps, seed 23 (3000 in all)",
                 "quality_val2_unet_video3000.json"),
                ("shipped, --cfg-video 8 (the video's text guidance 8 where the default is 6)",
-                "quality_val2_cfg_video8.json"))
+                "quality_val2_cfg_video8.json"),
+               ("+ 1500 steps (seed 21), --cfg-video 8", "quality_val2_unet_video1500_cfg_video8.json"))
 VAL2_CLIPS = "validation clips (`work/v2/hits-val2`: `avgen data synth --n 200 --seed 3 --impact-fps 8`)"
 # audio-side legs measured with the tenth session's sampling default, against the shipped bundle
 VD_GEN = (("shipped (tenth session's default: guidance over the picture on the noisier 80 %)", "quality.json"),
