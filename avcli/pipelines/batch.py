@@ -8,11 +8,14 @@ existing output is always a complete one.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import re
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -200,19 +203,43 @@ def mark_collisions(items: list[Item]) -> None:
             seen.setdefault(key, it.input)
 
 
-def write_report(path: Path, report: dict) -> None:
-    """Atomic JSON write (temp file in the same folder, then rename): a report on disk is always complete."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+@contextlib.contextmanager
+def _ctrl_c_deferred():
+    """Hold a Ctrl-C that arrives inside the block until the block is done, then deliver it as it would have been
+    (main thread only: Python runs signal handlers there). A batch's report is rewritten after every item, so a
+    Ctrl-C often lands inside that write; deferred, it can neither leave the temp file behind nor lose the write."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=2, default=str)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    except ValueError:  # not the main interpreter
+        yield
+        return
+    try:
+        yield
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            signal.raise_signal(signal.SIGINT)
+
+
+def write_report(path: Path, report: dict) -> None:
+    """Atomic JSON write (temp file in the same folder, then rename): a report on disk is always complete, and a
+    Ctrl-C during the write takes effect once it is done."""
+    path = Path(path)
+    with _ctrl_c_deferred():
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(report, f, indent=2, default=str)
+                f.write("\n")
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 @dataclass
