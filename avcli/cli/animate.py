@@ -50,6 +50,8 @@ def animate_cmd(
     steps: Optional[int] = typer.Option(None, min=1, help="Denoising steps (default: the bundle's)."),
     solver: Optional[str] = typer.Option(None, help="ddim or dpmpp2m (default: the bundle's)."),
     gamma: Optional[float] = typer.Option(None, help="Timestep adjustment gamma (seed 000 eq. 8); 1 = off."),
+    timestep_spacing: Optional[str] = typer.Option(None, "--timestep-spacing", metavar="SPACING",
+                                                   help="trailing, leading or linspace (default: the bundle's)."),
     cfg: Optional[float] = typer.Option(None, "--cfg", help="Classifier-free guidance for video."),
     audio_guidance: Optional[float] = typer.Option(None, "--audio-guidance", min=0.0,
                                                    help="Classifier-free audio guidance eta (seed 002): > 1 follows "
@@ -75,7 +77,7 @@ def animate_cmd(
 
     from avcli.media.ffmpeg import probe, write_video
     from avcli.pipelines.animate import AnimateRequest, check_request, first_frame_mode, window_count
-    from avcli.pipelines.common import Timings
+    from avcli.pipelines.common import Timings, parse_spacing
     from avcli.pipelines.pipeline import JointPipeline
 
     probe(audio_path)  # a missing or unreadable file is one line before the model loads
@@ -84,7 +86,7 @@ def animate_cmd(
     req = AnimateRequest(prompt=prompt, negative_prompt=negative_prompt, steps=steps, solver=solver, gamma=gamma,
                          cfg=cfg, seed=seed, start=start, duration=duration, overlap=overlap, fit=fit,
                          image=str(image) if image is not None else None, audio_guidance=audio_guidance,
-                         first_frame_steps=first_frame_steps)
+                         first_frame_steps=first_frame_steps, timestep_spacing=parse_spacing(timestep_spacing))
     timings = Timings()
     with timings.stage("load"):
         pipe = JointPipeline.from_bundle(bundle, backend=backend, device=device, precision=precision,

@@ -57,6 +57,8 @@ def foley_cmd(
                                        "since 2026-12-05, so a prompt conditions without guidance; 2.5 was the "
                                        "default before)."),
     gamma: Optional[float] = typer.Option(None, help="Timestep adjustment gamma (seed 000 eq. 8); 1 = off."),
+    timestep_spacing: Optional[str] = typer.Option(None, "--timestep-spacing", metavar="SPACING",
+                                                   help="trailing, leading or linspace (default: the bundle's)."),
     seed: int = typer.Option(0, help="Random seed; variation i uses seed + i."),
     num_samples: int = typer.Option(1, "--num-samples", min=1, max=64,
                                     help="Variations per input: <stem>.foley_1.mp4, _2, ..."),
@@ -110,13 +112,13 @@ def foley_cmd(
     from avcli.media.ffmpeg import remove_stale_parts
     from avcli.pipelines import batch as B
     from avcli.pipelines import foley_jobs as F
-    from avcli.pipelines.common import Timings
+    from avcli.pipelines.common import Timings, parse_spacing
     from avcli.pipelines.pipeline import LoadSpec
 
     inputs = list(inputs or [])
     settings = F.FoleySettings(steps, solver, cfg, gamma, overlap, fit, recon_guidance, mix, mix_gain, duck,
                                keep_audio_tracks, bit_depth, channels, sample_rate, video_codec, save_wav, save_flac,
-                               overwrite, video_guidance)
+                               overwrite, video_guidance, parse_spacing(timestep_spacing))
     F.check_options(inputs, output, out_dir, jobs, settings, duration)
     ray_opts = ray_options(ray, workers, gpus_per_worker, cpus_per_worker, retries)
     single = jobs is None and len(inputs) == 1 and not inputs[0].is_dir()
@@ -146,8 +148,7 @@ def foley_cmd(
 
     def finish(outcome: B.BatchOutcome) -> dict:
         rep = {"command": "foley", **outcome.to_dict(),
-               "settings": {**report_settings, **{k: state[k] for k in ("backend", "overlap", "video_guidance", "cfg")
-                                                  if k in state}},
+               "settings": {**report_settings, **{k: state[k] for k in F.DESCRIBED if k in state}},
                "sample_rate": state.get("sr_out"), "bundle": state.get("bundle_path"),
                "timings_s": {k: round(v, 4) for k, v in timings.stages.items()},
                "wall_s": round(time.perf_counter() - t_start, 3)}
@@ -221,7 +222,7 @@ def _local(items, todo, spec, settings, state, timings, infos, on_result, progre
 def _on_ray(items, todo, spec, settings, opts, state, on_result, progress, items_task):
     """The same items on Ray actors (one FoleyWorker each); items needing no work are settled here, as locally."""
     from avcli.pipelines import batch as B
-    from avcli.pipelines.foley_jobs import FoleyWorker, sidecar_paths
+    from avcli.pipelines.foley_jobs import DESCRIBED, FoleyWorker, sidecar_paths
     from avcli.pipelines.ray_runner import run_items_on_ray
 
     results: dict[int, B.ItemResult] = {}
@@ -245,8 +246,7 @@ def _on_ray(items, todo, spec, settings, opts, state, on_result, progress, items
                                on_status=lambda m: progress.update(items_task, description=m))
         state["ray"] = run.to_dict()
         first = next((w for w in run.workers if w.get("bundle")), {})
-        state.update({k: first[k] for k in ("bundle_path", "sr_out", "backend", "overlap", "video_guidance", "cfg")
-                      if k in first})
+        state.update({k: first[k] for k in ("bundle_path", "sr_out", *DESCRIBED) if k in first})
         outcome.interrupted = run.interrupted
     for i, it in enumerate(items):
         results.setdefault(i, B.ItemResult(str(it.input), str(it.output), B.STATUS_NOT_RUN, 0.0, "interrupted"))

@@ -83,6 +83,10 @@ def generate_cmd(
     cfg_audio_rescale: Optional[float] = typer.Option(
         None, "--cfg-audio-rescale", min=0.0, max=1.0, metavar="PHI",
         help="The same for the audio's text guidance."),
+    timestep_spacing: Optional[str] = typer.Option(
+        None, "--timestep-spacing", metavar="SPACING",
+        help="Where the steps sit among the training timesteps: trailing (the first step at the last, pure-noise "
+             "timestep), leading or linspace (diffusers' names; default: the bundle's)."),
     audio_guidance: Optional[float] = typer.Option(
         None, "--audio-guidance", min=0.0, metavar="ETA",
         help="Seed 002's audio guidance on the video U-Net: eps(no sound) + ETA (eps(sound) - eps(no sound)), so the "
@@ -127,13 +131,14 @@ def generate_cmd(
 
     if (prompt is None) == (prompts is None):
         raise UsageError("give --prompt TEXT or --prompts FILE (one of them)")
-    from avcli.pipelines.common import parse_interval
+    from avcli.pipelines.common import parse_interval, parse_spacing
 
     intervals = dict(cfg_video_interval=parse_interval(cfg_video_interval, "--cfg-video-interval"),
                      cfg_audio_interval=parse_interval(cfg_audio_interval, "--cfg-audio-interval"),
                      audio_guidance_interval=parse_interval(audio_guidance_interval, "--audio-guidance-interval"),
                      video_guidance_interval=parse_interval(video_guidance_interval, "--video-guidance-interval"),
-                     cfg_video_rescale=cfg_video_rescale, cfg_audio_rescale=cfg_audio_rescale)
+                     cfg_video_rescale=cfg_video_rescale, cfg_audio_rescale=cfg_audio_rescale,
+                     timestep_spacing=parse_spacing(timestep_spacing))
     if ray is not None and prompts is None:
         raise UsageError("--ray runs a --prompts batch; give --prompts FILE")
     if prompts is not None:

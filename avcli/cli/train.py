@@ -174,6 +174,10 @@ def finalize_cmd(
     foley_cfg_audio: Optional[float] = typer.Option(
         None, "--foley-cfg-audio", min=1.0, metavar="SCALE",
         help="foley's default --cfg (its text guidance with --prompt, every step); unset, foley takes --cfg-audio."),
+    timestep_spacing: Optional[str] = typer.Option(
+        None, "--timestep-spacing", metavar="SPACING",
+        help="Where the sampling steps sit among the training timesteps: trailing, leading or linspace (every "
+             "task); unset, the video schedule's."),
     noise_fill: Optional[str] = typer.Option(
         None, "--noise-fill-below-dbfs",
         help="Replace the vocoder's output in frames quieter than this (dBFS, e.g. -40) by noise of the mel's "
@@ -192,7 +196,7 @@ def finalize_cmd(
     from avcli.cli.common import human_size
     from avcli.errors import UsageError
     from avcli.models.bundle import load_bundle, save_bundle
-    from avcli.pipelines.common import parse_interval
+    from avcli.pipelines.common import parse_interval, parse_spacing
     from avcli.training.stages import shipping_manifest
 
     intervals = dict(cfg_video_interval=parse_interval(cfg_video_interval, "--cfg-video-interval"),
@@ -220,7 +224,8 @@ def finalize_cmd(
                               audio_guidance=audio_guidance,
                               video_guidance=video_guidance, foley_video_guidance=foley_video_guidance,
                               cfg_video_rescale=cfg_video_rescale, cfg_audio_rescale=cfg_audio_rescale,
-                              foley_cfg_audio=foley_cfg_audio, **intervals)
+                              foley_cfg_audio=foley_cfg_audio, timestep_spacing=parse_spacing(timestep_spacing),
+                              **intervals)
     out = save_bundle(model, output, dtype=dtype, extra=extra)
     size = sum(f.stat().st_size for f in out.iterdir())
     stdout.print(f"wrote {out} ({human_size(size)}, {dtype})")

@@ -181,7 +181,8 @@ def animate(pipe, audio_path, req: AnimateRequest, on_step: Callable[[int, int],
     total_frames = max(1, int(round(seconds * fps)))
     cfg = sampler_config(pipe.manifest, steps=req.steps, solver=req.solver, gamma=req.gamma, cfg_video=req.cfg,
                          audio_guidance=audio_guidance(pipe.manifest, req),
-                         audio_guidance_interval=(0.0, 1.0))  # generate's interval is not animate's: eta on every step
+                         audio_guidance_interval=(0.0, 1.0),  # generate's interval is not animate's: eta on every step
+                         timestep_spacing=req.timestep_spacing)
     with timings.stage("decode-audio"):
         wav = read_audio(audio_path, sr, req.start, seconds, required=True)  # the model's view (mono, its rate)
         orig_sr = info.audio_sample_rate or sr

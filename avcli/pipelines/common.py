@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -16,8 +16,8 @@ import torch
 from avcli.errors import UsageError
 from avcli.manifest import manifest_of
 from avcli.pipelines.text import PromptEncoder  # noqa: F401  (re-exported)
-from avcli.sampling.joint import ModalitySpec, SamplerConfig
-from avcli.sampling.schedules import NoiseSchedule, global_timesteps, local_timesteps
+from avcli.sampling.joint import ModalitySpec, SamplerConfig, config_timesteps
+from avcli.sampling.schedules import SPACINGS, NoiseSchedule, local_timesteps
 from export.geometry import Geometry, geometry
 
 TORCH_COMPONENTS = ("text_encoder_video", "text_encoder_audio", "video_connector", "audio_connector", "video_unet",
@@ -40,6 +40,7 @@ class WindowedRequest:
     duration: float | None = None  # seconds of the input (default: to the end)
     overlap: float | None = None  # seconds shared by consecutive windows (None: 1 s, at most half a window)
     fit: str = "crop"  # how a picture (animate's first frame, foley's frames) meets the bundle's frame size
+    timestep_spacing: str | None = None  # leading / trailing / linspace (None: the bundle's)
 
 
 @dataclass
@@ -83,9 +84,9 @@ def sampler_config(source, **overrides) -> SamplerConfig:
         # refused here, a usage error before sampling, not an internal error in the first step
         sv, sa = (NoiseSchedule.from_dict(m[k]["schedule"]) for k in ("video", "audio"))
         T = max(sv.num_train_timesteps, sa.num_train_timesteps)
-        local_timesteps(global_timesteps(cfg.steps, T, sv.timestep_spacing, sv.steps_offset), T,
+        local_timesteps(config_timesteps(cfg, sv, T), T,
                         sv.num_train_timesteps, sa.num_train_timesteps, cfg.gamma)
-        return cfg
+        return replace(cfg, timestep_spacing=cfg.timestep_spacing or sv.timestep_spacing)  # says what runs
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
@@ -103,6 +104,13 @@ def parse_interval(text: str | None, flag: str) -> tuple[float, float] | None:
     if not 0.0 <= lo <= hi <= 1.0:
         raise UsageError(f"{flag} needs 0 <= START <= END <= 1; got {text!r}")
     return lo, hi
+
+
+def parse_spacing(text: str | None) -> str | None:
+    """--timestep-spacing's value checked before anything loads: None stays None."""
+    if text is not None and text not in SPACINGS:
+        raise UsageError(f"--timestep-spacing must be one of {', '.join(SPACINGS)}; got {text!r}")
+    return text
 
 
 def resolve_geometry(source, duration: float | None, fps: float | None) -> Geometry:

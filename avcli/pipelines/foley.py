@@ -107,7 +107,8 @@ def foley(pipe, video_path, req: FoleyRequest, on_step: Callable[[int, int], Non
                          cfg_audio=foley_cfg_audio(pipe.manifest, req), recon_guidance=req.recon_guidance,
                          video_guidance=foley_video_guidance(pipe.manifest, req),
                          # generate's intervals and rescale are not foley's: every step, plain guidance
-                         video_guidance_interval=(0.0, 1.0), cfg_audio_interval=(0.0, 1.0), cfg_audio_rescale=0.0)
+                         video_guidance_interval=(0.0, 1.0), cfg_audio_interval=(0.0, 1.0), cfg_audio_rescale=0.0,
+                         timestep_spacing=req.timestep_spacing)
     with timings.stage("text"):
         text = pipe.prompts.conditioning([req.prompt], [req.negative_prompt])
     vspec, aspec = modality_specs(pipe.manifest, geo)

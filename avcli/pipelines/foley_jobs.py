@@ -23,6 +23,10 @@ from avcli.pipelines.pipeline import LoadSpec
 TAG = B.FOLEY_TAG
 
 
+# the settings a worker resolves against its bundle (FoleyWorker.describe), reported as what ran
+DESCRIBED = ("backend", "overlap", "video_guidance", "cfg", "timestep_spacing")
+
+
 @dataclass(frozen=True)
 class FoleySettings:
     """Everything a batch shares (plain data: it travels to Ray workers): sampling knobs and output shaping."""
@@ -46,6 +50,7 @@ class FoleySettings:
     save_flac: bool = False
     overwrite: bool = False
     video_guidance: float | None = None  # seed 004's guidance over the visual condition (None: the bundle's)
+    timestep_spacing: str | None = None  # None: the bundle's
 
 
 def check_options(inputs, output, out_dir, jobs, settings: FoleySettings, duration) -> None:
@@ -241,7 +246,7 @@ class FoleyWorker:
         return FoleyRequest(prompt=it.prompt, negative_prompt=it.negative_prompt, steps=s.steps, solver=s.solver,
                             gamma=s.gamma, cfg=s.cfg, seed=it.seed + it.sample, overlap=self.overlap, fit=s.fit,
                             start=it.start, duration=it.duration, recon_guidance=s.recon_guidance,
-                            video_guidance=s.video_guidance)
+                            video_guidance=s.video_guidance, timestep_spacing=s.timestep_spacing)
 
     def total_steps(self, info, it: B.Item) -> int | None:
         """Denoising steps this item will take (windows x steps), for a progress bar; None when unknown."""
@@ -294,9 +299,12 @@ class FoleyWorker:
         return B.run_items(items, self.process, overwrite=self.settings.overwrite).results
 
     def describe(self) -> dict:
+        from avcli.pipelines.common import sampler_config
         from avcli.pipelines.foley import FoleyRequest, foley_cfg_audio, foley_video_guidance
 
         return {"backend": self.pipe.backend, "bundle_path": str(self.pipe.bundle_path or ""), "sr_out": self.sr_out,
                 "overlap": self.overlap, "video_guidance": foley_video_guidance(
                     self.pipe.manifest, FoleyRequest(video_guidance=self.settings.video_guidance)),
-                "cfg": foley_cfg_audio(self.pipe.manifest, FoleyRequest(cfg=self.settings.cfg))}
+                "cfg": foley_cfg_audio(self.pipe.manifest, FoleyRequest(cfg=self.settings.cfg)),
+                "timestep_spacing": sampler_config(self.pipe.manifest,
+                                                   timestep_spacing=self.settings.timestep_spacing).timestep_spacing}

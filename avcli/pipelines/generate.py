@@ -39,6 +39,7 @@ class GenerateRequest:
     video_guidance_interval: tuple[float, float] | None = None
     cfg_video_rescale: float | None = None  # guidance rescale phi on each text guidance (None: the bundle's)
     cfg_audio_rescale: float | None = None
+    timestep_spacing: str | None = None  # leading / trailing / linspace (None: the bundle's)
 
     @property
     def unconditional(self) -> bool:
@@ -85,7 +86,8 @@ def _config(pipe, req: GenerateRequest):
                          cfg_video_interval=req.cfg_video_interval, cfg_audio_interval=req.cfg_audio_interval,
                          audio_guidance=req.audio_guidance, audio_guidance_interval=req.audio_guidance_interval,
                          video_guidance=req.video_guidance, video_guidance_interval=req.video_guidance_interval,
-                         cfg_video_rescale=req.cfg_video_rescale, cfg_audio_rescale=req.cfg_audio_rescale)
+                         cfg_video_rescale=req.cfg_video_rescale, cfg_audio_rescale=req.cfg_audio_rescale,
+                         timestep_spacing=req.timestep_spacing)
     return replace(cfg, cfg_video=1.0, cfg_audio=1.0) if req.unconditional else cfg
 
 

@@ -28,7 +28,7 @@ import torch
 
 from avcli.sampling.noise import Generators
 from avcli.sampling.noise import randn as draw_noise
-from avcli.sampling.schedules import NoiseSchedule, global_timesteps, local_timesteps
+from avcli.sampling.schedules import SPACINGS, NoiseSchedule, global_timesteps, local_timesteps
 from avcli.sampling.solvers import make_solver
 
 TASKS = ("generate", "foley", "animate")
@@ -64,6 +64,11 @@ class SamplerConfig:
     # deviation (per sample), mixed in with weight phi; 0 = plain guidance. diffusers' `guidance_rescale`.
     cfg_video_rescale: float = 0.0
     cfg_audio_rescale: float = 0.0
+    # where the N steps sit among the training timesteps (diffusers' `timestep_spacing`): None = the video
+    # schedule's; "trailing" starts at the last training timestep, "leading" N-1 strides below it (Lin et al. 2024,
+    # sec. 3.3: on a schedule whose last step still holds signal, leading starts from a noise level the model never
+    # saw at pure noise)
+    timestep_spacing: str | None = None
 
     def __post_init__(self) -> None:
         if self.solver not in ("ddim", "dpmpp2m"):
@@ -80,6 +85,8 @@ class SamplerConfig:
             raise ValueError(f"audio guidance must be >= 0, got {self.audio_guidance:g}")
         if self.video_guidance < 0:
             raise ValueError(f"video guidance must be >= 0, got {self.video_guidance:g}")
+        if self.timestep_spacing is not None and self.timestep_spacing not in SPACINGS:
+            raise ValueError(f"unknown timestep spacing {self.timestep_spacing!r}; choose one of {', '.join(SPACINGS)}")
         for name in ("cfg_video_rescale", "cfg_audio_rescale"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name):g}")
@@ -107,6 +114,12 @@ class SamplerConfig:
         """Step k's video-guidance eta on the audio U-Net: 1 (off) outside video_guidance_interval."""
         lo, hi = self.video_guidance_interval
         return self.video_guidance if lo <= k / self.steps < hi else 1.0
+
+
+def config_timesteps(config: SamplerConfig, schedule: NoiseSchedule, T: int) -> list[int]:
+    """The global timestep indices a config samples on, largest first: its spacing, else the (video) schedule's."""
+    return global_timesteps(config.steps, T, config.timestep_spacing or schedule.timestep_spacing,
+                            schedule.steps_offset)
 
 
 @dataclass
@@ -266,8 +279,7 @@ def sample(
     nets = _Timed(components)
     Tv, Ta = video.schedule.num_train_timesteps, audio.schedule.num_train_timesteps
     T = global_T or max(Tv, Ta)
-    spacing = video.schedule.timestep_spacing
-    g_ts = global_timesteps(config.steps, T, spacing, video.schedule.steps_offset)
+    g_ts = config_timesteps(config, video.schedule, T)
     m_ts, n_ts = local_timesteps(g_ts, T, Tv, Ta, config.gamma)
     sv = make_solver(config.solver, video.schedule, config.eta)
     sa = make_solver(config.solver, audio.schedule, config.eta)

@@ -468,7 +468,8 @@ def shipping_manifest(manifest: dict, work: Path | None, name: str | None = None
                       video_guidance: float | None = None,
                       video_guidance_interval: tuple[float, float] | None = None,
                       foley_video_guidance: float | None = None, cfg_video_rescale: float | None = None,
-                      cfg_audio_rescale: float | None = None, foley_cfg_audio: float | None = None) -> dict:
+                      cfg_audio_rescale: float | None = None, foley_cfg_audio: float | None = None,
+                      timestep_spacing: str | None = None) -> dict:
     """The manifest keys `avgen train finalize` changes: the training record (the bundle's own, then the work
     folder's stages not already in it: a bundle trained further keeps its history) and the sampling defaults."""
     from avcli.errors import UsageError
@@ -492,7 +493,8 @@ def shipping_manifest(manifest: dict, work: Path | None, name: str | None = None
                        ("video_guidance", video_guidance),
                        ("video_guidance_interval", video_guidance_interval and list(video_guidance_interval)),
                        ("foley_video_guidance", foley_video_guidance), ("cfg_video_rescale", cfg_video_rescale),
-                       ("cfg_audio_rescale", cfg_audio_rescale), ("foley_cfg_audio", foley_cfg_audio)):
+                       ("cfg_audio_rescale", cfg_audio_rescale), ("foley_cfg_audio", foley_cfg_audio),
+                       ("timestep_spacing", timestep_spacing)):
         if value is not None:
             sampling[key] = value
     for key, value, flag, ok, what in (
