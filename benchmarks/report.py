@@ -45,6 +45,9 @@ from the JSON files in benchmarks/results/ (nothing is typed by hand, so the REA
     colourgen12 quality_heldout_vgi08.json + quality_heldout_picture_without_sound.json
               + quality_heldout_wide_video_unet_64_96_6000.json + quality_heldout_unet_video1500_fg0.json
               + quality_heldout_vae_video_whole2500*.json (colour tries, twelfth session)
+    spacingval2 / spacingheldout / spacingship  quality_val2_*trailing.json, quality_heldout_*trailing.json,
+              quality_2026-12-07.json + quality.json; pairedspacingval2 / pairedspacingheldout
+              paired_{val2,heldout}_trailing.json (trailing timestep spacing, fifteenth session)
     leversmaterial benchmarks/results/levers_material.json (benchmarks/levers.py --adherence-model: foley's material)
     table1v2  benchmarks/results/table1_v2.json    (benchmarks/gamma_sweep.py --xattn: seed 000's Table 1 on v2)
 
@@ -618,6 +621,20 @@ COLOUR_VAL2 = (("shipped", "quality_val2_shipped.json"),
                ("shipped, --cfg-video 8 (the video's text guidance 8 where the default is 6)",
                 "quality_val2_cfg_video8.json"),
                ("+ 1500 steps (seed 21), --cfg-video 8", "quality_val2_unet_video1500_cfg_video8.json"))
+# fifteenth session: where the steps sit among the training timesteps (trailing against leading)
+SPACING_VAL2 = (("shipped until 2026-12-07 (leading spacing)", "quality_val2_shipped.json"),
+                ("the same networks, trailing spacing", "quality_val2_trailing.json"),
+                ("+ 1500 steps of the video base U-Net alone, seed 21 (leading)", "quality_val2_unet_video1500.json"),
+                ("+ 1500 steps of the video base U-Net alone, trailing spacing (the pick, shipped now)",
+                 "quality_val2_unet_video1500_trailing.json"))
+SPACING_HELDOUT = (("shipped until 2026-12-07 (leading spacing)", "quality_heldout_vgi08.json"),
+                   ("the same networks, trailing spacing", "quality_heldout_trailing.json"),
+                   ("+ 1500 steps of the video base U-Net alone, seed 21 (leading)",
+                    "quality_heldout_unet_video1500_fg0.json"),
+                   ("+ 1500 steps of the video base U-Net alone, trailing spacing (shipped now)",
+                    "quality_heldout_unet_video1500_trailing.json"))
+SPACING_SHIP = (("shipped until 2026-12-07 (tenth session)", "quality_2026-12-07.json"),
+                ("+ 1500 video base steps, trailing spacing (shipped now)", "quality.json"))
 VAL2_CLIPS = "validation clips (`work/v2/hits-val2`: `avgen data synth --n 200 --seed 3 --impact-fps 8`)"
 # audio-side legs measured with the tenth session's sampling default, against the shipped bundle
 VD_GEN = (("shipped (tenth session's default: guidance over the picture on the noisier 80 %)", "quality.json"),
@@ -1139,7 +1156,9 @@ def main() -> None:
                                   ("videoguidancecost", "video_guidance_cost.json", guidance_cost_section),
                                   ("colourframesvae", "colour_frames_vae_whole.json", colour_frames_section),
                                   ("pairedval2", "paired_val2.json", paired_section),
-                                  ("pairedheldout", "paired_heldout.json", paired_section)):
+                                  ("pairedheldout", "paired_heldout.json", paired_section),
+                                  ("pairedspacingval2", "paired_val2_trailing.json", paired_section),
+                                  ("pairedspacingheldout", "paired_heldout_trailing.json", paired_section)):
         if (RESULTS / name).exists() and f"<!-- {marker}:begin -->" in text:  # these name their file in the text
             text = replace_section(text, marker, section(json.loads((RESULTS / name).read_text()), name))
     shipped, v2 = RESULTS / "quality_v2_shipped.json", RESULTS / "quality_v2.json"
@@ -1148,7 +1167,7 @@ def main() -> None:
             list(zip(V2_ROWS, [json.loads(shipped.read_text()), json.loads(v2.read_text())]))))
     for marker, named in (("shipcheck", SHIP_ROWS), ("vocodercompare", VOCODER_ROWS),
                           ("unfreezeship", UNFREEZE_ROWS), ("unfreezevideo", UNFREEZE_VIDEO_ROWS),
-                          ("shipboth", SHIP_BOTH_ROWS), ("sideship", SIDE_SHIP_ROWS)):  # bundles side by side
+                          ("shipboth", SHIP_BOTH_ROWS), ("sideship", SIDE_SHIP_ROWS), ("spacingship", SPACING_SHIP)):  # bundles side by side
         if all((RESULTS / f).exists() for _, f in named) and f"<!-- {marker}:begin -->" in text:
             text = replace_section(text, marker, v2_compare_section(
                 [(name, json.loads((RESULTS / f).read_text())) for name, f in named]))
@@ -1166,6 +1185,8 @@ def main() -> None:
                                  ("colourgen", COLOUR_GEN, "held-out clips"),
                                  ("colourgen12", COLOUR_GEN12, "held-out clips"),
                                  ("colourval2", COLOUR_VAL2, VAL2_CLIPS),
+                                 ("spacingval2", SPACING_VAL2, VAL2_CLIPS),
+                                 ("spacingheldout", SPACING_HELDOUT, "held-out clips"),
                                  ("agheldout", AG_HELDOUT, "held-out clips"),
                                  ("guidanceconfirm", GUIDANCE_CONFIRM, "held-out clips")):
         if all((RESULTS / f).exists() for _, f in named) and f"<!-- {marker}:begin -->" in text:

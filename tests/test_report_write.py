@@ -10,6 +10,15 @@ import pytest
 from avcli.pipelines import batch as B
 
 
+@pytest.fixture(autouse=True)
+def _python_ctrl_c():
+    """Python's own Ctrl-C handler for the test, whatever the runner started with: a job started in the background
+    by a shell without job control inherits SIGINT ignored, and then no Ctrl-C is raised at all."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
 def test_ctrl_c_inside_the_write_is_raised_after_it(tmp_path, monkeypatch):
     path = tmp_path / "report.json"
     B.write_report(path, {"n": 1})
