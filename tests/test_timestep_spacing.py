@@ -93,6 +93,17 @@ def test_generate_cli_reports_the_spacing_and_refuses_a_bad_one_before_loading(t
     code, _, err = run_cli(monkeypatch, capsys, *args[:-1], tmp_path / "b.mp4", "--timestep-spacing", "tailing")
     assert code == 2 and "--timestep-spacing" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "b.mp4").exists()
+    # animate and foley report the spacing that ran: the bundle's unless asked
+    for cmd in (["animate", out, "-o", tmp_path / "an.mp4"], ["foley", out, "-o", tmp_path / "fo.mp4"]):
+        code, stdout, err = run_cli(monkeypatch, capsys, *cmd, "--bundle", tiny_bundle, "--steps", "1", "--json")
+        assert code == 0, err
+        key = json.loads(stdout) if cmd[0] == "animate" else json.loads(stdout)["settings"]
+        assert key["timestep_spacing"] == "leading", cmd[0]
+        code, stdout, err = run_cli(monkeypatch, capsys, *cmd[:3], str(cmd[3]).replace(".mp4", "2.mp4"), "--bundle",
+                                    tiny_bundle, "--steps", "1", "--json", "--timestep-spacing", "trailing")
+        assert code == 0, err
+        key = json.loads(stdout) if cmd[0] == "animate" else json.loads(stdout)["settings"]
+        assert key["timestep_spacing"] == "trailing", cmd[0]
 
 
 def test_foley_and_animate_step_on_the_bundles_spacing_unless_asked(tiny_bundle, tiny_model, tmp_path):

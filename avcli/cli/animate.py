@@ -77,7 +77,7 @@ def animate_cmd(
 
     from avcli.media.ffmpeg import probe, write_video
     from avcli.pipelines.animate import AnimateRequest, check_request, first_frame_mode, window_count
-    from avcli.pipelines.common import Timings, parse_spacing
+    from avcli.pipelines.common import Timings, parse_spacing, sampler_config
     from avcli.pipelines.pipeline import JointPipeline
 
     probe(audio_path)  # a missing or unreadable file is one line before the model loads
@@ -111,7 +111,8 @@ def animate_cmd(
                "wall_s": round(wall, 3), "input": str(audio_path), "start_s": start, "duration_s": seconds,
                "image": str(image) if image else None, "fit": fit, "backend": pipe.backend,
                "first_frame": first_frame_mode(pipe.manifest, image is not None),
-               "first_frame_fit_steps": fit_steps if image else None, "audio_guidance": eta}
+               "first_frame_fit_steps": fit_steps if image else None, "audio_guidance": eta,
+               "timestep_spacing": sampler_config(pipe.manifest, timestep_spacing=req.timestep_spacing).timestep_spacing}
     if json_out:
         print_json(summary)
         return
