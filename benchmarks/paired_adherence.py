@@ -96,8 +96,11 @@ def main(argv=None) -> None:
     res = {"command": "python benchmarks/paired_adherence.py " + " ".join(shlex.quote(a) for a in
                                                                           (argv if argv is not None else sys.argv[1:])),
            "clips": args.clips, "base": {"name": base_name, "folder": str(base_dir)}, "rows": rows}
+    from avcli.media.ffmpeg import atomic_path
+
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=1) + "\n")
+    with atomic_path(args.out, overwrite=True) as tmp:  # a results file is rewritten, never left half-written
+        Path(tmp).write_text(json.dumps(res, indent=1) + "\n")
     print(f"wrote {args.out}")
 
 

@@ -73,7 +73,7 @@ def main() -> None:
                     help="that video guidance only in this part of the steps (default: bundle's)")
     ap.add_argument("--foley-video-guidance", type=float, default=None,
                     help="foley's --video-guidance (default: bundle's)")
-    ap.add_argument("--timestep-spacing", default=None, choices=("leading", "trailing", "linspace"),
+    ap.add_argument("--timestep-spacing", default=None, metavar="SPACING",
                     help="where the steps sit among the training timesteps, both sides (default: bundle's)")
     ap.add_argument("--gamma", type=float, default=None, help="timestep adjustment, both sides (default: bundle's)")
     ap.add_argument("--steps", type=int, default=None, help="sampling steps (default: the bundle's)")
@@ -92,14 +92,14 @@ def main() -> None:
     if not parts or parts - {"generate", "foley"}:
         raise SystemExit("--parts: generate,foley, generate or foley")
     gen, fol = "generate" in parts, "foley" in parts
-    from avcli.pipelines.common import parse_interval
+    from avcli.pipelines.common import parse_interval, parse_spacing
 
     intervals = dict(cfg_video_interval=parse_interval(args.cfg_video_interval, "--cfg-video-interval"),
                      cfg_audio_interval=parse_interval(args.cfg_audio_interval, "--cfg-audio-interval"),
                      cfg_video_rescale=args.cfg_video_rescale, cfg_audio_rescale=args.cfg_audio_rescale,
                      audio_guidance=args.audio_guidance,
                      audio_guidance_interval=parse_interval(args.audio_guidance_interval, "--audio-guidance-interval"),
-                     video_guidance=args.video_guidance, timestep_spacing=args.timestep_spacing,
+                     video_guidance=args.video_guidance, timestep_spacing=parse_spacing(args.timestep_spacing),
                      video_guidance_interval=parse_interval(args.video_guidance_interval, "--video-guidance-interval"))
 
     from avcli.media.ffmpeg import mux_audio, write_video
@@ -137,7 +137,8 @@ def main() -> None:
         if fol and not (foley_dir / name).exists():
             t0 = time.perf_counter()
             audio = pipe.foley(args.test / name, FoleyRequest(seed=seed, steps=args.steps, solver=args.solver,
-                                                                gamma=args.gamma, timestep_spacing=args.timestep_spacing,
+                                                                gamma=args.gamma,
+                                                                timestep_spacing=intervals["timestep_spacing"],
                                                                 video_guidance=args.foley_video_guidance)).audio
             mux_audio(args.test / name, audio, geo.sample_rate, foley_dir / name)
             seconds["foley"].append(time.perf_counter() - t0)
@@ -163,7 +164,7 @@ def main() -> None:
                        "video_guidance": cfg.video_guidance,
                        "video_guidance_interval": list(cfg.video_guidance_interval),
                        "cfg_video_rescale": cfg.cfg_video_rescale, "cfg_audio_rescale": cfg.cfg_audio_rescale,
-                       "timestep_spacing": cfg.timestep_spacing or model.manifest["video"]["schedule"]["timestep_spacing"],
+                       "timestep_spacing": cfg.timestep_spacing,
                        "foley_video_guidance": foley_video_guidance(model.manifest,
                                                                     FoleyRequest(video_guidance=args.foley_video_guidance))}
     from avcli.metrics.onsets import IMPACT_ONSET_DETECTOR

@@ -112,7 +112,8 @@ def animate_cmd(
                "image": str(image) if image else None, "fit": fit, "backend": pipe.backend,
                "first_frame": first_frame_mode(pipe.manifest, image is not None),
                "first_frame_fit_steps": fit_steps if image else None, "audio_guidance": eta,
-               "timestep_spacing": sampler_config(pipe.manifest, timestep_spacing=req.timestep_spacing).timestep_spacing}
+               "timestep_spacing": sampler_config(pipe.manifest,
+                                                  timestep_spacing=req.timestep_spacing).timestep_spacing}
     if json_out:
         print_json(summary)
         return

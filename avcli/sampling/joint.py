@@ -65,9 +65,9 @@ class SamplerConfig:
     cfg_video_rescale: float = 0.0
     cfg_audio_rescale: float = 0.0
     # where the N steps sit among the training timesteps (diffusers' `timestep_spacing`): None = the video
-    # schedule's; "trailing" starts at the last training timestep, "leading" N-1 strides below it (Lin et al. 2024,
-    # sec. 3.3: on a schedule whose last step still holds signal, leading starts from a noise level the model never
-    # saw at pure noise)
+    # schedule's; "trailing" starts at the last training timestep, the closest to pure noise; "leading" starts a
+    # stride below it, where training taught the U-Net to expect more signal than a pure-noise start holds (Lin et
+    # al. 2024, sec. 3.3)
     timestep_spacing: str | None = None
 
     def __post_init__(self) -> None:
